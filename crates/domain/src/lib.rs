@@ -1,0 +1,21 @@
+//! The shared core of Tidings: everything the REST API and the WebSocket
+//! gateway must agree on, and nothing that touches a socket.
+//!
+//! - [`names`]: usernames and topic names, parsed once at the edge.
+//! - [`model`]: the records clients see (users, topics, messages, inbox).
+//! - [`protocol`]: WebSocket client and server frames.
+//! - [`events`]: what travels on the bus between api and gateways.
+//! - [`auth`]: JWT issue/verify and password hashing.
+//! - [`store`]: the one persistence layer, on SQLite or PostgreSQL.
+//! - [`bus`]: event fan-out between processes (in-process or Redis).
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod bus;
+pub mod events;
+pub mod model;
+pub mod names;
+pub mod paging;
+pub mod protocol;
+pub mod store;
+pub mod time;

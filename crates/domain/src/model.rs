@@ -1,0 +1,148 @@
+//! The records clients see, in the exact shape PROTOCOL.md gives them.
+//!
+//! Store rows convert into these; REST bodies and WebSocket frames serialize
+//! them directly, so both surfaces show one shape.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::time::as_rfc3339;
+
+/// A user as shown to clients (never with the password hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub is_admin: bool,
+}
+
+/// Who is doing something: the subject of every authorization check and
+/// the actor of every audit entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub id: i64,
+    pub username: String,
+    pub is_admin: bool,
+}
+
+impl From<User> for Actor {
+    fn from(user: User) -> Self {
+        Self { id: user.id, username: user.username, is_admin: user.is_admin }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Topic {
+    pub id: i64,
+    pub name: String,
+    pub private: bool,
+    /// The owner's username; `null` once the owner is gone.
+    pub owner: Option<String>,
+    #[serde(with = "as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+    /// The newest message's seq (0 when empty). Not part of the REST shape.
+    #[serde(skip)]
+    pub last_seq: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Member {
+    pub username: String,
+    #[serde(with = "as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub joined_at: i64,
+}
+
+/// A stored message, before it is labelled for a reader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    pub id: i64,
+    pub channel_id: i64,
+    pub seq: i64,
+    pub sender_id: i64,
+    pub sender: String,
+    pub content: String,
+    pub created_at: i64,
+}
+
+/// A message as pushed and as listed in history: direct messages carry
+/// `"topic":"@peer"` from the reader's side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Message {
+    pub id: i64,
+    pub topic: String,
+    pub seq: i64,
+    pub from: String,
+    pub content: String,
+    #[serde(with = "as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub ts: i64,
+}
+
+impl StoredMessage {
+    pub fn labelled(&self, topic: impl Into<String>) -> Message {
+        Message {
+            id: self.id,
+            topic: topic.into(),
+            seq: self.seq,
+            from: self.sender.clone(),
+            content: self.content.clone(),
+            ts: self.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Tag {
+    pub id: i64,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Subscription {
+    pub id: i64,
+    pub user: i64,
+    pub tag: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Notification {
+    pub id: i64,
+    pub tag: i64,
+    pub message: String,
+    #[serde(with = "as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub timestamp: i64,
+    /// Position in the tag's gap-free sequence; used for delivery only.
+    #[serde(skip)]
+    pub seq: i64,
+}
+
+/// One notification in one user's inbox. Its `id` is the notification's id:
+/// a user holds each notification at most once, so the pair is the identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InboxItem {
+    pub id: i64,
+    pub notification: Notification,
+    pub is_read: bool,
+    #[serde(with = "as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEntry {
+    pub id: i64,
+    #[serde(with = "as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+    /// The acting username; `null` for the system (start-up, CLI).
+    pub actor: Option<String>,
+    pub resource: String,
+    pub resource_id: String,
+    pub action: String,
+    /// `{"field": {"old": …, "new": …}}` for each changed field.
+    #[schema(value_type = Object)]
+    pub changes: serde_json::Value,
+}

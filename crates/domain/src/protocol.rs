@@ -1,0 +1,264 @@
+//! WebSocket frames: what clients send and what the server answers.
+//!
+//! Client frames are parsed by hand from a JSON object rather than by a
+//! derived enum so that every mistake maps to the precise error code the
+//! protocol promises (`missing_field` vs `invalid_field` vs
+//! `unknown_action`) and `ref` is echoed whenever the frame carried one.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::model::{InboxItem, Message, Notification};
+use crate::names::{Target, TopicName, Username};
+use crate::paging::{Page, PageRequest};
+
+/// The inbox page size over WebSocket when the client names none.
+pub const DEFAULT_WS_PAGE_SIZE: u32 = 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadJson,
+    UnknownAction,
+    MissingField,
+    InvalidField,
+    InvalidName,
+    NotFound,
+    Forbidden,
+    NotSubscribed,
+    TooLarge,
+    RateLimited,
+    Internal,
+}
+
+/// An action a client asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientFrame {
+    Subscribe { topic: TopicName, since: Option<i64> },
+    Unsubscribe { topic: TopicName },
+    Invite { topic: TopicName, username: Username },
+    Message { target: Target, content: String },
+    NotificationsList { page: PageRequest },
+    MarkRead { id: i64 },
+    Delete { id: i64 },
+    Disconnect,
+}
+
+/// A parsed client frame with the `ref` to echo.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub reference: Option<Value>,
+    pub frame: ClientFrame,
+}
+
+/// Why a frame was refused; becomes an `error` frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub reference: Option<Value>,
+}
+
+impl FrameError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), reference: None }
+    }
+}
+
+/// Parses one text frame.
+pub fn parse(text: &str) -> Result<Request, FrameError> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| FrameError::new(ErrorCode::BadJson, format!("not valid JSON: {e}")))?;
+    let Value::Object(object) = value else {
+        return Err(FrameError::new(ErrorCode::BadJson, "a frame must be a JSON object"));
+    };
+    let fields = Fields(&object);
+    let reference = match object.get("ref") {
+        None | Some(Value::Null) => None,
+        Some(r @ (Value::String(_) | Value::Number(_))) => Some(r.clone()),
+        Some(_) => return Err(FrameError::new(ErrorCode::InvalidField, "ref must be a string or a number")),
+    };
+    let frame = parse_frame(&fields).map_err(|e| FrameError { reference: reference.clone(), ..e })?;
+    Ok(Request { reference, frame })
+}
+
+fn parse_frame(f: &Fields<'_>) -> Result<ClientFrame, FrameError> {
+    let action = match (f.0.get("action"), f.0.get("type")) {
+        (Some(Value::String(a)), _) | (None, Some(Value::String(a))) => a.as_str(),
+        (None, None) => return Err(FrameError::new(ErrorCode::MissingField, "action is required")),
+        _ => return Err(FrameError::new(ErrorCode::InvalidField, "action must be a string")),
+    };
+    Ok(match action {
+        "subscribe" | "suscribe" => ClientFrame::Subscribe { topic: f.topic()?, since: f.opt_int("since")? },
+        "unsubscribe" => ClientFrame::Unsubscribe { topic: f.topic()? },
+        "invite" => ClientFrame::Invite { topic: f.topic()?, username: f.username()? },
+        "message" => {
+            let raw = f.string("topic_name")?;
+            let target = Target::parse(raw).map_err(|e| FrameError::new(ErrorCode::InvalidName, e.to_string()))?;
+            ClientFrame::Message { target, content: f.string("content")?.to_owned() }
+        }
+        "notifications_list" => {
+            let page = PageRequest::new(f.opt_int("page")?, f.opt_int("page_size")?, DEFAULT_WS_PAGE_SIZE)
+                .map_err(|e| FrameError::new(ErrorCode::InvalidField, e.to_string()))?;
+            ClientFrame::NotificationsList { page }
+        }
+        "mark_read" | "read" => ClientFrame::MarkRead { id: f.int("id")? },
+        "delete" | "deleted" => ClientFrame::Delete { id: f.int("id")? },
+        "disconnect" => ClientFrame::Disconnect,
+        other => {
+            let shown: String = other.chars().take(64).collect();
+            return Err(FrameError::new(ErrorCode::UnknownAction, format!("unknown action {shown:?}")));
+        }
+    })
+}
+
+/// Typed access to a frame's fields with protocol error codes.
+struct Fields<'a>(&'a Map<String, Value>);
+
+impl Fields<'_> {
+    fn string(&self, name: &str) -> Result<&str, FrameError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Err(missing(name)),
+            Some(Value::String(s)) => Ok(s),
+            Some(_) => Err(FrameError::new(ErrorCode::InvalidField, format!("{name} must be a string"))),
+        }
+    }
+
+    fn opt_int(&self, name: &str) -> Result<Option<i64>, FrameError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) if n.as_i64().is_some() => Ok(n.as_i64()),
+            Some(_) => Err(FrameError::new(ErrorCode::InvalidField, format!("{name} must be an integer"))),
+        }
+    }
+
+    fn int(&self, name: &str) -> Result<i64, FrameError> {
+        self.opt_int(name)?.ok_or_else(|| missing(name))
+    }
+
+    fn topic(&self) -> Result<TopicName, FrameError> {
+        TopicName::parse(self.string("topic_name")?).map_err(|e| FrameError::new(ErrorCode::InvalidName, e.to_string()))
+    }
+
+    fn username(&self) -> Result<Username, FrameError> {
+        let raw = self.string("username")?;
+        Username::parse(raw.strip_prefix('@').unwrap_or(raw))
+            .map_err(|e| FrameError::new(ErrorCode::InvalidName, e.to_string()))
+    }
+}
+
+fn missing(name: &str) -> FrameError {
+    FrameError::new(ErrorCode::MissingField, format!("{name} is required"))
+}
+
+/// Everything the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    Welcome { user: String, session: String },
+    Subscribed { topic: String, seq: i64 },
+    Unsubscribed { topic: String },
+    Invited { topic: String, by: String },
+    Ok,
+    Ack { id: i64, topic: String, seq: i64 },
+    Message(Message),
+    Notification { id: i64, notification: Notification, is_read: bool },
+    NotificationsList { count: i64, page: u32, page_size: u32, total_pages: i64, results: Vec<InboxItem> },
+    Read { id: i64 },
+    Unread { id: i64 },
+    Delete { id: i64 },
+    Error { code: ErrorCode, message: String },
+}
+
+impl ServerFrame {
+    pub fn notification(item: InboxItem) -> Self {
+        Self::Notification { id: item.id, notification: item.notification, is_read: item.is_read }
+    }
+
+    pub fn notifications_list(page: Page<InboxItem>) -> Self {
+        Self::NotificationsList {
+            count: page.count,
+            page: page.page,
+            page_size: page.page_size,
+            total_pages: page.total_pages(),
+            results: page.results,
+        }
+    }
+
+    pub fn error(error: &FrameError) -> Self {
+        Self::Error { code: error.code, message: error.message.clone() }
+    }
+
+    /// The frame as JSON text, with `ref` echoed when given.
+    pub fn to_json(&self, reference: Option<&Value>) -> String {
+        #[derive(Serialize)]
+        struct WithRef<'a> {
+            #[serde(flatten)]
+            frame: &'a ServerFrame,
+            #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
+            reference: Option<&'a Value>,
+        }
+        serde_json::to_string(&WithRef { frame: self, reference })
+            .unwrap_or_else(|_| r#"{"type":"error","code":"internal","message":"could not encode a frame"}"#.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn code_of(text: &str) -> (ErrorCode, Option<Value>) {
+        let e = parse(text).unwrap_err();
+        (e.code, e.reference)
+    }
+
+    #[test]
+    fn parses_each_action_and_alias() {
+        let sub = parse(r#"{"action":"suscribe","topic_name":"news","since":4,"ref":7}"#).unwrap();
+        assert_eq!(sub.reference, Some(json!(7)));
+        assert!(matches!(sub.frame, ClientFrame::Subscribe { since: Some(4), .. }));
+        let list = parse(r#"{"type":"notifications_list","page":2,"page_size":5}"#).unwrap();
+        assert_eq!(list.frame, ClientFrame::NotificationsList { page: PageRequest { page: 2, page_size: 5 } });
+        assert_eq!(parse(r#"{"type":"read","id":3}"#).unwrap().frame, ClientFrame::MarkRead { id: 3 });
+        assert_eq!(parse(r#"{"type":"deleted","id":3}"#).unwrap().frame, ClientFrame::Delete { id: 3 });
+        let dm = parse(r#"{"action":"message","topic_name":"@bob","content":"hi"}"#).unwrap();
+        assert!(matches!(dm.frame, ClientFrame::Message { target: Target::User(_), .. }));
+    }
+
+    #[test]
+    fn every_mistake_has_its_code_and_keeps_ref() {
+        assert_eq!(code_of("{nope").0, ErrorCode::BadJson);
+        assert_eq!(code_of("[1]").0, ErrorCode::BadJson);
+        assert_eq!(code_of(r#"{"action":"dance","ref":"a"}"#), (ErrorCode::UnknownAction, Some(json!("a"))));
+        assert_eq!(code_of(r#"{"ref":1}"#), (ErrorCode::MissingField, Some(json!(1))));
+        assert_eq!(code_of(r#"{"action":"subscribe"}"#).0, ErrorCode::MissingField);
+        assert_eq!(code_of(r#"{"action":"subscribe","topic_name":5}"#).0, ErrorCode::InvalidField);
+        assert_eq!(code_of(r#"{"action":"subscribe","topic_name":"a b"}"#).0, ErrorCode::InvalidName);
+        assert_eq!(code_of(r#"{"action":"mark_read","id":"x"}"#).0, ErrorCode::InvalidField);
+        assert_eq!(code_of(r#"{"action":"notifications_list","page_size":1000}"#).0, ErrorCode::InvalidField);
+        assert_eq!(code_of(r#"{"action":"message","topic_name":"t"}"#).0, ErrorCode::MissingField);
+    }
+
+    #[test]
+    fn server_frames_have_the_documented_shape() {
+        let ack = ServerFrame::Ack { id: 1, topic: "news".into(), seq: 2 }.to_json(Some(&json!("r1")));
+        assert_eq!(
+            serde_json::from_str::<Value>(&ack).unwrap(),
+            json!({"type":"ack","id":1,"topic":"news","seq":2,"ref":"r1"})
+        );
+        let msg = ServerFrame::Message(Message {
+            id: 1,
+            topic: "@bob".into(),
+            seq: 1,
+            from: "bob".into(),
+            content: "hi".into(),
+            ts: 0,
+        });
+        assert_eq!(
+            serde_json::from_str::<Value>(&msg.to_json(None)).unwrap(),
+            json!({"type":"message","id":1,"topic":"@bob","seq":1,"from":"bob","content":"hi","ts":"1970-01-01T00:00:00.000Z"})
+        );
+        assert_eq!(ServerFrame::Ok.to_json(None), r#"{"type":"ok"}"#);
+    }
+}

@@ -1,0 +1,180 @@
+//! The one persistence layer, on SQLite or PostgreSQL.
+//!
+//! Both backends run the same SQL through sqlx's `Any` driver, so there is
+//! one implementation to test and no drift between two. What differs lives
+//! in `migrations/{sqlite,postgres}` and in [`Store::connect`]. SQL never
+//! leaves this module: callers get model types and [`StoreError`].
+//!
+//! SQLite allows one writer at a time; rather than retrying `SQLITE_BUSY`
+//! we give it a single-connection write pool, so writers queue in-process
+//! while readers proceed in parallel on WAL snapshots.
+
+mod audit;
+mod channels;
+mod cursors;
+mod inbox;
+mod tags;
+mod users;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, Executor};
+
+pub use audit::{AuditFilter, Changes};
+pub use channels::{ChannelKind, Membership};
+pub use cursors::Cursor;
+pub use tags::TagSubscription;
+
+type Tx<'a> = sqlx::Transaction<'a, Any>;
+
+/// Which database a [`Store`] talks to, from the scheme of its URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Result<Self, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("DATABASE_URL must start with sqlite: or postgres://")]
+    UnsupportedUrl,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Turns a unique-key violation into `Conflict(what)`; anything else stays
+/// a database error.
+fn conflict(what: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
+    move |err| match &err {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(what.to_owned())
+        }
+        _ => StoreError::Database(err),
+    }
+}
+
+/// A handle on the database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    read: AnyPool,
+    write: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects and applies pending migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let store = Self::connect_only(url, max_connections).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects without migrating (for `tidings migrate` and readiness).
+    pub async fn connect_only(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        let max_connections = max_connections.max(1);
+        match backend {
+            Backend::Postgres => {
+                let pool = pool_options(max_connections).connect_with(options(url)?).await?;
+                Ok(Self { read: pool.clone(), write: pool, backend })
+            }
+            Backend::Sqlite => {
+                let url = sqlite_url(url);
+                let write = pool_options(1)
+                    .after_connect(|conn, _| Box::pin(async move { sqlite_pragmas(conn).await }))
+                    .connect_with(options(&url)?)
+                    .await?;
+                let read = pool_options(max_connections)
+                    .after_connect(|conn, _| Box::pin(async move { sqlite_pragmas(conn).await }))
+                    .connect_with(options(&url)?)
+                    .await?;
+                Ok(Self { read, write, backend })
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let migrator = match self.backend {
+            Backend::Sqlite => sqlx::migrate!("../../migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("../../migrations/postgres"),
+        };
+        migrator.run(&self.write).await?;
+        Ok(())
+    }
+
+    /// A round trip to the database, for `/readyz`.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+fn pool_options(max_connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+}
+
+fn options(url: &str) -> Result<AnyConnectOptions, StoreError> {
+    Ok(AnyConnectOptions::from_str(url)?)
+}
+
+/// Creates the file when missing unless the URL already picks a mode.
+fn sqlite_url(url: &str) -> String {
+    if url.contains("mode=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    }
+}
+
+/// WAL lets readers run beside the writer; NORMAL sync is durable across
+/// process crashes and loses at most the last commits on power loss.
+async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    for pragma in [
+        "PRAGMA journal_mode = WAL",
+        "PRAGMA synchronous = NORMAL",
+        "PRAGMA foreign_keys = ON",
+        "PRAGMA busy_timeout = 10000",
+    ] {
+        conn.execute(pragma).await?;
+    }
+    Ok(())
+}
+
+/// Flags are stored as 0/1 (see the migrations).
+fn flag(value: bool) -> i64 {
+    i64::from(value)
+}

@@ -1,0 +1,397 @@
+//! Topics, direct conversations, memberships and messages.
+//!
+//! A topic and a direct conversation are both a *channel*: a gap-free `seq`
+//! bumped under the channel row's lock, so seqs commit in order, and one
+//! membership row per member carrying its delivery cursor. A reconnecting
+//! member's backlog is then one range scan on `messages (channel_id, seq)`.
+
+use super::audit::{Changes, record};
+use super::users::claim_name;
+use super::{Store, StoreError, conflict, flag};
+use crate::model::{Actor, Member, StoredMessage, Topic};
+use crate::names::TopicName;
+use crate::paging::{Page, PageRequest};
+use crate::time::now_millis;
+
+/// What a membership is a membership of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelKind {
+    Topic { name: String },
+    /// A direct conversation, named by the other participant.
+    Direct { peer: String },
+}
+
+/// One of a user's memberships with its delivery cursor, as the gateway
+/// needs it at connect time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    pub channel_id: i64,
+    pub kind: ChannelKind,
+    pub delivered_seq: i64,
+}
+
+impl Membership {
+    /// How this channel is named in frames sent to this member.
+    pub fn label(&self) -> String {
+        match &self.kind {
+            ChannelKind::Topic { name } => name.clone(),
+            ChannelKind::Direct { peer } => format!("@{peer}"),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct TopicRow {
+    id: i64,
+    name: String,
+    private: i64,
+    owner: Option<String>,
+    created_at: i64,
+    last_seq: i64,
+}
+
+impl From<TopicRow> for Topic {
+    fn from(r: TopicRow) -> Self {
+        Self {
+            id: r.id,
+            name: r.name,
+            private: r.private != 0,
+            owner: r.owner,
+            created_at: r.created_at,
+            last_seq: r.last_seq,
+        }
+    }
+}
+
+const TOPIC_COLUMNS: &str = "c.id, c.name, c.private, u.username AS owner, c.created_at, c.last_seq \
+     FROM channels c LEFT JOIN users u ON u.id = c.owner_id";
+
+#[derive(sqlx::FromRow)]
+struct MessageRow {
+    id: i64,
+    channel_id: i64,
+    seq: i64,
+    sender_id: i64,
+    sender: String,
+    content: String,
+    created_at: i64,
+}
+
+impl From<MessageRow> for StoredMessage {
+    fn from(r: MessageRow) -> Self {
+        Self {
+            id: r.id,
+            channel_id: r.channel_id,
+            seq: r.seq,
+            sender_id: r.sender_id,
+            sender: r.sender,
+            content: r.content,
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct MembershipRow {
+    channel_id: i64,
+    name: Option<String>,
+    peer: Option<String>,
+    delivered_seq: i64,
+}
+
+impl Store {
+    /// Creates a topic; its creator becomes its owner and first member.
+    pub async fn create_topic(
+        &self,
+        actor: &Actor,
+        name: &TopicName,
+        private: bool,
+    ) -> Result<Topic, StoreError> {
+        let now = now_millis();
+        let mut tx = self.write.begin().await?;
+        claim_name(&mut tx, name.as_str()).await?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO channels (kind, name, private, owner_id, created_at) \
+             VALUES ('topic', $1, $2, $3, $4) RETURNING id",
+        )
+        .bind(name.as_str())
+        .bind(flag(private))
+        .bind(actor.id)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(conflict("name"))?;
+        sqlx::query(
+            "INSERT INTO memberships (channel_id, user_id, joined_at, delivered_seq) \
+             VALUES ($1, $2, $3, 0)",
+        )
+        .bind(id)
+        .bind(actor.id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let changes = Changes::new().created("name", name.as_str()).created("private", private);
+        record(&mut tx, Some(actor), "topic", id, "create", changes).await?;
+        let membership = Changes::new().created("topic", name.as_str()).created("user", &actor.username);
+        record(&mut tx, Some(actor), "membership", format!("{id}:{}", actor.id), "create", membership)
+            .await?;
+        tx.commit().await?;
+        Ok(Topic {
+            id,
+            name: name.to_string(),
+            private,
+            owner: Some(actor.username.clone()),
+            created_at: now,
+            last_seq: 0,
+        })
+    }
+
+    pub async fn topic(&self, name: &str) -> Result<Option<Topic>, StoreError> {
+        let row: Option<TopicRow> = sqlx::query_as(&format!(
+            "SELECT {TOPIC_COLUMNS} WHERE c.kind = 'topic' AND c.name = $1"
+        ))
+        .bind(name)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    /// Public topics and the private ones `viewer` belongs to, by name.
+    pub async fn topics_page(&self, viewer: &Actor, page: PageRequest) -> Result<Page<Topic>, StoreError> {
+        const VISIBLE: &str = "c.kind = 'topic' AND (c.private = 0 OR EXISTS \
+             (SELECT 1 FROM memberships m WHERE m.channel_id = c.id AND m.user_id = $1))";
+        let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM channels c WHERE {VISIBLE}"))
+            .bind(viewer.id)
+            .fetch_one(&self.read)
+            .await?;
+        let rows: Vec<TopicRow> = sqlx::query_as(&format!(
+            "SELECT {TOPIC_COLUMNS} WHERE {VISIBLE} ORDER BY c.name LIMIT $2 OFFSET $3"
+        ))
+        .bind(viewer.id)
+        .bind(page.limit())
+        .bind(page.offset())
+        .fetch_all(&self.read)
+        .await?;
+        Ok(Page::new(page, count, rows.into_iter().map(Into::into).collect()))
+    }
+
+    /// Deletes a topic with its members and messages, freeing its name.
+    pub async fn delete_topic(&self, actor: &Actor, topic: &Topic) -> Result<(), StoreError> {
+        let mut tx = self.write.begin().await?;
+        let deleted = sqlx::query("DELETE FROM channels WHERE id = $1 AND kind = 'topic'")
+            .bind(topic.id)
+            .execute(&mut *tx)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("DELETE FROM names WHERE name = $1").bind(&topic.name).execute(&mut *tx).await?;
+        let changes = Changes::new().removed("name", &topic.name).removed("private", topic.private);
+        record(&mut tx, Some(actor), "topic", topic.id, "delete", changes).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn members(&self, channel_id: i64) -> Result<Vec<Member>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT u.username, m.joined_at FROM memberships m JOIN users u ON u.id = m.user_id \
+             WHERE m.channel_id = $1 ORDER BY m.joined_at, u.username",
+        )
+        .bind(channel_id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(|(username, joined_at)| Member { username, joined_at }).collect())
+    }
+
+    pub async fn is_member(&self, channel_id: i64, user_id: i64) -> Result<bool, StoreError> {
+        Ok(self.delivered_seq(channel_id, user_id).await?.is_some())
+    }
+
+    /// The member's delivery cursor, or `None` for a non-member.
+    pub async fn delivered_seq(&self, channel_id: i64, user_id: i64) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT delivered_seq FROM memberships WHERE channel_id = $1 AND user_id = $2",
+        )
+        .bind(channel_id)
+        .bind(user_id)
+        .fetch_optional(&self.read)
+        .await?)
+    }
+
+    /// Adds a member whose delivery starts after the topic's current last
+    /// message. Returns the new cursor, or `None` if already a member.
+    pub async fn join_topic(
+        &self,
+        actor: &Actor,
+        topic: &Topic,
+        user_id: i64,
+        username: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let cursor: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO memberships (channel_id, user_id, joined_at, delivered_seq) \
+             SELECT id, $2, $3, last_seq FROM channels WHERE id = $1 \
+             ON CONFLICT (channel_id, user_id) DO NOTHING RETURNING delivered_seq",
+        )
+        .bind(topic.id)
+        .bind(user_id)
+        .bind(now_millis())
+        .fetch_optional(&mut *tx)
+        .await?;
+        if cursor.is_some() {
+            let changes = Changes::new().created("topic", &topic.name).created("user", username);
+            record(&mut tx, Some(actor), "membership", format!("{}:{user_id}", topic.id), "create", changes)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(cursor)
+    }
+
+    /// Removes a member; `false` if they were not one.
+    pub async fn leave_topic(
+        &self,
+        actor: &Actor,
+        topic: &Topic,
+        user_id: i64,
+        username: &str,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let gone = sqlx::query("DELETE FROM memberships WHERE channel_id = $1 AND user_id = $2")
+            .bind(topic.id)
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            > 0;
+        if gone {
+            let changes = Changes::new().removed("topic", &topic.name).removed("user", username);
+            record(&mut tx, Some(actor), "membership", format!("{}:{user_id}", topic.id), "delete", changes)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(gone)
+    }
+
+    /// The direct conversation between two users, created with both as
+    /// members on first use.
+    pub async fn direct_channel(&self, a: i64, b: i64) -> Result<i64, StoreError> {
+        let key = format!("{}:{}", a.min(b), a.max(b));
+        let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM channels WHERE direct_key = $1")
+            .bind(&key)
+            .fetch_optional(&self.read)
+            .await?;
+        if let Some(id) = existing {
+            return Ok(id);
+        }
+        let now = now_millis();
+        let mut tx = self.write.begin().await?;
+        sqlx::query(
+            "INSERT INTO channels (kind, direct_key, private, created_at) VALUES ('direct', $1, 1, $2) \
+             ON CONFLICT (direct_key) DO NOTHING",
+        )
+        .bind(&key)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        let id: i64 = sqlx::query_scalar("SELECT id FROM channels WHERE direct_key = $1")
+            .bind(&key)
+            .fetch_one(&mut *tx)
+            .await?;
+        for user in [a, b] {
+            sqlx::query(
+                "INSERT INTO memberships (channel_id, user_id, joined_at, delivered_seq) \
+                 VALUES ($1, $2, $3, 0) ON CONFLICT (channel_id, user_id) DO NOTHING",
+            )
+            .bind(id)
+            .bind(user)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Stores a message under the channel's next seq.
+    pub async fn publish(&self, channel_id: i64, sender: &Actor, content: &str) -> Result<StoredMessage, StoreError> {
+        let now = now_millis();
+        let mut tx = self.write.begin().await?;
+        let seq: i64 = sqlx::query_scalar(
+            "UPDATE channels SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
+        )
+        .bind(channel_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO messages (channel_id, seq, sender_id, content, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(channel_id)
+        .bind(seq)
+        .bind(sender.id)
+        .bind(content)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(StoredMessage {
+            id,
+            channel_id,
+            seq,
+            sender_id: sender.id,
+            sender: sender.username.clone(),
+            content: content.to_owned(),
+            created_at: now,
+        })
+    }
+
+    /// Messages with `seq > after`, oldest first. With `skip_sender`, that
+    /// user's own messages are left out (a member is never sent its own).
+    pub async fn messages_after(
+        &self,
+        channel_id: i64,
+        after: i64,
+        limit: i64,
+        skip_sender: Option<i64>,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let rows: Vec<MessageRow> = sqlx::query_as(
+            "SELECT m.id, m.channel_id, m.seq, m.sender_id, u.username AS sender, m.content, m.created_at \
+             FROM messages m JOIN users u ON u.id = m.sender_id \
+             WHERE m.channel_id = $1 AND m.seq > $2 AND ($4 IS NULL OR m.sender_id <> $4) \
+             ORDER BY m.seq LIMIT $3",
+        )
+        .bind(channel_id)
+        .bind(after)
+        .bind(limit)
+        .bind(skip_sender)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    /// Every channel `user_id` belongs to, with its delivery cursor.
+    pub async fn memberships(&self, user_id: i64) -> Result<Vec<Membership>, StoreError> {
+        let rows: Vec<MembershipRow> = sqlx::query_as(
+            "SELECT m.channel_id, c.name, peer.username AS peer, m.delivered_seq \
+             FROM memberships m JOIN channels c ON c.id = m.channel_id \
+             LEFT JOIN memberships other ON c.kind = 'direct' AND other.channel_id = c.id AND other.user_id <> m.user_id \
+             LEFT JOIN users peer ON peer.id = other.user_id \
+             WHERE m.user_id = $1 ORDER BY m.channel_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let kind = match (r.name, r.peer) {
+                    (Some(name), _) => ChannelKind::Topic { name },
+                    (None, Some(peer)) => ChannelKind::Direct { peer },
+                    (None, None) => return None,
+                };
+                Some(Membership { channel_id: r.channel_id, kind, delivered_seq: r.delivered_seq })
+            })
+            .collect())
+    }
+}
