@@ -41,6 +41,8 @@ pub enum InboxChange {
     Read,
     Unread,
     Deleted,
+    /// Every item is read now (`id` is 0).
+    ReadAll,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

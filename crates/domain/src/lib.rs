@@ -8,6 +8,8 @@
 //! - [`auth`]: JWT issue/verify and password hashing.
 //! - [`store`]: the one persistence layer, on SQLite or PostgreSQL.
 //! - [`bus`]: event fan-out between processes (in-process or Redis).
+//! - [`service`]: the operations and their authorization rules, shared by
+//!   both surfaces.
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -17,5 +19,8 @@ pub mod model;
 pub mod names;
 pub mod paging;
 pub mod protocol;
+pub mod service;
 pub mod store;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod time;

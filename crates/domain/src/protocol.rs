@@ -167,6 +167,7 @@ pub enum ServerFrame {
     Read { id: i64 },
     Unread { id: i64 },
     Delete { id: i64 },
+    ReadAll,
     Error { code: ErrorCode, message: String },
 }
 

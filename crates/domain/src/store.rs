@@ -133,6 +133,12 @@ impl Store {
         Ok(())
     }
 
+    /// Runs one statement of administration (`CREATE DATABASE`, tests).
+    pub async fn execute_raw(&self, sql: &str) -> Result<(), StoreError> {
+        sqlx::raw_sql(sql).execute(&self.write).await?;
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.write.close().await;
         self.read.close().await;

@@ -99,6 +99,10 @@ struct MembershipRow {
     delivered_seq: i64,
 }
 
+fn direct_key(a: i64, b: i64) -> String {
+    format!("{}:{}", a.min(b), a.max(b))
+}
+
 impl Store {
     /// Creates a topic; its creator becomes its owner and first member.
     pub async fn create_topic(
@@ -272,17 +276,21 @@ impl Store {
         Ok(gone)
     }
 
+    /// The direct conversation between two users, if they ever talked.
+    pub async fn find_direct_channel(&self, a: i64, b: i64) -> Result<Option<i64>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT id FROM channels WHERE direct_key = $1")
+            .bind(direct_key(a, b))
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
     /// The direct conversation between two users, created with both as
     /// members on first use.
     pub async fn direct_channel(&self, a: i64, b: i64) -> Result<i64, StoreError> {
-        let key = format!("{}:{}", a.min(b), a.max(b));
-        let existing: Option<i64> = sqlx::query_scalar("SELECT id FROM channels WHERE direct_key = $1")
-            .bind(&key)
-            .fetch_optional(&self.read)
-            .await?;
-        if let Some(id) = existing {
+        if let Some(id) = self.find_direct_channel(a, b).await? {
             return Ok(id);
         }
+        let key = direct_key(a, b);
         let now = now_millis();
         let mut tx = self.write.begin().await?;
         sqlx::query(

@@ -1,0 +1,87 @@
+//! The operations of Tidings with their authorization rules, shared by the
+//! REST API and the WebSocket gateway so both enforce the same rules and
+//! publish the same events. Each operation: check, store, then publish.
+
+mod inbox;
+mod messages;
+mod tags;
+mod topics;
+
+use std::sync::Arc;
+
+pub use messages::Published;
+
+use crate::bus::SharedBus;
+use crate::events::Event;
+use crate::store::{Store, StoreError};
+
+/// Limits every surface applies the same way.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The largest message `content`, in bytes.
+    pub max_content_bytes: usize,
+    /// The largest history page.
+    pub max_history: i64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self { max_content_bytes: 16 * 1024, max_history: 1000 }
+    }
+}
+
+/// The store, the bus and the limits: what every operation needs.
+#[derive(Clone)]
+pub struct Core {
+    pub store: Store,
+    pub bus: SharedBus,
+    pub limits: Limits,
+}
+
+impl Core {
+    pub fn new(store: Store, bus: SharedBus, limits: Limits) -> Arc<Self> {
+        Arc::new(Self { store, bus, limits })
+    }
+
+    /// Publishes after a commit. A bus failure does not undo the change:
+    /// gateways fill gaps from the store when the bus comes back.
+    async fn announce(&self, event: Event) {
+        if let Err(err) = self.bus.publish(event).await {
+            tracing::warn!(%err, "event not published; gateways will catch up from the store");
+        }
+    }
+}
+
+/// Why an operation was refused, named by outcome; each surface maps it to
+/// its own status or error code in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("{field}: {message}")]
+    Invalid { field: &'static str, message: String },
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("not a member of {0}")]
+    NotSubscribed(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => ServiceError::NotFound("resource"),
+            StoreError::Conflict(what) => ServiceError::Conflict(what),
+            other => ServiceError::Store(other),
+        }
+    }
+}
+
+fn admin_only(actor: &crate::model::Actor) -> Result<(), ServiceError> {
+    if actor.is_admin { Ok(()) } else { Err(ServiceError::Forbidden("only an admin may do this")) }
+}

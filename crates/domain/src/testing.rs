@@ -1,0 +1,67 @@
+//! Fresh, real databases for tests (feature `test-support`): a SQLite file
+//! in a temporary directory, or a new PostgreSQL database on the server
+//! named by `TIDINGS_TEST_DATABASE_URL`.
+
+use std::ops::Deref;
+
+use crate::store::Store;
+
+/// The environment variable naming the PostgreSQL server for tests.
+pub const POSTGRES_ENV: &str = "TIDINGS_TEST_DATABASE_URL";
+
+/// A migrated store that lives as long as this value.
+pub struct TestStore {
+    pub store: Store,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Deref for TestStore {
+    type Target = Store;
+    fn deref(&self) -> &Store {
+        &self.store
+    }
+}
+
+/// Which backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    Sqlite,
+    Postgres,
+}
+
+impl TestStore {
+    /// A fresh store of `flavor`; `None` for PostgreSQL when no server is
+    /// configured (the test then reports itself skipped).
+    pub async fn fresh(flavor: Flavor) -> Option<Self> {
+        match flavor {
+            Flavor::Sqlite => Some(Self::sqlite().await),
+            Flavor::Postgres => Self::postgres().await,
+        }
+    }
+
+    pub async fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("tidings.db").display());
+        let store = Store::connect(&url, 4).await.expect("SQLite store");
+        Self { store, url, _dir: Some(dir) }
+    }
+
+    pub async fn postgres() -> Option<Self> {
+        let Ok(server) = std::env::var(POSTGRES_ENV) else {
+            eprintln!("skipped: {POSTGRES_ENV} is not set");
+            return None;
+        };
+        let name = format!("tidings_t_{}", uuid::Uuid::new_v4().simple());
+        let admin = Store::connect_only(&server, 1).await.expect("PostgreSQL server");
+        admin.execute_raw(&format!("CREATE DATABASE {name}")).await.expect("create database");
+        admin.close().await;
+        let base = server.split('?').next().unwrap_or(&server);
+        let url = match base.rfind('/') {
+            Some(slash) if slash > "postgres://".len() => format!("{}/{name}", &base[..slash]),
+            _ => format!("{base}/{name}"),
+        };
+        let store = Store::connect(&url, 5).await.expect("PostgreSQL store");
+        Some(Self { store, url, _dir: None })
+    }
+}
