@@ -1,0 +1,63 @@
+//! The Tidings REST API: accounts and tokens, topics, direct history,
+//! tags, subscriptions, the notification inbox and the audit log.
+//!
+//! [`router`] builds the whole API from an [`AppState`]; [`serve`] runs it
+//! on a listener until shutdown, so tests and binaries start it the same way.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod routes;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use domain::auth::JwtKeys;
+use domain::service::Core;
+use ops::shutdown::Shutdown;
+use tokio::net::TcpListener;
+
+pub use config::{ApiArgs, ApiConfig};
+
+/// The largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+
+/// Everything a handler may use, passed explicitly.
+#[derive(Clone)]
+pub struct AppState {
+    pub core: Arc<Core>,
+    pub keys: Arc<JwtKeys>,
+    pub config: Arc<ApiConfig>,
+}
+
+/// The whole REST API with its operational routes.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(routes::auth::router())
+        .merge(routes::users::router())
+        .merge(routes::topics::router())
+        .merge(routes::direct::router())
+        .merge(routes::tags::router())
+        .merge(routes::subscriptions::router())
+        .merge(routes::notifications::router())
+        .merge(routes::audit::router())
+        .merge(openapi::router())
+        .with_state(state.clone());
+    api.merge(ops::health::router(state.core.clone()))
+        .fallback(|| async { ops::error_response(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ops::error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(ops::health::track))
+}
+
+/// Serves `router` on `listener` until `shutdown` fires, then lets
+/// in-flight requests finish.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.wait().await }).await
+}

@@ -1,0 +1,33 @@
+//! Settings of the REST API.
+
+use std::net::SocketAddr;
+
+use clap::Args;
+use ops::settings::Secret;
+
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// Where the REST API listens.
+    #[arg(long, env = "TIDINGS_API_ADDR", default_value = "0.0.0.0:8000")]
+    pub api_addr: SocketAddr,
+
+    /// Let anyone create an account with POST /api/users/ (else admins only).
+    #[arg(long, env = "TIDINGS_OPEN_REGISTRATION", default_value_t = false)]
+    pub open_registration: bool,
+
+    /// Password of the `admin` created on an empty store (generated and printed once if unset).
+    #[arg(long, env = "TIDINGS_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<Secret>,
+}
+
+/// What handlers need of the settings.
+#[derive(Debug, Clone, Default)]
+pub struct ApiConfig {
+    pub open_registration: bool,
+}
+
+impl From<&ApiArgs> for ApiConfig {
+    fn from(args: &ApiArgs) -> Self {
+        Self { open_registration: args.open_registration }
+    }
+}

@@ -1,0 +1,142 @@
+//! The one place API failures become HTTP responses:
+//! `{"error":{"code","message"}}` with the status the outcome calls for.
+//! Bad input is always a 4xx; only a broken store or bus is a 5xx.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use domain::auth::AuthError;
+use domain::paging::PagingError;
+use domain::service::ServiceError;
+use domain::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("the service is unavailable")]
+    Unavailable,
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Self::Unprocessable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
+            Self::InvalidName(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_name"),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        ops::error_response(status, code, self.to_string())
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        match err {
+            ServiceError::NotFound(what) => Self::NotFound(format!("{what} not found")),
+            ServiceError::Forbidden(why) => Self::Forbidden(why.into()),
+            ServiceError::Conflict(what) => Self::Conflict(format!("{what} already exists")),
+            ServiceError::Invalid { field, message } => Self::Unprocessable(format!("{field}: {message}")),
+            ServiceError::TooLarge(why) => Self::TooLarge(why),
+            ServiceError::NotSubscribed(topic) => Self::NotFound(format!("not a member of {topic}")),
+            ServiceError::Store(err) => err.into(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound => Self::NotFound("not found".into()),
+            StoreError::Conflict(what) => Self::Conflict(format!("{what} already exists")),
+            other => {
+                tracing::error!(error = %other, "store failure");
+                Self::Unavailable
+            }
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::Hash => Self::Internal,
+            other => Self::Unauthorized(other.to_string()),
+        }
+    }
+}
+
+impl From<PagingError> for ApiError {
+    fn from(err: PagingError) -> Self {
+        Self::BadRequest(err.to_string())
+    }
+}
+
+impl From<domain::names::InvalidName> for ApiError {
+    fn from(err: domain::names::InvalidName) -> Self {
+        Self::InvalidName(err.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        let text = rejection.body_text();
+        match rejection {
+            JsonRejection::JsonDataError(_) => Self::Unprocessable(text),
+            JsonRejection::MissingJsonContentType(_) => Self::UnsupportedMediaType(text),
+            JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::TooLarge(text)
+            }
+            _ => Self::BadRequest(text),
+        }
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::BadRequest(rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::NotFound(rejection.body_text())
+    }
+}
+
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(_: tokio::task::JoinError) -> Self {
+        Self::Internal
+    }
+}

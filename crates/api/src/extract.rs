@@ -1,0 +1,76 @@
+//! Request extractors whose failures speak the API's error format, and the
+//! authenticated caller.
+
+use axum::extract::{FromRequest, FromRequestParts};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use domain::auth::TokenType;
+use domain::model::Actor;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// `axum::Json` with bad bodies mapped to 400/413/415/422.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Json<T>(pub T);
+
+impl<T: serde::Serialize> axum::response::IntoResponse for Json<T> {
+    fn into_response(self) -> axum::response::Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// `axum::extract::Query` with bad values mapped to 400.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// `axum::extract::Path` with bad segments mapped to 404.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+/// The caller, from `Authorization: Bearer <access token>`. The user is
+/// re-read so a deleted account's tokens stop working and admin rights are
+/// current.
+pub struct AuthUser(pub Actor);
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| ApiError::Unauthorized("an Authorization: Bearer token is required".into()))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into()))?;
+        let claims = state.keys.verify(token.trim(), TokenType::Access)?;
+        let user = state
+            .core
+            .store
+            .user_by_id(claims.uid)
+            .await?
+            .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
+        Ok(Self(user.into()))
+    }
+}
+
+/// Like [`AuthUser`] when a token is present, `None` when not.
+pub struct MaybeAuthUser(pub Option<Actor>);
+
+impl FromRequestParts<AppState> for MaybeAuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if parts.headers.contains_key(AUTHORIZATION) {
+            Ok(Self(Some(AuthUser::from_request_parts(parts, state).await?.0)))
+        } else {
+            Ok(Self(None))
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! One module per feature, each owning its router, handlers and bodies.
+
+pub mod audit;
+pub mod auth;
+pub mod direct;
+pub mod notifications;
+pub mod subscriptions;
+pub mod tags;
+pub mod topics;
+pub mod users;
+
+use serde::Deserialize;
+
+/// `?page=&page_size=` on every long list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct PageParams {
+    pub page: Option<i64>,
+    pub page_size: Option<i64>,
+}
+
+/// The default page size of REST lists.
+pub const DEFAULT_PAGE_SIZE: u32 = 20;

@@ -1,0 +1,44 @@
+//! The audit log, for admins.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
+use domain::model::AuditEntry;
+use domain::paging::{Page, PageRequest};
+use domain::store::AuditFilter;
+use serde::Deserialize;
+
+use super::DEFAULT_PAGE_SIZE;
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{AuthUser, Json, Query};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/audit/", get(list))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct AuditParams {
+    /// user, topic, membership, tag, subscription, notification, inbox_item, inbox.
+    resource: Option<String>,
+    /// The acting username.
+    actor: Option<String>,
+    page: Option<i64>,
+    page_size: Option<i64>,
+}
+
+/// Newest first.
+#[utoipa::path(get, path = "/api/audit/", tag = "audit", params(AuditParams), security(("bearer" = [])),
+    responses((status = 200, body = Page<AuditEntry>), (status = 403)))]
+pub async fn list(
+    State(state): State<AppState>,
+    AuthUser(actor): AuthUser,
+    Query(params): Query<AuditParams>,
+) -> Result<Json<Page<AuditEntry>>, ApiError> {
+    if !actor.is_admin {
+        return Err(ApiError::Forbidden("only an admin may read the audit log".into()));
+    }
+    let page = PageRequest::new(params.page, params.page_size, DEFAULT_PAGE_SIZE)?;
+    let filter = AuditFilter { resource: params.resource, actor: params.actor };
+    Ok(Json(state.core.store.audit_page(&filter, page).await?))
+}

@@ -1,0 +1,28 @@
+//! Direct-message history between the caller and one other user.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::Router;
+
+use super::topics::{History, HistoryParams};
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{AuthUser, Json, Path, Query};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/direct/{username}/messages/", get(history))
+}
+
+/// The conversation with `username`, oldest first; only its two users can
+/// read it, since it is always the caller's own.
+#[utoipa::path(get, path = "/api/direct/{username}/messages/", tag = "direct", params(HistoryParams),
+    security(("bearer" = [])), responses((status = 200, body = History), (status = 404)))]
+pub async fn history(
+    State(state): State<AppState>,
+    AuthUser(actor): AuthUser,
+    Path(username): Path<String>,
+    Query(params): Query<HistoryParams>,
+) -> Result<Json<History>, ApiError> {
+    let results = state.core.direct_history(&actor, &username, params.after, params.limit).await?;
+    Ok(Json(History::new(results, params.limit)))
+}

@@ -1,0 +1,49 @@
+//! Tags (admins manage them; everyone lists them).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::Router;
+use domain::model::Tag;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{AuthUser, Json, Path};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/tags/", get(list).post(create)).route("/api/tags/{id}/", delete(remove))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewTag {
+    name: String,
+}
+
+#[utoipa::path(post, path = "/api/tags/", tag = "tags", request_body = NewTag, security(("bearer" = [])),
+    responses((status = 201, body = Tag), (status = 403), (status = 409)))]
+pub async fn create(
+    State(state): State<AppState>,
+    AuthUser(actor): AuthUser,
+    Json(body): Json<NewTag>,
+) -> Result<(StatusCode, Json<Tag>), ApiError> {
+    Ok((StatusCode::CREATED, Json(state.core.create_tag(&actor, &body.name).await?)))
+}
+
+#[utoipa::path(get, path = "/api/tags/", tag = "tags", security(("bearer" = [])), responses((status = 200, body = [Tag])))]
+pub async fn list(State(state): State<AppState>, AuthUser(_caller): AuthUser) -> Result<Json<Vec<Tag>>, ApiError> {
+    Ok(Json(state.core.store.tags().await?))
+}
+
+/// Deletes a tag with its subscriptions and notifications.
+#[utoipa::path(delete, path = "/api/tags/{id}/", tag = "tags", security(("bearer" = [])),
+    responses((status = 204), (status = 403), (status = 404)))]
+pub async fn remove(
+    State(state): State<AppState>,
+    AuthUser(actor): AuthUser,
+    Path(id): Path<i64>,
+) -> Result<StatusCode, ApiError> {
+    state.core.delete_tag(&actor, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

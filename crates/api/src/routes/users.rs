@@ -1,0 +1,63 @@
+//! Accounts.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+use domain::auth::hash_password;
+use domain::model::User;
+use domain::names::Username;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::{AuthUser, Json, MaybeAuthUser};
+
+/// Password length bounds, in bytes.
+pub const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=1024;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/users/", post(create)).route("/api/users/me/", get(me))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewUser {
+    username: String,
+    password: String,
+    #[serde(default)]
+    is_admin: bool,
+}
+
+/// Creates an account: admins always; anyone when open registration is on
+/// (but only an admin creates admins).
+#[utoipa::path(post, path = "/api/users/", tag = "users", request_body = NewUser, security(("bearer" = [])),
+    responses((status = 201, body = User), (status = 403), (status = 409, description = "name taken"), (status = 422)))]
+pub async fn create(
+    State(state): State<AppState>,
+    MaybeAuthUser(actor): MaybeAuthUser,
+    Json(body): Json<NewUser>,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    let is_admin = actor.as_ref().is_some_and(|a| a.is_admin);
+    if !is_admin && !(state.config.open_registration && !body.is_admin) {
+        return Err(match actor {
+            None if !state.config.open_registration => ApiError::Unauthorized("an admin token is required".into()),
+            _ => ApiError::Forbidden("only an admin may create this account".into()),
+        });
+    }
+    let username = Username::parse(body.username)?;
+    if !PASSWORD_LEN.contains(&body.password.len()) {
+        return Err(ApiError::Unprocessable("password: must be 8 to 1024 bytes".into()));
+    }
+    let password = body.password;
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
+    let user = state.core.store.create_user(actor.as_ref(), &username, &hash, body.is_admin).await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+/// The caller's own account.
+#[utoipa::path(get, path = "/api/users/me/", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = User), (status = 401)))]
+pub async fn me(AuthUser(actor): AuthUser) -> Json<User> {
+    Json(User { id: actor.id, username: actor.username, is_admin: actor.is_admin })
+}

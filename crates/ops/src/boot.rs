@@ -1,0 +1,72 @@
+//! Start-up shared by every process: from settings to a running core.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use domain::auth::{JwtKeys, hash_password, random_secret};
+use domain::bus::{LocalBus, SharedBus};
+use domain::names::Username;
+use domain::service::{Core, Limits};
+use domain::store::Store;
+
+use crate::settings::{CommonArgs, Secret};
+
+/// Connects the store (migrating it) and the bus.
+pub async fn core(args: &CommonArgs) -> anyhow::Result<Arc<Core>> {
+    let store = Store::connect(&args.database_url, args.db_pool)
+        .await
+        .with_context(|| format!("opening the store at {}", redact_url(&args.database_url)))?;
+    let bus: SharedBus = match &args.redis_url {
+        Some(url) => anyhow::bail!("REDIS_URL={} given, but this build has no Redis bus yet", redact_url(url.expose())),
+        None => Arc::new(LocalBus::default()),
+    };
+    let limits = Limits { max_content_bytes: args.max_content_bytes, ..Limits::default() };
+    Ok(Core::new(store, bus, limits))
+}
+
+/// Signing keys from a secret, refusing a short one with a clear message.
+pub fn keys(args: &CommonArgs, secret: &Secret) -> anyhow::Result<JwtKeys> {
+    JwtKeys::new(secret.expose().as_bytes(), args.access_ttl, args.refresh_ttl)
+        .context("JWT_SECRET is too short: use at least 32 bytes (e.g. `openssl rand -hex 32`)")
+}
+
+/// On an empty store, creates the `admin` user. Returns the password when
+/// it was generated, so the caller can print it once.
+pub async fn ensure_admin(store: &Store, password: Option<&Secret>) -> anyhow::Result<Option<String>> {
+    if store.user_count().await? > 0 {
+        return Ok(None);
+    }
+    let generated = password.is_none().then(|| random_secret(20));
+    let plain = password.map(|p| p.expose().to_owned()).or_else(|| generated.clone()).unwrap_or_default();
+    let hash = tokio::task::spawn_blocking(move || hash_password(&plain)).await??;
+    let admin = Username::parse("admin")?;
+    match store.create_user(None, &admin, &hash, true).await {
+        Ok(_) => Ok(generated),
+        // Another instance created it first.
+        Err(domain::store::StoreError::Conflict(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `scheme://user:password@host/...` with the password hidden.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_in_urls_are_hidden() {
+        assert_eq!(super::redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(super::redact_url("sqlite://t.db"), "sqlite://t.db");
+    }
+}
