@@ -1,1 +1,90 @@
-fn main(){}
+//! `tidings`: the all-in-one server (REST API + WebSocket gateway on an
+//! embedded SQLite store and an in-process bus) and its admin commands.
+#![forbid(unsafe_code)]
+
+mod cli;
+mod secret;
+
+use std::io::{IsTerminal, Read};
+use std::sync::Arc;
+
+use anyhow::Context;
+use cli::{Cli, Command, UserCommand};
+use domain::auth::{TokenType, hash_password, random_secret};
+use domain::names::Username;
+use domain::store::Store;
+use ops::shutdown::Shutdown;
+use tidings_api::{ApiConfig, AppState};
+use tidings_gateway::{GatewayConfig, GatewayState};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse_args();
+    ops::logs::init(cli.common.log_format);
+    match &cli.command {
+        None | Some(Command::Serve) => serve(&cli).await,
+        Some(Command::Migrate) => {
+            let store = Store::connect_only(&cli.common.database_url, 1).await?;
+            store.migrate().await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Some(Command::User(UserCommand::Add { name, admin })) => add_user(&cli, name, *admin).await,
+        Some(Command::Token(args)) => {
+            let keys = ops::boot::keys(&cli.common, &secret::resolve(&cli.common)?)?;
+            let store = Store::connect(&cli.common.database_url, 1).await?;
+            let user = store.user_by_name(&args.name).await?.with_context(|| format!("no user named {}", args.name))?;
+            println!("{}", keys.issue_with_ttl(&user, TokenType::Access, args.ttl)?);
+            Ok(())
+        }
+    }
+}
+
+async fn serve(cli: &Cli) -> anyhow::Result<()> {
+    let keys = Arc::new(ops::boot::keys(&cli.common, &secret::resolve(&cli.common)?)?);
+    let core = ops::boot::core(&cli.common).await?;
+    if let Some(password) = ops::boot::ensure_admin(&core.store, cli.api.admin_password.as_ref()).await? {
+        println!("created user `admin` with password: {password}  (shown once)");
+    }
+    let shutdown = Shutdown::new();
+    shutdown.on_signals();
+    let api_listener = tokio::net::TcpListener::bind(cli.api.api_addr)
+        .await
+        .with_context(|| format!("binding {}", cli.api.api_addr))?;
+    let ws_listener = tokio::net::TcpListener::bind(cli.gateway.ws_addr)
+        .await
+        .with_context(|| format!("binding {}", cli.gateway.ws_addr))?;
+    println!("REST API:  http://{}/api/  (OpenAPI at /api/openapi.json)", api_listener.local_addr()?);
+    println!("WebSocket: ws://{}/ws?token=ACCESS_TOKEN", ws_listener.local_addr()?);
+    let api = AppState { core: core.clone(), keys: keys.clone(), config: Arc::new(ApiConfig::from(&cli.api)) };
+    let gateway = GatewayState::start(core.clone(), keys, GatewayConfig::from(&cli.gateway), shutdown.clone());
+    let (api_result, ws_result) = tokio::join!(
+        tidings_api::serve(api_listener, tidings_api::router(api), shutdown.clone()),
+        tidings_gateway::serve(ws_listener, gateway),
+    );
+    core.store.close().await;
+    api_result.context("REST API")?;
+    ws_result.context("WebSocket gateway")?;
+    Ok(())
+}
+
+async fn add_user(cli: &Cli, name: &str, admin: bool) -> anyhow::Result<()> {
+    let username = Username::parse(name)?;
+    let (password, generated) = if std::io::stdin().is_terminal() {
+        (random_secret(20), true)
+    } else {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        let text = text.trim_end_matches(['\r', '\n']).to_owned();
+        anyhow::ensure!(text.len() >= 8, "the password read from stdin must be at least 8 bytes");
+        (text, false)
+    };
+    let store = Store::connect(&cli.common.database_url, 1).await?;
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password).map(|h| (h, password))).await??;
+    let user = store.create_user(None, &username, &hash.0, admin).await?;
+    println!("created user `{}` (id {}{})", user.username, user.id, if admin { ", admin" } else { "" });
+    if generated {
+        println!("password: {}", hash.1);
+    }
+    Ok(())
+}

@@ -1,0 +1,84 @@
+//! The Tidings WebSocket gateway: authenticates sockets, runs client
+//! actions, and pushes messages and notifications live and after an
+//! absence, in order and without loss.
+//!
+//! - [`upgrade`]: the handshake (token in path, query or header).
+//! - [`session`]: one connection's life.
+//! - [`hub`]: local fan-out from the bus to sessions.
+//! - [`cursors`]: batched persistence of delivery progress.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod cursors;
+pub mod error;
+pub mod hub;
+pub mod metrics;
+pub mod rate;
+pub mod session;
+pub mod upgrade;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use domain::auth::JwtKeys;
+use domain::service::Core;
+use ops::shutdown::Shutdown;
+use tokio::net::TcpListener;
+
+pub use config::{GatewayArgs, GatewayConfig};
+
+use crate::cursors::CursorBook;
+use crate::hub::Hub;
+use crate::metrics::GatewayMetrics;
+
+/// How often delivery cursors are saved.
+pub const CURSOR_FLUSH_EVERY: Duration = Duration::from_millis(500);
+
+#[derive(Clone)]
+pub struct GatewayState {
+    pub core: Arc<Core>,
+    pub keys: Arc<JwtKeys>,
+    pub config: Arc<GatewayConfig>,
+    pub hub: Arc<Hub>,
+    pub cursors: Arc<CursorBook>,
+    pub shutdown: Shutdown,
+}
+
+impl GatewayState {
+    /// Builds the state and starts the hub dispatcher and cursor flusher.
+    pub fn start(core: Arc<Core>, keys: Arc<JwtKeys>, config: GatewayConfig, shutdown: Shutdown) -> Self {
+        ops::health::metrics_handle();
+        let hub = Hub::new(core.bus.clone(), GatewayMetrics::default());
+        hub.spawn_dispatcher();
+        let cursors = Arc::new(CursorBook::default());
+        cursors.spawn_flusher(core.store.clone(), CURSOR_FLUSH_EVERY, shutdown.clone());
+        Self { core, keys, config: Arc::new(config), hub, cursors, shutdown }
+    }
+}
+
+pub fn router(state: GatewayState) -> Router {
+    let sockets = Router::new()
+        .route("/ws", get(upgrade::by_query_or_header))
+        .route("/ws/", get(upgrade::by_query_or_header))
+        .route("/ws/notifications/", get(upgrade::by_query_or_header))
+        .route("/{token}", get(upgrade::by_path))
+        .with_state(state.clone());
+    sockets
+        .merge(ops::health::router(state.core.clone()))
+        .fallback(|| async { ops::error_response(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(axum::middleware::from_fn(ops::health::track))
+}
+
+/// Serves until shutdown; sessions close themselves with 1001, then the
+/// last cursors are saved.
+pub async fn serve(listener: TcpListener, state: GatewayState) -> std::io::Result<()> {
+    let shutdown = state.shutdown.clone();
+    let result = axum::serve(listener, router(state.clone()))
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await;
+    state.cursors.flush(&state.core.store).await;
+    result
+}

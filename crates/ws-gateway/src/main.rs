@@ -1,1 +1,38 @@
-fn main(){}
+//! `ws-gateway`: the WebSocket gateway alone; run as many as you like.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use ops::settings::CommonArgs;
+use ops::shutdown::Shutdown;
+use tidings_gateway::{GatewayArgs, GatewayConfig, GatewayState};
+
+/// The Tidings WebSocket gateway.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    gateway: GatewayArgs,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    ops::logs::init(cli.common.log_format);
+    let secret = cli.common.jwt_secret.clone().context("JWT_SECRET is required when the gateway runs on its own")?;
+    let keys = ops::boot::keys(&cli.common, &secret)?;
+    let core = ops::boot::core(&cli.common).await?;
+    let shutdown = Shutdown::new();
+    shutdown.on_signals();
+    let state = GatewayState::start(core.clone(), Arc::new(keys), GatewayConfig::from(&cli.gateway), shutdown);
+    let listener = tokio::net::TcpListener::bind(cli.gateway.ws_addr)
+        .await
+        .with_context(|| format!("binding {}", cli.gateway.ws_addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "WebSocket gateway listening");
+    tidings_gateway::serve(listener, state).await?;
+    core.store.close().await;
+    Ok(())
+}

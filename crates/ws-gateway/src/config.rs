@@ -1,0 +1,82 @@
+//! Settings of the WebSocket gateway.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+use ops::settings::parse_duration;
+
+#[derive(Debug, Clone, Args)]
+pub struct GatewayArgs {
+    /// Where the WebSocket gateway listens.
+    #[arg(long, env = "TIDINGS_WS_ADDR", default_value = "0.0.0.0:5000")]
+    pub ws_addr: SocketAddr,
+
+    /// Largest client frame, in bytes; a larger one closes the socket with 1009.
+    #[arg(long, env = "TIDINGS_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
+    pub max_frame_bytes: usize,
+
+    /// Frames queued for one socket before it counts as a slow consumer (closed with 4008).
+    #[arg(long, env = "TIDINGS_OUTBOUND_QUEUE", default_value_t = 4096)]
+    pub outbound_queue: usize,
+
+    /// Messages one socket may publish per second (sustained).
+    #[arg(long, env = "TIDINGS_PUBLISH_RATE", default_value_t = 1000)]
+    pub publish_rate: u32,
+
+    /// Messages one socket may publish in a burst above the rate.
+    #[arg(long, env = "TIDINGS_PUBLISH_BURST", default_value_t = 2000)]
+    pub publish_burst: u32,
+
+    /// How often the server pings each socket.
+    #[arg(long, env = "TIDINGS_PING_INTERVAL", default_value = "25s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+
+    /// A socket silent this long is dropped.
+    #[arg(long, env = "TIDINGS_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Per-socket read buffer, in bytes (the main part of an idle socket's memory).
+    #[arg(long, env = "TIDINGS_WS_READ_BUFFER", default_value_t = 4096)]
+    pub read_buffer_bytes: usize,
+}
+
+/// What sessions need of the settings.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub max_frame_bytes: usize,
+    pub outbound_queue: usize,
+    pub publish_rate: u32,
+    pub publish_burst: u32,
+    pub ping_interval: Duration,
+    pub idle_timeout: Duration,
+    pub read_buffer_bytes: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 64 * 1024,
+            outbound_queue: 4096,
+            publish_rate: 1000,
+            publish_burst: 2000,
+            ping_interval: Duration::from_secs(25),
+            idle_timeout: Duration::from_secs(60),
+            read_buffer_bytes: 4096,
+        }
+    }
+}
+
+impl From<&GatewayArgs> for GatewayConfig {
+    fn from(a: &GatewayArgs) -> Self {
+        Self {
+            max_frame_bytes: a.max_frame_bytes,
+            outbound_queue: a.outbound_queue,
+            publish_rate: a.publish_rate,
+            publish_burst: a.publish_burst,
+            ping_interval: a.ping_interval,
+            idle_timeout: a.idle_timeout,
+            read_buffer_bytes: a.read_buffer_bytes,
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Delivery cursors, collected from sessions and written in batches.
+//!
+//! Sessions note how far they have written; a background task persists the
+//! latest position of each cursor every interval and once more at shutdown.
+//! A crash can lose at most one interval of progress, which only means a
+//! few frames are delivered twice after it (clients dedupe by `seq`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use domain::store::{Cursor, Store};
+
+#[derive(Default)]
+pub struct CursorBook {
+    pending: Mutex<HashMap<Cursor, i64>>,
+}
+
+impl CursorBook {
+    /// Records that `cursor` reached `seq` (earlier positions are ignored).
+    pub fn note(&self, cursor: Cursor, seq: i64) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = pending.entry(cursor).or_insert(seq);
+        *entry = (*entry).max(seq);
+    }
+
+    /// Writes what was noted since the last flush.
+    pub async fn flush(&self, store: &Store) {
+        let batch: Vec<(Cursor, i64)> = {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            pending.drain().collect()
+        };
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(err) = store.advance_cursors(&batch).await {
+            tracing::warn!(%err, cursors = batch.len(), "could not save delivery cursors; retrying");
+            for (cursor, seq) in batch {
+                self.note(cursor, seq);
+            }
+        }
+    }
+
+    /// Flushes every `every` until `shutdown`, then a last time.
+    pub fn spawn_flusher(self: &Arc<Self>, store: Store, every: Duration, shutdown: ops::shutdown::Shutdown) {
+        let book = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => book.flush(&store).await,
+                    () = shutdown.wait() => break,
+                }
+            }
+        });
+    }
+}

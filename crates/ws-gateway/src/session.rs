@@ -1,0 +1,270 @@
+//! One WebSocket connection, from welcome to close.
+//!
+//! `run` is a `select!` over the socket, the hub queue, timers and
+//! shutdown. Frames are fed to the socket as they come and flushed once per
+//! wake-up, so a burst costs one syscall, not one per frame. Delivery state
+//! (how far each channel and tag has been written) lives here; the store's
+//! copy is refreshed in batches through the [`CursorBook`](crate::cursors).
+
+mod actions;
+mod delivery;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use domain::events::Key;
+use domain::model::Actor;
+use domain::protocol::ServerFrame;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+
+use crate::GatewayState;
+use crate::hub::{Outbound, SessionHandle, SessionId};
+use crate::rate::TokenBucket;
+
+/// How many queued events one wake-up handles before flushing.
+const BATCH: usize = 256;
+
+/// Why a session ends.
+#[derive(Debug)]
+pub enum End {
+    /// Close with this code and reason.
+    Close(u16, &'static str),
+    /// The peer is gone; nothing to send.
+    Gone,
+}
+
+pub mod close {
+    pub const NORMAL: u16 = 1000;
+    pub const GOING_AWAY: u16 = 1001;
+    pub const TOO_BIG: u16 = 1009;
+    pub const INTERNAL: u16 = 1011;
+    pub const TOKEN_EXPIRED: u16 = 4001;
+    pub const SLOW_CONSUMER: u16 = 4008;
+}
+
+/// A channel this session delivers, and how far.
+struct Tracked {
+    label: String,
+    delivered: i64,
+    dirty: bool,
+}
+
+/// A tag subscription this session delivers, and how far.
+struct TrackedTag {
+    subscription_id: i64,
+    delivered: i64,
+    dirty: bool,
+}
+
+pub struct Session {
+    state: GatewayState,
+    actor: Actor,
+    id: SessionId,
+    handle: SessionHandle,
+    sink: SplitSink<WebSocket, Message>,
+    channels: HashMap<i64, Tracked>,
+    tags: HashMap<i64, TrackedTag>,
+    bucket: TokenBucket,
+    /// Frames fed since the last flush, by kind (messages, notifications, other).
+    unflushed: [u64; 3],
+    /// Commit time of the oldest message fed since the last flush.
+    oldest_unflushed: Option<i64>,
+}
+
+impl Session {
+    /// Runs a connection to its end.
+    pub async fn start(state: GatewayState, actor: Actor, expires_at: i64, socket: WebSocket) {
+        let (sink, stream) = socket.split();
+        let (queue, mut receiver) = mpsc::channel(state.config.outbound_queue.max(1));
+        let handle = SessionHandle { queue, kick: Arc::new(Notify::new()) };
+        let bucket = TokenBucket::new(state.config.publish_rate, state.config.publish_burst);
+        let id = state.hub.next_session_id();
+        let mut session = Session {
+            state,
+            actor,
+            id,
+            handle,
+            sink,
+            channels: HashMap::new(),
+            tags: HashMap::new(),
+            bucket,
+            unflushed: [0; 3],
+            oldest_unflushed: None,
+        };
+        let metrics = session.state.hub.metrics().clone();
+        metrics.connections.increment(1.0);
+        let end = session.run(stream, &mut receiver, expires_at).await;
+        session.finish(end).await;
+        metrics.connections.decrement(1.0);
+    }
+
+    async fn run(&mut self, mut stream: SplitStream<WebSocket>, receiver: &mut mpsc::Receiver<Outbound>, expires_at: i64) -> End {
+        if let Err(end) = self.open().await {
+            return end;
+        }
+        let config = self.state.config.clone();
+        let expiry = deadline(expires_at);
+        let mut ping = tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
+        let mut last_heard = Instant::now();
+        let kick = Arc::clone(&self.handle.kick);
+        let shutdown = self.state.shutdown.clone();
+        loop {
+            let step = tokio::select! {
+                biased;
+                () = shutdown.wait() => Err(End::Close(close::GOING_AWAY, "server shutting down")),
+                () = kick.notified() => {
+                    self.state.hub.metrics().slow_consumers.increment(1);
+                    Err(End::Close(close::SLOW_CONSUMER, "slow consumer; reconnect to catch up"))
+                }
+                () = tokio::time::sleep_until(expiry) => Err(End::Close(close::TOKEN_EXPIRED, "token expired")),
+                incoming = stream.next() => {
+                    last_heard = Instant::now();
+                    self.on_incoming(incoming).await
+                }
+                Some(out) = receiver.recv() => self.on_batch(out, receiver).await,
+                _ = ping.tick() => {
+                    if last_heard.elapsed() > config.idle_timeout {
+                        Err(End::Gone)
+                    } else {
+                        self.sink.feed(Message::Ping(Default::default())).await.map_err(|_| End::Gone)
+                    }
+                }
+            };
+            if let Err(end) = step {
+                return end;
+            }
+            if let Err(end) = self.flush().await {
+                return end;
+            }
+        }
+    }
+
+    /// Registers interest, then reads the store, then says welcome and
+    /// replays the backlog: anything published meanwhile is queued by the
+    /// hub and deduplicated by seq, so nothing falls between the two.
+    async fn open(&mut self) -> Result<(), End> {
+        self.watch(Key::User(self.actor.id)).await;
+        self.load().await?;
+        let welcome = ServerFrame::Welcome { user: self.actor.username.clone(), session: self.id.to_string() };
+        self.send(&welcome, None).await?;
+        self.catch_up_all().await?;
+        self.flush().await
+    }
+
+    /// Handles one queued event and whatever else is already waiting.
+    async fn on_batch(&mut self, first: Outbound, receiver: &mut mpsc::Receiver<Outbound>) -> Result<(), End> {
+        self.on_outbound(first).await?;
+        for _ in 1..BATCH {
+            match receiver.try_recv() {
+                Ok(out) => self.on_outbound(out).await?,
+                Err(_) => break,
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_incoming(&mut self, incoming: Option<Result<Message, axum::Error>>) -> Result<(), End> {
+        let max = self.state.config.max_frame_bytes;
+        match incoming {
+            None | Some(Ok(Message::Close(_))) => Err(End::Gone),
+            Some(Err(err)) => {
+                let text = err.to_string();
+                if text.contains("too long") || text.contains("Space limit") {
+                    Err(End::Close(close::TOO_BIG, "frame too large"))
+                } else {
+                    Err(End::Gone)
+                }
+            }
+            Some(Ok(Message::Text(text))) if text.len() > max => Err(End::Close(close::TOO_BIG, "frame too large")),
+            Some(Ok(Message::Binary(bytes))) if bytes.len() > max => Err(End::Close(close::TOO_BIG, "frame too large")),
+            Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
+            Some(Ok(Message::Binary(_))) => {
+                let error = domain::protocol::FrameError::new(
+                    domain::protocol::ErrorCode::BadJson,
+                    "frames are JSON text; binary frames are not accepted",
+                );
+                self.send(&ServerFrame::error(&error), None).await
+            }
+            // Pongs are queued by the socket itself and go out with the next flush.
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+        }
+    }
+
+    async fn watch(&self, key: Key) {
+        self.state.hub.watch(key, self.id, &self.handle).await;
+    }
+
+    async fn unwatch(&self, key: Key) {
+        self.state.hub.unwatch(key, self.id).await;
+    }
+
+    /// Feeds one frame (not yet flushed).
+    async fn send(&mut self, frame: &ServerFrame, reference: Option<&serde_json::Value>) -> Result<(), End> {
+        let kind = match frame {
+            ServerFrame::Message(_) => 0,
+            ServerFrame::Notification { .. } => 1,
+            _ => 2,
+        };
+        self.feed(Utf8Bytes::from(frame.to_json(reference)), kind).await
+    }
+
+    async fn feed(&mut self, text: Utf8Bytes, kind: usize) -> Result<(), End> {
+        self.unflushed[kind] += 1;
+        self.sink.feed(Message::Text(text)).await.map_err(|_| End::Gone)
+    }
+
+    /// Writes what was fed, then records metrics and cursors for it.
+    async fn flush(&mut self) -> Result<(), End> {
+        self.sink.flush().await.map_err(|_| End::Gone)?;
+        let [messages, notifications, other] = std::mem::take(&mut self.unflushed);
+        if messages + notifications + other == 0 {
+            return Ok(());
+        }
+        let metrics = self.state.hub.metrics();
+        metrics.frames_out_messages.increment(messages);
+        metrics.frames_out_notifications.increment(notifications);
+        metrics.frames_out_other.increment(other);
+        metrics.deliveries.increment(messages + notifications);
+        if let Some(committed) = self.oldest_unflushed.take() {
+            let lag_ms = domain::time::now_millis().saturating_sub(committed).max(0);
+            metrics.delivery_latency.record(Duration::from_millis(lag_ms as u64).as_secs_f64());
+        }
+        self.note_cursors();
+        Ok(())
+    }
+
+    /// Saves progress, leaves the hub, and closes the socket.
+    async fn finish(&mut self, end: End) {
+        self.note_cursors();
+        let keys: Vec<Key> = self
+            .channels
+            .keys()
+            .map(|&c| Key::Channel(c))
+            .chain(self.tags.keys().map(|&t| Key::Tag(t)))
+            .chain([Key::User(self.actor.id)])
+            .collect();
+        for key in keys {
+            self.unwatch(key).await;
+        }
+        if let End::Close(code, reason) = end {
+            let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+            let _ = self.sink.send(Message::Close(Some(frame))).await;
+        }
+        let _ = self.sink.close().await;
+    }
+}
+
+/// When a token with this `exp` (seconds) runs out.
+fn deadline(exp: i64) -> Instant {
+    let left = exp.saturating_sub(chrono_now_secs()).max(0);
+    Instant::now() + Duration::from_secs(left as u64)
+}
+
+fn chrono_now_secs() -> i64 {
+    domain::time::now_millis() / 1000
+}

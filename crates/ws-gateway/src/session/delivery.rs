@@ -1,0 +1,254 @@
+//! Delivery: tracking channels and tags, pushing live events in seq
+//! order, and filling any gap (offline backlog, lost bus events) from the
+//! store. A frame is written only if its seq is the next one; an older seq
+//! is a duplicate and dropped; a newer one means something is missing and
+//! triggers a catch-up read.
+
+use domain::events::{Event, Key};
+use domain::model::StoredMessage;
+use domain::protocol::ServerFrame;
+use domain::store::{ChannelKind, Cursor};
+
+use super::{End, Session, Tracked, TrackedTag, close};
+use crate::hub::Outbound;
+
+/// Rows read per catch-up query.
+const PAGE: i64 = 500;
+
+fn internal<E: std::fmt::Display>(err: E) -> End {
+    tracing::error!(error = %err, "store failure during delivery");
+    End::Close(close::INTERNAL, "internal error; reconnect")
+}
+
+impl Session {
+    /// Reads the user's memberships and subscriptions and starts tracking them.
+    pub(super) async fn load(&mut self) -> Result<(), End> {
+        let store = self.state.core.store.clone();
+        let memberships = store.memberships(self.actor.id).await.map_err(internal)?;
+        let subscriptions = store.tag_subscriptions(self.actor.id).await.map_err(internal)?;
+        let live_channels: Vec<i64> = memberships.iter().map(|m| m.channel_id).collect();
+        let live_tags: Vec<i64> = subscriptions.iter().map(|s| s.tag_id).collect();
+        for m in memberships {
+            let label = m.label();
+            let direct = matches!(m.kind, ChannelKind::Direct { .. });
+            self.track_channel(m.channel_id, label, m.delivered_seq, !direct).await;
+        }
+        for s in subscriptions {
+            self.track_tag(s.tag_id, s.id, s.delivered_seq).await;
+        }
+        let gone: Vec<i64> = self.channels.keys().filter(|c| !live_channels.contains(c)).copied().collect();
+        for channel in gone {
+            self.untrack_channel(channel).await;
+        }
+        let gone: Vec<i64> = self.tags.keys().filter(|t| !live_tags.contains(t)).copied().collect();
+        for tag in gone {
+            self.untrack_tag(tag).await;
+        }
+        Ok(())
+    }
+
+    /// Starts delivering a channel from `delivered` unless already tracked.
+    /// Topics are routed by channel key; direct messages by user key.
+    pub(super) async fn track_channel(&mut self, channel_id: i64, label: String, delivered: i64, watch: bool) {
+        if self.channels.contains_key(&channel_id) {
+            return;
+        }
+        self.channels.insert(channel_id, Tracked { label, delivered, dirty: false });
+        if watch {
+            self.watch(Key::Channel(channel_id)).await;
+        }
+    }
+
+    pub(super) async fn untrack_channel(&mut self, channel_id: i64) {
+        if self.channels.remove(&channel_id).is_some() {
+            self.unwatch(Key::Channel(channel_id)).await;
+        }
+    }
+
+    async fn track_tag(&mut self, tag_id: i64, subscription_id: i64, delivered: i64) {
+        if self.tags.contains_key(&tag_id) {
+            return;
+        }
+        self.tags.insert(tag_id, TrackedTag { subscription_id, delivered, dirty: false });
+        self.watch(Key::Tag(tag_id)).await;
+    }
+
+    async fn untrack_tag(&mut self, tag_id: i64) {
+        if self.tags.remove(&tag_id).is_some() {
+            self.unwatch(Key::Tag(tag_id)).await;
+        }
+    }
+
+    /// Everything missed in every channel and tag, each oldest first.
+    pub(super) async fn catch_up_all(&mut self) -> Result<(), End> {
+        let mut channels: Vec<i64> = self.channels.keys().copied().collect();
+        channels.sort_unstable();
+        for channel in channels {
+            self.catch_up_channel(channel).await?;
+        }
+        let mut tags: Vec<i64> = self.tags.keys().copied().collect();
+        tags.sort_unstable();
+        for tag in tags {
+            self.catch_up_tag(tag).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn catch_up_channel(&mut self, channel_id: i64) -> Result<(), End> {
+        let store = self.state.core.store.clone();
+        loop {
+            let Some(tracked) = self.channels.get(&channel_id) else { return Ok(()) };
+            let (after, label) = (tracked.delivered, tracked.label.clone());
+            let batch = store.messages_after(channel_id, after, PAGE, Some(self.actor.id)).await.map_err(internal)?;
+            self.write_messages(channel_id, &label, &batch).await?;
+            if (batch.len() as i64) < PAGE {
+                return Ok(());
+            }
+            self.flush().await?;
+        }
+    }
+
+    /// Writes stored messages and moves the channel's cursor past them.
+    pub(super) async fn write_messages(&mut self, channel_id: i64, label: &str, batch: &[StoredMessage]) -> Result<(), End> {
+        for message in batch {
+            self.send(&ServerFrame::Message(message.labelled(label)), None).await?;
+        }
+        if let (Some(last), Some(tracked)) = (batch.last(), self.channels.get_mut(&channel_id)) {
+            tracked.delivered = tracked.delivered.max(last.seq);
+            tracked.dirty = true;
+        }
+        Ok(())
+    }
+
+    async fn catch_up_tag(&mut self, tag_id: i64) -> Result<(), End> {
+        let store = self.state.core.store.clone();
+        loop {
+            let Some(tracked) = self.tags.get(&tag_id) else { return Ok(()) };
+            let after = tracked.delivered;
+            let batch = store.notifications_after(self.actor.id, tag_id, after, PAGE).await.map_err(internal)?;
+            let last = batch.last().map(|item| item.notification.seq);
+            let full = batch.len() as i64 >= PAGE;
+            for item in batch {
+                self.send(&ServerFrame::notification(item), None).await?;
+            }
+            if let (Some(last), Some(tracked)) = (last, self.tags.get_mut(&tag_id)) {
+                tracked.delivered = last;
+                tracked.dirty = true;
+            }
+            if !full {
+                return Ok(());
+            }
+            self.flush().await?;
+        }
+    }
+
+    pub(super) async fn on_outbound(&mut self, out: Outbound) -> Result<(), End> {
+        let (event, frame) = match out {
+            Outbound::Resync => {
+                self.load().await?;
+                return self.catch_up_all().await;
+            }
+            Outbound::Event { event, frame } => (event, frame),
+        };
+        match &*event {
+            Event::TopicMessage { message, .. } => self.on_message(message, frame, None).await,
+            Event::DirectMessage { message, .. } => {
+                let peer_label = format!("@{}", message.sender);
+                self.on_message(message, frame, Some(peer_label)).await
+            }
+            Event::Notification { notification, seq } => {
+                let Some(tracked) = self.tags.get_mut(&notification.tag) else { return Ok(()) };
+                if *seq <= tracked.delivered {
+                    return Ok(());
+                }
+                if *seq == tracked.delivered + 1 {
+                    tracked.delivered = *seq;
+                    tracked.dirty = true;
+                    if let Some(frame) = frame {
+                        self.oldest_unflushed.get_or_insert(notification.timestamp);
+                        return self.feed(frame, 1).await;
+                    }
+                }
+                self.catch_up_tag(notification.tag).await
+            }
+            Event::Joined { channel_id, topic, from_seq, invited_by, .. } => {
+                let delivered = self.state.core.store.delivered_seq(*channel_id, self.actor.id).await.map_err(internal)?;
+                self.track_channel(*channel_id, topic.clone(), delivered.unwrap_or(*from_seq), true).await;
+                if let Some(by) = invited_by {
+                    self.send(&ServerFrame::Invited { topic: topic.clone(), by: by.clone() }, None).await?;
+                }
+                self.catch_up_channel(*channel_id).await
+            }
+            Event::Left { channel_id, .. } | Event::TopicDeleted { channel_id } => {
+                self.untrack_channel(*channel_id).await;
+                Ok(())
+            }
+            Event::Subscribed { subscription_id, tag_id, from_seq, .. } => {
+                self.track_tag(*tag_id, *subscription_id, *from_seq).await;
+                self.catch_up_tag(*tag_id).await
+            }
+            Event::Unsubscribed { subscription_id, tag_id, .. } => {
+                if self.tags.get(tag_id).is_some_and(|t| t.subscription_id == *subscription_id) {
+                    self.untrack_tag(*tag_id).await;
+                }
+                Ok(())
+            }
+            Event::Inbox { .. } => match frame {
+                Some(frame) => self.feed(frame, 2).await,
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// A live message: write it if it is the next seq, skip it if it is
+    /// old or our own, fill the gap from the store if something is missing.
+    /// `direct` carries the label of a direct conversation, which may be
+    /// new to this session.
+    async fn on_message(
+        &mut self,
+        message: &StoredMessage,
+        frame: Option<axum::extract::ws::Utf8Bytes>,
+        direct: Option<String>,
+    ) -> Result<(), End> {
+        let channel_id = message.channel_id;
+        if !self.channels.contains_key(&channel_id) {
+            let Some(label) = direct else { return Ok(()) };
+            let delivered = self.state.core.store.delivered_seq(channel_id, self.actor.id).await.map_err(internal)?;
+            self.track_channel(channel_id, label, delivered.unwrap_or(0), false).await;
+        }
+        let Some(tracked) = self.channels.get_mut(&channel_id) else { return Ok(()) };
+        if message.seq <= tracked.delivered {
+            return Ok(());
+        }
+        if message.seq > tracked.delivered + 1 {
+            return self.catch_up_channel(channel_id).await;
+        }
+        tracked.delivered = message.seq;
+        tracked.dirty = true;
+        if message.sender_id == self.actor.id {
+            return Ok(());
+        }
+        self.oldest_unflushed.get_or_insert(message.created_at);
+        match frame {
+            Some(frame) => self.feed(frame, 0).await,
+            None => self.send(&ServerFrame::Message(message.labelled(tracked_label(&self.channels, channel_id))), None).await,
+        }
+    }
+
+    /// Hands positions that moved to the cursor book.
+    pub(super) fn note_cursors(&mut self) {
+        let user_id = self.actor.id;
+        for (&channel_id, tracked) in self.channels.iter_mut().filter(|(_, t)| t.dirty) {
+            tracked.dirty = false;
+            self.state.cursors.note(Cursor::Channel { channel_id, user_id }, tracked.delivered);
+        }
+        for tracked in self.tags.values_mut().filter(|t| t.dirty) {
+            tracked.dirty = false;
+            self.state.cursors.note(Cursor::Subscription { id: tracked.subscription_id }, tracked.delivered);
+        }
+    }
+}
+
+fn tracked_label(channels: &std::collections::HashMap<i64, Tracked>, channel_id: i64) -> String {
+    channels.get(&channel_id).map(|t| t.label.clone()).unwrap_or_default()
+}

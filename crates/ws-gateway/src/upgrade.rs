@@ -1,0 +1,82 @@
+//! The handshake: find the token (path, query or header), check it, and
+//! only then upgrade. A refusal is an HTTP 401 with a JSON body.
+
+use std::collections::HashMap;
+
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
+use axum::response::Response;
+use domain::auth::{AuthError, TokenType};
+use domain::model::Actor;
+
+use crate::GatewayState;
+use crate::session::Session;
+
+/// `GET /ws`, `GET /ws/notifications/`: token in `?token=` or the header.
+pub async fn by_query_or_header(
+    State(state): State<GatewayState>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let bearer = headers.get(AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Bearer "));
+    let token = query.get("token").map(String::as_str).or(bearer);
+    accept(state, token, upgrade).await
+}
+
+/// `GET /{token}`.
+pub async fn by_path(
+    State(state): State<GatewayState>,
+    Path(token): Path<String>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    accept(state, Some(&token), upgrade).await
+}
+
+async fn accept(
+    state: GatewayState,
+    token: Option<&str>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let (actor, expires_at) = match authenticate(&state, token).await {
+        Ok(found) => found,
+        Err(message) => return ops::error_response(StatusCode::UNAUTHORIZED, "unauthorized", message),
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(_) => {
+            return ops::error_response(
+                StatusCode::UPGRADE_REQUIRED,
+                "upgrade_required",
+                "this endpoint speaks WebSocket only",
+            );
+        }
+    };
+    let config = &state.config;
+    upgrade
+        .read_buffer_size(config.read_buffer_bytes)
+        .write_buffer_size(config.read_buffer_bytes)
+        // The hard cap sits above the protocol limit so an oversized frame
+        // is read, measured and answered with 1009 rather than an I/O error.
+        .max_message_size(config.max_frame_bytes.saturating_mul(4))
+        .max_frame_size(config.max_frame_bytes.saturating_mul(4))
+        .on_upgrade(move |socket| Session::start(state, actor, expires_at, socket))
+}
+
+async fn authenticate(state: &GatewayState, token: Option<&str>) -> Result<(Actor, i64), String> {
+    let token = token.filter(|t| !t.is_empty()).ok_or("an access token is required")?;
+    let claims = state.keys.verify(token, TokenType::Access).map_err(|e| match e {
+        AuthError::Expired => "the token has expired".to_owned(),
+        AuthError::WrongType(_) => "only an access token opens a socket".to_owned(),
+        _ => "the token is not valid".to_owned(),
+    })?;
+    match state.core.store.user_by_id(claims.uid).await {
+        Ok(Some(user)) => Ok((user.into(), claims.exp)),
+        Ok(None) => Err("the token's user no longer exists".into()),
+        Err(err) => {
+            tracing::error!(%err, "store failure during handshake");
+            Err("the service is unavailable".into())
+        }
+    }
+}
