@@ -28,6 +28,8 @@ pub struct ApiConfig {
 
 impl From<&ApiArgs> for ApiConfig {
     fn from(args: &ApiArgs) -> Self {
-        Self { open_registration: args.open_registration }
+        Self {
+            open_registration: args.open_registration,
+        }
     }
 }

@@ -47,7 +47,9 @@ impl ApiError {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
-            Self::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            Self::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -67,9 +69,13 @@ impl From<ServiceError> for ApiError {
             ServiceError::NotFound(what) => Self::NotFound(format!("{what} not found")),
             ServiceError::Forbidden(why) => Self::Forbidden(why.into()),
             ServiceError::Conflict(what) => Self::Conflict(format!("{what} already exists")),
-            ServiceError::Invalid { field, message } => Self::Unprocessable(format!("{field}: {message}")),
+            ServiceError::Invalid { field, message } => {
+                Self::Unprocessable(format!("{field}: {message}"))
+            }
             ServiceError::TooLarge(why) => Self::TooLarge(why),
-            ServiceError::NotSubscribed(topic) => Self::NotFound(format!("not a member of {topic}")),
+            ServiceError::NotSubscribed(topic) => {
+                Self::NotFound(format!("not a member of {topic}"))
+            }
             ServiceError::Store(err) => err.into(),
         }
     }
@@ -115,7 +121,9 @@ impl From<JsonRejection> for ApiError {
         match rejection {
             JsonRejection::JsonDataError(_) => Self::Unprocessable(text),
             JsonRejection::MissingJsonContentType(_) => Self::UnsupportedMediaType(text),
-            JsonRejection::BytesRejection(_) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            JsonRejection::BytesRejection(_)
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
                 Self::TooLarge(text)
             }
             _ => Self::BadRequest(text),

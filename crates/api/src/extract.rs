@@ -40,15 +40,16 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::Unauthorized("an Authorization: Bearer token is required".into()))?;
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            ApiError::Unauthorized("an Authorization: Bearer token is required".into())
+        })?;
         let token = header
             .to_str()
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into()))?;
+            .ok_or_else(|| {
+                ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
+            })?;
         let claims = state.keys.verify(token.trim(), TokenType::Access)?;
         let user = state
             .core
@@ -68,7 +69,9 @@ impl FromRequestParts<AppState> for MaybeAuthUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         if parts.headers.contains_key(AUTHORIZATION) {
-            Ok(Self(Some(AuthUser::from_request_parts(parts, state).await?.0)))
+            Ok(Self(Some(
+                AuthUser::from_request_parts(parts, state).await?.0,
+            )))
         } else {
             Ok(Self(None))
         }

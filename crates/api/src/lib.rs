@@ -48,9 +48,15 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::router())
         .with_state(state.clone());
     api.merge(ops::health::router(state.core.clone()))
-        .fallback(|| async { ops::error_response(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .fallback(|| async {
+            ops::error_response(StatusCode::NOT_FOUND, "not_found", "no such route")
+        })
         .method_not_allowed_fallback(|| async {
-            ops::error_response(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+            ops::error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(ops::health::track))
@@ -58,6 +64,12 @@ pub fn router(state: AppState) -> Router {
 
 /// Serves `router` on `listener` until `shutdown` fires, then lets
 /// in-flight requests finish.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(async move { shutdown.wait().await }).await
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await
 }

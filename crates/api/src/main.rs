@@ -22,13 +22,23 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     ops::logs::init(cli.common.log_format);
-    let secret = cli.common.jwt_secret.clone().context("JWT_SECRET is required when the api runs on its own")?;
+    let secret = cli
+        .common
+        .jwt_secret
+        .clone()
+        .context("JWT_SECRET is required when the api runs on its own")?;
     let keys = ops::boot::keys(&cli.common, &secret)?;
     let core = ops::boot::core(&cli.common).await?;
-    if let Some(password) = ops::boot::ensure_admin(&core.store, cli.api.admin_password.as_ref()).await? {
+    if let Some(password) =
+        ops::boot::ensure_admin(&core.store, cli.api.admin_password.as_ref()).await?
+    {
         println!("created user `admin` with password: {password}");
     }
-    let state = AppState { core, keys: Arc::new(keys), config: Arc::new(ApiConfig::from(&cli.api)) };
+    let state = AppState {
+        core,
+        keys: Arc::new(keys),
+        config: Arc::new(ApiConfig::from(&cli.api)),
+    };
     let listener = tokio::net::TcpListener::bind(cli.api.api_addr)
         .await
         .with_context(|| format!("binding {}", cli.api.api_addr))?;

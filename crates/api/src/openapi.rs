@@ -30,11 +30,19 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/openapi.json", get(|| async { axum::Json(ApiDoc::openapi()) }))
+    Router::new().route(
+        "/api/openapi.json",
+        get(|| async { axum::Json(ApiDoc::openapi()) }),
+    )
 }

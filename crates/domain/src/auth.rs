@@ -7,8 +7,10 @@
 
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::Argon2;
+use argon2::password_hash::{
+    PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng,
+};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
 
@@ -67,7 +69,11 @@ impl std::fmt::Debug for JwtKeys {
 }
 
 impl JwtKeys {
-    pub fn new(secret: &[u8], access_ttl: Duration, refresh_ttl: Duration) -> Result<Self, AuthError> {
+    pub fn new(
+        secret: &[u8],
+        access_ttl: Duration,
+        refresh_ttl: Duration,
+    ) -> Result<Self, AuthError> {
         if secret.len() < MIN_SECRET_LEN {
             return Err(AuthError::SecretTooShort);
         }
@@ -92,7 +98,12 @@ impl JwtKeys {
         self.issue_with_ttl(user, token_type, ttl)
     }
 
-    pub fn issue_with_ttl(&self, user: &User, token_type: TokenType, ttl: Duration) -> Result<String, AuthError> {
+    pub fn issue_with_ttl(
+        &self,
+        user: &User,
+        token_type: TokenType,
+        ttl: Duration,
+    ) -> Result<String, AuthError> {
         let iat = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: user.username.clone(),
@@ -108,12 +119,11 @@ impl JwtKeys {
 
     /// Checks signature, algorithm, expiry and type.
     pub fn verify(&self, token: &str, expected: TokenType) -> Result<Claims, AuthError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
-            match e.kind() {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
                 _ => AuthError::Invalid,
-            }
-        })?;
+            })?;
         if data.claims.token_type != expected {
             return Err(AuthError::WrongType(data.claims.token_type));
         }
@@ -134,7 +144,11 @@ pub fn hash_password(password: &str) -> Result<String, AuthError> {
 /// Constant-time comparison against a stored PHC string.
 pub fn verify_password(password: &str, stored: &str) -> bool {
     PasswordHash::new(stored)
-        .map(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+        .map(|hash| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &hash)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -142,7 +156,11 @@ pub fn verify_password(password: &str, stored: &str) -> bool {
 pub fn random_secret(len: usize) -> String {
     use rand::Rng;
     use rand::distributions::Alphanumeric;
-    rand::thread_rng().sample_iter(&Alphanumeric).take(len).map(char::from).collect()
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
 }
 
 #[cfg(test)]
@@ -154,7 +172,11 @@ mod tests {
     }
 
     fn alice() -> User {
-        User { id: 1, username: "alice".into(), is_admin: false }
+        User {
+            id: 1,
+            username: "alice".into(),
+            is_admin: false,
+        }
     }
 
     #[test]
@@ -170,7 +192,10 @@ mod tests {
         let claims = keys.verify(&access, TokenType::Access).unwrap();
         assert_eq!((claims.sub.as_str(), claims.uid), ("alice", 1));
         let refresh = keys.issue(&alice(), TokenType::Refresh).unwrap();
-        assert_eq!(keys.verify(&refresh, TokenType::Access), Err(AuthError::WrongType(TokenType::Refresh)));
+        assert_eq!(
+            keys.verify(&refresh, TokenType::Access),
+            Err(AuthError::WrongType(TokenType::Refresh))
+        );
     }
 
     #[test]
@@ -185,17 +210,31 @@ mod tests {
             jti: "j".into(),
             token_type: TokenType::Access,
         };
-        let expired =
-            jsonwebtoken::encode(&Header::default(), &claims, &EncodingKey::from_secret(&[7; 32])).unwrap();
-        assert_eq!(keys.verify(&expired, TokenType::Access), Err(AuthError::Expired));
-        let other = JwtKeys::new(&[8; 32], Duration::from_secs(60), Duration::from_secs(60)).unwrap();
+        let expired = jsonwebtoken::encode(
+            &Header::default(),
+            &claims,
+            &EncodingKey::from_secret(&[7; 32]),
+        )
+        .unwrap();
+        assert_eq!(
+            keys.verify(&expired, TokenType::Access),
+            Err(AuthError::Expired)
+        );
+        let other =
+            JwtKeys::new(&[8; 32], Duration::from_secs(60), Duration::from_secs(60)).unwrap();
         let forged = other.issue(&alice(), TokenType::Access).unwrap();
-        assert_eq!(keys.verify(&forged, TokenType::Access), Err(AuthError::Invalid));
+        assert_eq!(
+            keys.verify(&forged, TokenType::Access),
+            Err(AuthError::Invalid)
+        );
         // alg: none, with the same claims.
         let genuine = keys.issue(&alice(), TokenType::Access).unwrap();
         let payload = genuine.split('.').nth(1).unwrap();
         let unsigned = format!("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.");
-        assert_eq!(keys.verify(&unsigned, TokenType::Access), Err(AuthError::Invalid));
+        assert_eq!(
+            keys.verify(&unsigned, TokenType::Access),
+            Err(AuthError::Invalid)
+        );
     }
 
     #[test]

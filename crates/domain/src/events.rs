@@ -49,23 +49,48 @@ pub enum InboxChange {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// A message stored in a topic.
-    TopicMessage { topic: String, message: StoredMessage },
+    TopicMessage {
+        topic: String,
+        message: StoredMessage,
+    },
     /// A direct message stored; only `to` (not the sender) is told.
     DirectMessage { to: i64, message: StoredMessage },
     /// A notification stored for a tag's subscribers, at `seq` in its tag.
-    Notification { notification: Notification, seq: i64 },
+    Notification {
+        notification: Notification,
+        seq: i64,
+    },
     /// `user_id` became a member of a topic; delivery starts after `from_seq`.
-    Joined { user_id: i64, channel_id: i64, topic: String, from_seq: i64, invited_by: Option<String> },
+    Joined {
+        user_id: i64,
+        channel_id: i64,
+        topic: String,
+        from_seq: i64,
+        invited_by: Option<String>,
+    },
     /// `user_id` left a topic.
     Left { user_id: i64, channel_id: i64 },
     /// A topic and its memberships are gone.
     TopicDeleted { channel_id: i64 },
     /// `user_id` subscribed to a tag; delivery starts after `from_seq`.
-    Subscribed { user_id: i64, subscription_id: i64, tag_id: i64, from_seq: i64 },
+    Subscribed {
+        user_id: i64,
+        subscription_id: i64,
+        tag_id: i64,
+        from_seq: i64,
+    },
     /// `user_id` ended a subscription.
-    Unsubscribed { user_id: i64, subscription_id: i64, tag_id: i64 },
+    Unsubscribed {
+        user_id: i64,
+        subscription_id: i64,
+        tag_id: i64,
+    },
     /// One of `user_id`'s inbox items changed state.
-    Inbox { user_id: i64, id: i64, change: InboxChange },
+    Inbox {
+        user_id: i64,
+        id: i64,
+        change: InboxChange,
+    },
 }
 
 impl Event {
@@ -91,7 +116,11 @@ mod tests {
 
     #[test]
     fn events_round_trip_through_json() {
-        let event = Event::Inbox { user_id: 3, id: 9, change: InboxChange::Deleted };
+        let event = Event::Inbox {
+            user_id: 3,
+            id: 9,
+            change: InboxChange::Deleted,
+        };
         let json = serde_json::to_string(&event).unwrap();
         assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), event);
         assert_eq!(event.key(), Key::User(3));

@@ -27,7 +27,11 @@ pub struct Actor {
 
 impl From<User> for Actor {
     fn from(user: User) -> Self {
-        Self { id: user.id, username: user.username, is_admin: user.is_admin }
+        Self {
+            id: user.id,
+            username: user.username,
+            is_admin: user.is_admin,
+        }
     }
 }
 

@@ -21,7 +21,11 @@ pub enum PagingError {
 }
 
 impl PageRequest {
-    pub fn new(page: Option<i64>, page_size: Option<i64>, default_size: u32) -> Result<Self, PagingError> {
+    pub fn new(
+        page: Option<i64>,
+        page_size: Option<i64>,
+        default_size: u32,
+    ) -> Result<Self, PagingError> {
         let page = page.unwrap_or(1);
         let page_size = page_size.unwrap_or(i64::from(default_size));
         if page < 1 || page > i64::from(u32::MAX) {
@@ -30,7 +34,10 @@ impl PageRequest {
         if !(1..=i64::from(MAX_PAGE_SIZE)).contains(&page_size) {
             return Err(PagingError::PageSize);
         }
-        Ok(Self { page: page as u32, page_size: page_size as u32 })
+        Ok(Self {
+            page: page as u32,
+            page_size: page_size as u32,
+        })
     }
 
     pub fn limit(&self) -> i64 {
@@ -53,7 +60,12 @@ pub struct Page<T> {
 
 impl<T> Page<T> {
     pub fn new(request: PageRequest, count: i64, results: Vec<T>) -> Self {
-        Self { count, page: request.page, page_size: request.page_size, results }
+        Self {
+            count,
+            page: request.page,
+            page_size: request.page_size,
+            results,
+        }
     }
 
     /// How many pages the whole list spans (0 for an empty list).
@@ -69,15 +81,34 @@ mod tests {
 
     #[test]
     fn defaults_and_caps() {
-        assert_eq!(PageRequest::new(None, None, 20), Ok(PageRequest { page: 1, page_size: 20 }));
+        assert_eq!(
+            PageRequest::new(None, None, 20),
+            Ok(PageRequest {
+                page: 1,
+                page_size: 20
+            })
+        );
         assert_eq!(PageRequest::new(Some(0), None, 20), Err(PagingError::Page));
-        assert_eq!(PageRequest::new(None, Some(101), 20), Err(PagingError::PageSize));
-        assert_eq!(PageRequest::new(Some(3), Some(10), 20).map(|p| p.offset()), Ok(20));
+        assert_eq!(
+            PageRequest::new(None, Some(101), 20),
+            Err(PagingError::PageSize)
+        );
+        assert_eq!(
+            PageRequest::new(Some(3), Some(10), 20).map(|p| p.offset()),
+            Ok(20)
+        );
     }
 
     #[test]
     fn total_pages_rounds_up() {
-        let page = Page::<()>::new(PageRequest { page: 1, page_size: 5 }, 11, vec![]);
+        let page = Page::<()>::new(
+            PageRequest {
+                page: 1,
+                page_size: 5,
+            },
+            11,
+            vec![],
+        );
         assert_eq!(page.total_pages(), 3);
     }
 }

@@ -34,13 +34,30 @@ pub enum ErrorCode {
 /// An action a client asked for.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientFrame {
-    Subscribe { topic: TopicName, since: Option<i64> },
-    Unsubscribe { topic: TopicName },
-    Invite { topic: TopicName, username: Username },
-    Message { target: Target, content: String },
-    NotificationsList { page: PageRequest },
-    MarkRead { id: i64 },
-    Delete { id: i64 },
+    Subscribe {
+        topic: TopicName,
+        since: Option<i64>,
+    },
+    Unsubscribe {
+        topic: TopicName,
+    },
+    Invite {
+        topic: TopicName,
+        username: Username,
+    },
+    Message {
+        target: Target,
+        content: String,
+    },
+    NotificationsList {
+        page: PageRequest,
+    },
+    MarkRead {
+        id: i64,
+    },
+    Delete {
+        id: i64,
+    },
     Disconnect,
 }
 
@@ -61,7 +78,11 @@ pub struct FrameError {
 
 impl FrameError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), reference: None }
+        Self {
+            code,
+            message: message.into(),
+            reference: None,
+        }
     }
 }
 
@@ -70,36 +91,71 @@ pub fn parse(text: &str) -> Result<Request, FrameError> {
     let value: Value = serde_json::from_str(text)
         .map_err(|e| FrameError::new(ErrorCode::BadJson, format!("not valid JSON: {e}")))?;
     let Value::Object(object) = value else {
-        return Err(FrameError::new(ErrorCode::BadJson, "a frame must be a JSON object"));
+        return Err(FrameError::new(
+            ErrorCode::BadJson,
+            "a frame must be a JSON object",
+        ));
     };
     let fields = Fields(&object);
     let reference = match object.get("ref") {
         None | Some(Value::Null) => None,
         Some(r @ (Value::String(_) | Value::Number(_))) => Some(r.clone()),
-        Some(_) => return Err(FrameError::new(ErrorCode::InvalidField, "ref must be a string or a number")),
+        Some(_) => {
+            return Err(FrameError::new(
+                ErrorCode::InvalidField,
+                "ref must be a string or a number",
+            ));
+        }
     };
-    let frame = parse_frame(&fields).map_err(|e| FrameError { reference: reference.clone(), ..e })?;
+    let frame = parse_frame(&fields).map_err(|e| FrameError {
+        reference: reference.clone(),
+        ..e
+    })?;
     Ok(Request { reference, frame })
 }
 
 fn parse_frame(f: &Fields<'_>) -> Result<ClientFrame, FrameError> {
     let action = match (f.0.get("action"), f.0.get("type")) {
         (Some(Value::String(a)), _) | (None, Some(Value::String(a))) => a.as_str(),
-        (None, None) => return Err(FrameError::new(ErrorCode::MissingField, "action is required")),
-        _ => return Err(FrameError::new(ErrorCode::InvalidField, "action must be a string")),
+        (None, None) => {
+            return Err(FrameError::new(
+                ErrorCode::MissingField,
+                "action is required",
+            ));
+        }
+        _ => {
+            return Err(FrameError::new(
+                ErrorCode::InvalidField,
+                "action must be a string",
+            ));
+        }
     };
     Ok(match action {
-        "subscribe" | "suscribe" => ClientFrame::Subscribe { topic: f.topic()?, since: f.opt_int("since")? },
+        "subscribe" | "suscribe" => ClientFrame::Subscribe {
+            topic: f.topic()?,
+            since: f.opt_int("since")?,
+        },
         "unsubscribe" => ClientFrame::Unsubscribe { topic: f.topic()? },
-        "invite" => ClientFrame::Invite { topic: f.topic()?, username: f.username()? },
+        "invite" => ClientFrame::Invite {
+            topic: f.topic()?,
+            username: f.username()?,
+        },
         "message" => {
             let raw = f.string("topic_name")?;
-            let target = Target::parse(raw).map_err(|e| FrameError::new(ErrorCode::InvalidName, e.to_string()))?;
-            ClientFrame::Message { target, content: f.string("content")?.to_owned() }
+            let target = Target::parse(raw)
+                .map_err(|e| FrameError::new(ErrorCode::InvalidName, e.to_string()))?;
+            ClientFrame::Message {
+                target,
+                content: f.string("content")?.to_owned(),
+            }
         }
         "notifications_list" => {
-            let page = PageRequest::new(f.opt_int("page")?, f.opt_int("page_size")?, DEFAULT_WS_PAGE_SIZE)
-                .map_err(|e| FrameError::new(ErrorCode::InvalidField, e.to_string()))?;
+            let page = PageRequest::new(
+                f.opt_int("page")?,
+                f.opt_int("page_size")?,
+                DEFAULT_WS_PAGE_SIZE,
+            )
+            .map_err(|e| FrameError::new(ErrorCode::InvalidField, e.to_string()))?;
             ClientFrame::NotificationsList { page }
         }
         "mark_read" | "read" => ClientFrame::MarkRead { id: f.int("id")? },
@@ -107,7 +163,10 @@ fn parse_frame(f: &Fields<'_>) -> Result<ClientFrame, FrameError> {
         "disconnect" => ClientFrame::Disconnect,
         other => {
             let shown: String = other.chars().take(64).collect();
-            return Err(FrameError::new(ErrorCode::UnknownAction, format!("unknown action {shown:?}")));
+            return Err(FrameError::new(
+                ErrorCode::UnknownAction,
+                format!("unknown action {shown:?}"),
+            ));
         }
     })
 }
@@ -120,7 +179,10 @@ impl Fields<'_> {
         match self.0.get(name) {
             None | Some(Value::Null) => Err(missing(name)),
             Some(Value::String(s)) => Ok(s),
-            Some(_) => Err(FrameError::new(ErrorCode::InvalidField, format!("{name} must be a string"))),
+            Some(_) => Err(FrameError::new(
+                ErrorCode::InvalidField,
+                format!("{name} must be a string"),
+            )),
         }
     }
 
@@ -128,7 +190,10 @@ impl Fields<'_> {
         match self.0.get(name) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) if n.as_i64().is_some() => Ok(n.as_i64()),
-            Some(_) => Err(FrameError::new(ErrorCode::InvalidField, format!("{name} must be an integer"))),
+            Some(_) => Err(FrameError::new(
+                ErrorCode::InvalidField,
+                format!("{name} must be an integer"),
+            )),
         }
     }
 
@@ -137,7 +202,8 @@ impl Fields<'_> {
     }
 
     fn topic(&self) -> Result<TopicName, FrameError> {
-        TopicName::parse(self.string("topic_name")?).map_err(|e| FrameError::new(ErrorCode::InvalidName, e.to_string()))
+        TopicName::parse(self.string("topic_name")?)
+            .map_err(|e| FrameError::new(ErrorCode::InvalidName, e.to_string()))
     }
 
     fn username(&self) -> Result<Username, FrameError> {
@@ -155,25 +221,63 @@ fn missing(name: &str) -> FrameError {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
-    Welcome { user: String, session: String },
-    Subscribed { topic: String, seq: i64 },
-    Unsubscribed { topic: String },
-    Invited { topic: String, by: String },
+    Welcome {
+        user: String,
+        session: String,
+    },
+    Subscribed {
+        topic: String,
+        seq: i64,
+    },
+    Unsubscribed {
+        topic: String,
+    },
+    Invited {
+        topic: String,
+        by: String,
+    },
     Ok,
-    Ack { id: i64, topic: String, seq: i64 },
+    Ack {
+        id: i64,
+        topic: String,
+        seq: i64,
+    },
     Message(Message),
-    Notification { id: i64, notification: Notification, is_read: bool },
-    NotificationsList { count: i64, page: u32, page_size: u32, total_pages: i64, results: Vec<InboxItem> },
-    Read { id: i64 },
-    Unread { id: i64 },
-    Delete { id: i64 },
+    Notification {
+        id: i64,
+        notification: Notification,
+        is_read: bool,
+    },
+    NotificationsList {
+        count: i64,
+        page: u32,
+        page_size: u32,
+        total_pages: i64,
+        results: Vec<InboxItem>,
+    },
+    Read {
+        id: i64,
+    },
+    Unread {
+        id: i64,
+    },
+    Delete {
+        id: i64,
+    },
     ReadAll,
-    Error { code: ErrorCode, message: String },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 impl ServerFrame {
     pub fn notification(item: InboxItem) -> Self {
-        Self::Notification { id: item.id, notification: item.notification, is_read: item.is_read }
+        Self::Notification {
+            id: item.id,
+            notification: item.notification,
+            is_read: item.is_read,
+        }
     }
 
     pub fn notifications_list(page: Page<InboxItem>) -> Self {
@@ -187,7 +291,10 @@ impl ServerFrame {
     }
 
     pub fn error(error: &FrameError) -> Self {
-        Self::Error { code: error.code, message: error.message.clone() }
+        Self::Error {
+            code: error.code,
+            message: error.message.clone(),
+        }
     }
 
     /// The frame as JSON text, with `ref` echoed when given.
@@ -199,8 +306,13 @@ impl ServerFrame {
             #[serde(rename = "ref", skip_serializing_if = "Option::is_none")]
             reference: Option<&'a Value>,
         }
-        serde_json::to_string(&WithRef { frame: self, reference })
-            .unwrap_or_else(|_| r#"{"type":"error","code":"internal","message":"could not encode a frame"}"#.into())
+        serde_json::to_string(&WithRef {
+            frame: self,
+            reference,
+        })
+        .unwrap_or_else(|_| {
+            r#"{"type":"error","code":"internal","message":"could not encode a frame"}"#.into()
+        })
     }
 }
 
@@ -218,32 +330,84 @@ mod tests {
     fn parses_each_action_and_alias() {
         let sub = parse(r#"{"action":"suscribe","topic_name":"news","since":4,"ref":7}"#).unwrap();
         assert_eq!(sub.reference, Some(json!(7)));
-        assert!(matches!(sub.frame, ClientFrame::Subscribe { since: Some(4), .. }));
+        assert!(matches!(
+            sub.frame,
+            ClientFrame::Subscribe { since: Some(4), .. }
+        ));
         let list = parse(r#"{"type":"notifications_list","page":2,"page_size":5}"#).unwrap();
-        assert_eq!(list.frame, ClientFrame::NotificationsList { page: PageRequest { page: 2, page_size: 5 } });
-        assert_eq!(parse(r#"{"type":"read","id":3}"#).unwrap().frame, ClientFrame::MarkRead { id: 3 });
-        assert_eq!(parse(r#"{"type":"deleted","id":3}"#).unwrap().frame, ClientFrame::Delete { id: 3 });
+        assert_eq!(
+            list.frame,
+            ClientFrame::NotificationsList {
+                page: PageRequest {
+                    page: 2,
+                    page_size: 5
+                }
+            }
+        );
+        assert_eq!(
+            parse(r#"{"type":"read","id":3}"#).unwrap().frame,
+            ClientFrame::MarkRead { id: 3 }
+        );
+        assert_eq!(
+            parse(r#"{"type":"deleted","id":3}"#).unwrap().frame,
+            ClientFrame::Delete { id: 3 }
+        );
         let dm = parse(r#"{"action":"message","topic_name":"@bob","content":"hi"}"#).unwrap();
-        assert!(matches!(dm.frame, ClientFrame::Message { target: Target::User(_), .. }));
+        assert!(matches!(
+            dm.frame,
+            ClientFrame::Message {
+                target: Target::User(_),
+                ..
+            }
+        ));
     }
 
     #[test]
     fn every_mistake_has_its_code_and_keeps_ref() {
         assert_eq!(code_of("{nope").0, ErrorCode::BadJson);
         assert_eq!(code_of("[1]").0, ErrorCode::BadJson);
-        assert_eq!(code_of(r#"{"action":"dance","ref":"a"}"#), (ErrorCode::UnknownAction, Some(json!("a"))));
-        assert_eq!(code_of(r#"{"ref":1}"#), (ErrorCode::MissingField, Some(json!(1))));
-        assert_eq!(code_of(r#"{"action":"subscribe"}"#).0, ErrorCode::MissingField);
-        assert_eq!(code_of(r#"{"action":"subscribe","topic_name":5}"#).0, ErrorCode::InvalidField);
-        assert_eq!(code_of(r#"{"action":"subscribe","topic_name":"a b"}"#).0, ErrorCode::InvalidName);
-        assert_eq!(code_of(r#"{"action":"mark_read","id":"x"}"#).0, ErrorCode::InvalidField);
-        assert_eq!(code_of(r#"{"action":"notifications_list","page_size":1000}"#).0, ErrorCode::InvalidField);
-        assert_eq!(code_of(r#"{"action":"message","topic_name":"t"}"#).0, ErrorCode::MissingField);
+        assert_eq!(
+            code_of(r#"{"action":"dance","ref":"a"}"#),
+            (ErrorCode::UnknownAction, Some(json!("a")))
+        );
+        assert_eq!(
+            code_of(r#"{"ref":1}"#),
+            (ErrorCode::MissingField, Some(json!(1)))
+        );
+        assert_eq!(
+            code_of(r#"{"action":"subscribe"}"#).0,
+            ErrorCode::MissingField
+        );
+        assert_eq!(
+            code_of(r#"{"action":"subscribe","topic_name":5}"#).0,
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code_of(r#"{"action":"subscribe","topic_name":"a b"}"#).0,
+            ErrorCode::InvalidName
+        );
+        assert_eq!(
+            code_of(r#"{"action":"mark_read","id":"x"}"#).0,
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code_of(r#"{"action":"notifications_list","page_size":1000}"#).0,
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code_of(r#"{"action":"message","topic_name":"t"}"#).0,
+            ErrorCode::MissingField
+        );
     }
 
     #[test]
     fn server_frames_have_the_documented_shape() {
-        let ack = ServerFrame::Ack { id: 1, topic: "news".into(), seq: 2 }.to_json(Some(&json!("r1")));
+        let ack = ServerFrame::Ack {
+            id: 1,
+            topic: "news".into(),
+            seq: 2,
+        }
+        .to_json(Some(&json!("r1")));
         assert_eq!(
             serde_json::from_str::<Value>(&ack).unwrap(),
             json!({"type":"ack","id":1,"topic":"news","seq":2,"ref":"r1"})

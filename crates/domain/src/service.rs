@@ -26,7 +26,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_content_bytes: 16 * 1024, max_history: 1000 }
+        Self {
+            max_content_bytes: 16 * 1024,
+            max_history: 1000,
+        }
     }
 }
 
@@ -63,7 +66,10 @@ pub enum ServiceError {
     #[error("{0} already exists")]
     Conflict(String),
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error("{0}")]
     TooLarge(String),
     #[error("not a member of {0}")]
@@ -83,5 +89,9 @@ impl From<StoreError> for ServiceError {
 }
 
 fn admin_only(actor: &crate::model::Actor) -> Result<(), ServiceError> {
-    if actor.is_admin { Ok(()) } else { Err(ServiceError::Forbidden("only an admin may do this")) }
+    if actor.is_admin {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden("only an admin may do this"))
+    }
 }

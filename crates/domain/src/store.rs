@@ -96,8 +96,14 @@ impl Store {
         let max_connections = max_connections.max(1);
         match backend {
             Backend::Postgres => {
-                let pool = pool_options(max_connections).connect_with(options(url)?).await?;
-                Ok(Self { read: pool.clone(), write: pool, backend })
+                let pool = pool_options(max_connections)
+                    .connect_with(options(url)?)
+                    .await?;
+                Ok(Self {
+                    read: pool.clone(),
+                    write: pool,
+                    backend,
+                })
             }
             Backend::Sqlite => {
                 let url = sqlite_url(url);
@@ -109,7 +115,11 @@ impl Store {
                     .after_connect(|conn, _| Box::pin(async move { sqlite_pragmas(conn).await }))
                     .connect_with(options(&url)?)
                     .await?;
-                Ok(Self { read, write, backend })
+                Ok(Self {
+                    read,
+                    write,
+                    backend,
+                })
             }
         }
     }

@@ -44,7 +44,11 @@ impl TestStore {
         let dir = tempfile::tempdir().expect("temporary directory");
         let url = format!("sqlite://{}", dir.path().join("tidings.db").display());
         let store = Store::connect(&url, 4).await.expect("SQLite store");
-        Self { store, url, _dir: Some(dir) }
+        Self {
+            store,
+            url,
+            _dir: Some(dir),
+        }
     }
 
     pub async fn postgres() -> Option<Self> {
@@ -53,8 +57,13 @@ impl TestStore {
             return None;
         };
         let name = format!("tidings_t_{}", uuid::Uuid::new_v4().simple());
-        let admin = Store::connect_only(&server, 1).await.expect("PostgreSQL server");
-        admin.execute_raw(&format!("CREATE DATABASE {name}")).await.expect("create database");
+        let admin = Store::connect_only(&server, 1)
+            .await
+            .expect("PostgreSQL server");
+        admin
+            .execute_raw(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create database");
         admin.close().await;
         let base = server.split('?').next().unwrap_or(&server);
         let url = match base.rfind('/') {
@@ -62,6 +71,10 @@ impl TestStore {
             _ => format!("{base}/{name}"),
         };
         let store = Store::connect(&url, 5).await.expect("PostgreSQL store");
-        Some(Self { store, url, _dir: None })
+        Some(Self {
+            store,
+            url,
+            _dir: None,
+        })
     }
 }

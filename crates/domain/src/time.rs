@@ -35,6 +35,9 @@ pub mod as_rfc3339 {
 mod tests {
     #[test]
     fn formats_utc_with_millis() {
-        assert_eq!(super::rfc3339(1_795_512_600_123), "2026-11-24T09:30:00.123Z");
+        assert_eq!(
+            super::rfc3339(1_795_512_600_123),
+            "2026-11-24T09:30:00.123Z"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The store contract: one async fn per behaviour, each run on a fresh
 //! SQLite file and on a fresh PostgreSQL database (when
 //! `TIDINGS_TEST_DATABASE_URL` is set).
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use domain::model::Actor;
 use domain::names::{TopicName, Username};
@@ -49,11 +50,19 @@ contract!(
 );
 
 async fn user(store: &Store, name: &str) -> Actor {
-    store.create_user(None, &Username::parse(name).unwrap(), "hash", false).await.unwrap().into()
+    store
+        .create_user(None, &Username::parse(name).unwrap(), "hash", false)
+        .await
+        .unwrap()
+        .into()
 }
 
 async fn admin(store: &Store, name: &str) -> Actor {
-    store.create_user(None, &Username::parse(name).unwrap(), "hash", true).await.unwrap().into()
+    store
+        .create_user(None, &Username::parse(name).unwrap(), "hash", true)
+        .await
+        .unwrap()
+        .into()
 }
 
 fn topic_name(name: &str) -> TopicName {
@@ -65,11 +74,18 @@ fn page(page: u32, page_size: u32) -> PageRequest {
 }
 
 async fn users_are_created_and_found(db: &TestStore) {
-    let alice = db.create_user(None, &Username::parse("alice").unwrap(), "h1", true).await.unwrap();
+    let alice = db
+        .create_user(None, &Username::parse("alice").unwrap(), "h1", true)
+        .await
+        .unwrap();
     assert!(alice.is_admin);
     assert_eq!(db.user_by_id(alice.id).await.unwrap(), Some(alice.clone()));
     assert_eq!(db.user_by_name("alice").await.unwrap(), Some(alice.clone()));
-    assert_eq!(db.user_by_name("Alice").await.unwrap(), None, "names are case-sensitive");
+    assert_eq!(
+        db.user_by_name("Alice").await.unwrap(),
+        None,
+        "names are case-sensitive"
+    );
     let (found, hash) = db.credentials("alice").await.unwrap().unwrap();
     assert_eq!((found, hash.as_str()), (alice, "h1"));
     assert_eq!(db.user_count().await.unwrap(), 1);
@@ -77,7 +93,9 @@ async fn users_are_created_and_found(db: &TestStore) {
 
 async fn duplicate_usernames_conflict(db: &TestStore) {
     user(db, "bob").await;
-    let again = db.create_user(None, &Username::parse("bob").unwrap(), "h", false).await;
+    let again = db
+        .create_user(None, &Username::parse("bob").unwrap(), "h", false)
+        .await;
     assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
     assert_eq!(db.user_count().await.unwrap(), 1);
 }
@@ -86,21 +104,41 @@ async fn users_and_topics_share_one_namespace(db: &TestStore) {
     let alice = user(db, "alice").await;
     let clash = db.create_topic(&alice, &topic_name("alice"), false).await;
     assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
-    db.create_topic(&alice, &topic_name("news"), false).await.unwrap();
-    let clash = db.create_user(None, &Username::parse("news").unwrap(), "h", false).await;
+    db.create_topic(&alice, &topic_name("news"), false)
+        .await
+        .unwrap();
+    let clash = db
+        .create_user(None, &Username::parse("news").unwrap(), "h", false)
+        .await;
     assert!(matches!(clash, Err(StoreError::Conflict(_))), "{clash:?}");
 }
 
 async fn private_topics_are_listed_only_to_members(db: &TestStore) {
     let alice = user(db, "alice").await;
     let bob = user(db, "bob").await;
-    let secret = db.create_topic(&alice, &topic_name("secret"), true).await.unwrap();
-    db.create_topic(&alice, &topic_name("public"), false).await.unwrap();
+    let secret = db
+        .create_topic(&alice, &topic_name("secret"), true)
+        .await
+        .unwrap();
+    db.create_topic(&alice, &topic_name("public"), false)
+        .await
+        .unwrap();
     assert_eq!(secret.owner.as_deref(), Some("alice"));
-    assert!(db.is_member(secret.id, alice.id).await.unwrap(), "the creator is a member");
-    let names = |p: domain::paging::Page<domain::model::Topic>| p.results.into_iter().map(|t| t.name).collect::<Vec<_>>();
-    assert_eq!(names(db.topics_page(&bob, page(1, 10)).await.unwrap()), ["public"]);
-    assert_eq!(names(db.topics_page(&alice, page(1, 10)).await.unwrap()), ["public", "secret"]);
+    assert!(
+        db.is_member(secret.id, alice.id).await.unwrap(),
+        "the creator is a member"
+    );
+    let names = |p: domain::paging::Page<domain::model::Topic>| {
+        p.results.into_iter().map(|t| t.name).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(db.topics_page(&bob, page(1, 10)).await.unwrap()),
+        ["public"]
+    );
+    assert_eq!(
+        names(db.topics_page(&alice, page(1, 10)).await.unwrap()),
+        ["public", "secret"]
+    );
     db.join_topic(&alice, &secret, bob.id, "bob").await.unwrap();
     assert_eq!(db.topics_page(&bob, page(1, 10)).await.unwrap().count, 2);
 }
@@ -108,39 +146,82 @@ async fn private_topics_are_listed_only_to_members(db: &TestStore) {
 async fn topic_pages_count_and_order(db: &TestStore) {
     let alice = user(db, "alice").await;
     for n in ["t3", "t1", "t5", "t2", "t4"] {
-        db.create_topic(&alice, &topic_name(n), false).await.unwrap();
+        db.create_topic(&alice, &topic_name(n), false)
+            .await
+            .unwrap();
     }
     let second = db.topics_page(&alice, page(2, 2)).await.unwrap();
     assert_eq!((second.count, second.page, second.page_size), (5, 2, 2));
-    assert_eq!(second.results.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["t3", "t4"]);
-    assert_eq!(db.topics_page(&alice, page(3, 2)).await.unwrap().results.len(), 1);
-    assert!(db.topics_page(&alice, page(4, 2)).await.unwrap().results.is_empty());
+    assert_eq!(
+        second
+            .results
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>(),
+        ["t3", "t4"]
+    );
+    assert_eq!(
+        db.topics_page(&alice, page(3, 2))
+            .await
+            .unwrap()
+            .results
+            .len(),
+        1
+    );
+    assert!(
+        db.topics_page(&alice, page(4, 2))
+            .await
+            .unwrap()
+            .results
+            .is_empty()
+    );
 }
 
 async fn seqs_start_at_one_and_have_no_gaps(db: &TestStore) {
     let alice = user(db, "alice").await;
-    let topic = db.create_topic(&alice, &topic_name("news"), false).await.unwrap();
+    let topic = db
+        .create_topic(&alice, &topic_name("news"), false)
+        .await
+        .unwrap();
     for i in 1..=5 {
-        let m = db.publish(topic.id, &alice, &format!("m{i}")).await.unwrap();
+        let m = db
+            .publish(topic.id, &alice, &format!("m{i}"))
+            .await
+            .unwrap();
         assert_eq!((m.seq, m.sender.as_str()), (i, "alice"));
     }
     let after_two = db.messages_after(topic.id, 2, 10, None).await.unwrap();
-    assert_eq!(after_two.iter().map(|m| m.seq).collect::<Vec<_>>(), [3, 4, 5]);
+    assert_eq!(
+        after_two.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        [3, 4, 5]
+    );
     assert_eq!(after_two[0].content, "m3");
-    assert_eq!(db.messages_after(topic.id, 0, 2, None).await.unwrap().len(), 2);
+    assert_eq!(
+        db.messages_after(topic.id, 0, 2, None).await.unwrap().len(),
+        2
+    );
     assert_eq!(db.topic("news").await.unwrap().unwrap().last_seq, 5);
-    assert!(matches!(db.publish(9999, &alice, "x").await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        db.publish(9999, &alice, "x").await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 async fn concurrent_publishes_get_distinct_consecutive_seqs(db: &TestStore) {
     let alice = user(db, "alice").await;
-    let topic = db.create_topic(&alice, &topic_name("busy"), false).await.unwrap();
+    let topic = db
+        .create_topic(&alice, &topic_name("busy"), false)
+        .await
+        .unwrap();
     let tasks: Vec<_> = (0..4)
         .map(|_| {
             let (store, alice) = (db.store.clone(), alice.clone());
             tokio::spawn(async move {
                 for i in 0..25 {
-                    store.publish(topic.id, &alice, &i.to_string()).await.unwrap();
+                    store
+                        .publish(topic.id, &alice, &i.to_string())
+                        .await
+                        .unwrap();
                 }
             })
         })
@@ -148,30 +229,58 @@ async fn concurrent_publishes_get_distinct_consecutive_seqs(db: &TestStore) {
     for task in tasks {
         task.await.unwrap();
     }
-    let seqs: Vec<i64> = db.messages_after(topic.id, 0, 1000, None).await.unwrap().iter().map(|m| m.seq).collect();
+    let seqs: Vec<i64> = db
+        .messages_after(topic.id, 0, 1000, None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect();
     assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
 }
 
 async fn history_can_leave_out_the_readers_own_messages(db: &TestStore) {
     let alice = user(db, "alice").await;
     let bob = user(db, "bob").await;
-    let topic = db.create_topic(&alice, &topic_name("chat"), false).await.unwrap();
+    let topic = db
+        .create_topic(&alice, &topic_name("chat"), false)
+        .await
+        .unwrap();
     db.publish(topic.id, &alice, "a1").await.unwrap();
     db.publish(topic.id, &bob, "b1").await.unwrap();
     db.publish(topic.id, &alice, "a2").await.unwrap();
-    let for_bob = db.messages_after(topic.id, 0, 10, Some(bob.id)).await.unwrap();
+    let for_bob = db
+        .messages_after(topic.id, 0, 10, Some(bob.id))
+        .await
+        .unwrap();
     assert_eq!(for_bob.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 3]);
 }
 
 async fn joining_starts_delivery_after_the_last_message(db: &TestStore) {
     let alice = user(db, "alice").await;
     let bob = user(db, "bob").await;
-    let topic = db.create_topic(&alice, &topic_name("news"), false).await.unwrap();
+    let topic = db
+        .create_topic(&alice, &topic_name("news"), false)
+        .await
+        .unwrap();
     db.publish(topic.id, &alice, "before").await.unwrap();
-    assert_eq!(db.join_topic(&bob, &topic, bob.id, "bob").await.unwrap(), Some(1));
-    assert_eq!(db.join_topic(&bob, &topic, bob.id, "bob").await.unwrap(), None, "already a member");
+    assert_eq!(
+        db.join_topic(&bob, &topic, bob.id, "bob").await.unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        db.join_topic(&bob, &topic, bob.id, "bob").await.unwrap(),
+        None,
+        "already a member"
+    );
     assert_eq!(db.delivered_seq(topic.id, bob.id).await.unwrap(), Some(1));
-    let members: Vec<String> = db.members(topic.id).await.unwrap().into_iter().map(|m| m.username).collect();
+    let members: Vec<String> = db
+        .members(topic.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.username)
+        .collect();
     assert_eq!(members, ["alice", "bob"]);
     assert!(db.leave_topic(&bob, &topic, bob.id, "bob").await.unwrap());
     assert!(!db.leave_topic(&bob, &topic, bob.id, "bob").await.unwrap());
@@ -181,37 +290,70 @@ async fn joining_starts_delivery_after_the_last_message(db: &TestStore) {
 async fn direct_channels_are_symmetric_and_named_by_peer(db: &TestStore) {
     let alice = user(db, "alice").await;
     let bob = user(db, "bob").await;
-    assert_eq!(db.find_direct_channel(alice.id, bob.id).await.unwrap(), None);
+    assert_eq!(
+        db.find_direct_channel(alice.id, bob.id).await.unwrap(),
+        None
+    );
     let ab = db.direct_channel(alice.id, bob.id).await.unwrap();
     assert_eq!(db.direct_channel(bob.id, alice.id).await.unwrap(), ab);
-    assert_eq!(db.find_direct_channel(bob.id, alice.id).await.unwrap(), Some(ab));
+    assert_eq!(
+        db.find_direct_channel(bob.id, alice.id).await.unwrap(),
+        Some(ab)
+    );
     db.publish(ab, &alice, "hi").await.unwrap();
     let bobs = db.memberships(bob.id).await.unwrap();
     assert_eq!(bobs.len(), 1);
-    assert_eq!(bobs[0].kind, ChannelKind::Direct { peer: "alice".into() });
-    assert_eq!((bobs[0].label(), bobs[0].delivered_seq), ("@alice".to_string(), 0));
+    assert_eq!(
+        bobs[0].kind,
+        ChannelKind::Direct {
+            peer: "alice".into()
+        }
+    );
+    assert_eq!(
+        (bobs[0].label(), bobs[0].delivered_seq),
+        ("@alice".to_string(), 0)
+    );
 }
 
 async fn cursors_only_move_forward(db: &TestStore) {
     let alice = user(db, "alice").await;
-    let topic = db.create_topic(&alice, &topic_name("news"), false).await.unwrap();
-    let cursor = Cursor::Channel { channel_id: topic.id, user_id: alice.id };
+    let topic = db
+        .create_topic(&alice, &topic_name("news"), false)
+        .await
+        .unwrap();
+    let cursor = Cursor::Channel {
+        channel_id: topic.id,
+        user_id: alice.id,
+    };
     db.advance_cursors(&[(cursor, 7)]).await.unwrap();
     db.advance_cursors(&[(cursor, 3)]).await.unwrap();
     assert_eq!(db.delivered_seq(topic.id, alice.id).await.unwrap(), Some(7));
     let topics = db.memberships(alice.id).await.unwrap();
-    assert_eq!((topics[0].label(), topics[0].delivered_seq), ("news".to_string(), 7));
+    assert_eq!(
+        (topics[0].label(), topics[0].delivered_seq),
+        ("news".to_string(), 7)
+    );
 }
 
 async fn deleting_a_topic_frees_its_name_and_messages(db: &TestStore) {
     let alice = user(db, "alice").await;
-    let topic = db.create_topic(&alice, &topic_name("gone"), false).await.unwrap();
+    let topic = db
+        .create_topic(&alice, &topic_name("gone"), false)
+        .await
+        .unwrap();
     db.publish(topic.id, &alice, "x").await.unwrap();
     db.delete_topic(&alice, &topic).await.unwrap();
     assert_eq!(db.topic("gone").await.unwrap(), None);
-    assert!(db.messages_after(topic.id, 0, 10, None).await.unwrap().is_empty());
+    assert!(
+        db.messages_after(topic.id, 0, 10, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert!(db.memberships(alice.id).await.unwrap().is_empty());
-    db.create_user(None, &Username::parse("gone").unwrap(), "h", false).await.unwrap();
+    db.create_user(None, &Username::parse("gone").unwrap(), "h", false)
+        .await
+        .unwrap();
 }
 
 async fn inbox_holds_notifications_since_subscribing(db: &TestStore) {
@@ -219,16 +361,37 @@ async fn inbox_holds_notifications_since_subscribing(db: &TestStore) {
     let alice = user(db, "alice").await;
     let bob = user(db, "bob").await;
     let tag = db.create_tag(&root, "news").await.unwrap();
-    db.create_notification(&root, tag.id, "before").await.unwrap();
+    db.create_notification(&root, tag.id, "before")
+        .await
+        .unwrap();
     db.subscribe(&alice, alice.id, tag.id).await.unwrap();
-    let n = db.create_notification(&root, tag.id, "after").await.unwrap();
+    let n = db
+        .create_notification(&root, tag.id, "after")
+        .await
+        .unwrap();
     assert_eq!(n.seq, 2);
     let inbox = db.inbox_page(alice.id, None, page(1, 20)).await.unwrap();
     assert_eq!(inbox.count, 1);
-    assert_eq!((inbox.results[0].id, inbox.results[0].notification.message.as_str()), (n.id, "after"));
+    assert_eq!(
+        (
+            inbox.results[0].id,
+            inbox.results[0].notification.message.as_str()
+        ),
+        (n.id, "after")
+    );
     assert!(!inbox.results[0].is_read);
-    assert_eq!(db.inbox_page(bob.id, None, page(1, 20)).await.unwrap().count, 0);
-    assert_eq!(db.inbox_item(bob.id, n.id).await.unwrap(), None, "not bob's");
+    assert_eq!(
+        db.inbox_page(bob.id, None, page(1, 20))
+            .await
+            .unwrap()
+            .count,
+        0
+    );
+    assert_eq!(
+        db.inbox_item(bob.id, n.id).await.unwrap(),
+        None,
+        "not bob's"
+    );
 }
 
 async fn inbox_flags_and_filters(db: &TestStore) {
@@ -238,20 +401,59 @@ async fn inbox_flags_and_filters(db: &TestStore) {
     db.subscribe(&alice, alice.id, tag.id).await.unwrap();
     let mut ids = vec![];
     for i in 0..5 {
-        ids.push(db.create_notification(&root, tag.id, &format!("n{i}")).await.unwrap().id);
+        ids.push(
+            db.create_notification(&root, tag.id, &format!("n{i}"))
+                .await
+                .unwrap()
+                .id,
+        );
     }
     let newest_first = db.inbox_page(alice.id, None, page(1, 3)).await.unwrap();
-    assert_eq!(newest_first.results.iter().map(|i| i.id).collect::<Vec<_>>(), [ids[4], ids[3], ids[2]]);
+    assert_eq!(
+        newest_first
+            .results
+            .iter()
+            .map(|i| i.id)
+            .collect::<Vec<_>>(),
+        [ids[4], ids[3], ids[2]]
+    );
     let item = db.inbox_item(alice.id, ids[0]).await.unwrap().unwrap();
-    let read = db.update_inbox_item(&alice, &item, Some(true), None).await.unwrap();
+    let read = db
+        .update_inbox_item(&alice, &item, Some(true), None)
+        .await
+        .unwrap();
     assert!(read.is_read);
     let item = db.inbox_item(alice.id, ids[1]).await.unwrap().unwrap();
-    db.update_inbox_item(&alice, &item, None, Some(true)).await.unwrap();
-    assert_eq!(db.inbox_item(alice.id, ids[1]).await.unwrap(), None, "deleted items are gone from view");
-    assert_eq!(db.inbox_page(alice.id, None, page(1, 20)).await.unwrap().count, 4);
-    assert_eq!(db.inbox_page(alice.id, Some(true), page(1, 20)).await.unwrap().count, 3);
-    let read_only = db.inbox_page(alice.id, Some(false), page(1, 20)).await.unwrap();
-    assert_eq!(read_only.results.iter().map(|i| i.id).collect::<Vec<_>>(), [ids[0]]);
+    db.update_inbox_item(&alice, &item, None, Some(true))
+        .await
+        .unwrap();
+    assert_eq!(
+        db.inbox_item(alice.id, ids[1]).await.unwrap(),
+        None,
+        "deleted items are gone from view"
+    );
+    assert_eq!(
+        db.inbox_page(alice.id, None, page(1, 20))
+            .await
+            .unwrap()
+            .count,
+        4
+    );
+    assert_eq!(
+        db.inbox_page(alice.id, Some(true), page(1, 20))
+            .await
+            .unwrap()
+            .count,
+        3
+    );
+    let read_only = db
+        .inbox_page(alice.id, Some(false), page(1, 20))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_only.results.iter().map(|i| i.id).collect::<Vec<_>>(),
+        [ids[0]]
+    );
 }
 
 async fn read_all_is_a_watermark_that_explicit_marks_override(db: &TestStore) {
@@ -265,10 +467,24 @@ async fn read_all_is_a_watermark_that_explicit_marks_override(db: &TestStore) {
     assert_eq!(db.read_all(&alice).await.unwrap(), 0);
     let item = db.inbox_item(alice.id, first.id).await.unwrap().unwrap();
     assert!(item.is_read);
-    db.update_inbox_item(&alice, &item, Some(false), None).await.unwrap();
-    assert!(!db.inbox_item(alice.id, first.id).await.unwrap().unwrap().is_read);
+    db.update_inbox_item(&alice, &item, Some(false), None)
+        .await
+        .unwrap();
+    assert!(
+        !db.inbox_item(alice.id, first.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_read
+    );
     db.create_notification(&root, tag.id, "3").await.unwrap();
-    assert_eq!(db.inbox_page(alice.id, Some(true), page(1, 20)).await.unwrap().count, 2);
+    assert_eq!(
+        db.inbox_page(alice.id, Some(true), page(1, 20))
+            .await
+            .unwrap()
+            .count,
+        2
+    );
 }
 
 async fn ended_subscriptions_keep_what_they_brought(db: &TestStore) {
@@ -278,14 +494,29 @@ async fn ended_subscriptions_keep_what_they_brought(db: &TestStore) {
     let sub = db.subscribe(&alice, alice.id, tag.id).await.unwrap();
     db.create_notification(&root, tag.id, "kept").await.unwrap();
     db.end_subscription(&alice, &sub).await.unwrap();
-    db.create_notification(&root, tag.id, "missed").await.unwrap();
+    db.create_notification(&root, tag.id, "missed")
+        .await
+        .unwrap();
     let inbox = db.inbox_page(alice.id, None, page(1, 20)).await.unwrap();
-    assert_eq!(inbox.results.iter().map(|i| i.notification.message.as_str()).collect::<Vec<_>>(), ["kept"]);
+    assert_eq!(
+        inbox
+            .results
+            .iter()
+            .map(|i| i.notification.message.as_str())
+            .collect::<Vec<_>>(),
+        ["kept"]
+    );
     assert!(db.subscriptions(Some(alice.id)).await.unwrap().is_empty());
     let again = db.subscribe(&alice, alice.id, tag.id).await.unwrap();
     assert_ne!(again.id, sub.id);
     db.create_notification(&root, tag.id, "new").await.unwrap();
-    assert_eq!(db.inbox_page(alice.id, None, page(1, 20)).await.unwrap().count, 2);
+    assert_eq!(
+        db.inbox_page(alice.id, None, page(1, 20))
+            .await
+            .unwrap()
+            .count,
+        2
+    );
 }
 
 async fn notification_backlog_follows_the_subscription_cursor(db: &TestStore) {
@@ -294,49 +525,105 @@ async fn notification_backlog_follows_the_subscription_cursor(db: &TestStore) {
     let tag = db.create_tag(&root, "news").await.unwrap();
     let sub = db.subscribe(&alice, alice.id, tag.id).await.unwrap();
     for i in 0..3 {
-        db.create_notification(&root, tag.id, &i.to_string()).await.unwrap();
+        db.create_notification(&root, tag.id, &i.to_string())
+            .await
+            .unwrap();
     }
-    db.advance_cursors(&[(Cursor::Subscription { id: sub.id }, 1)]).await.unwrap();
+    db.advance_cursors(&[(Cursor::Subscription { id: sub.id }, 1)])
+        .await
+        .unwrap();
     let subs = db.tag_subscriptions(alice.id).await.unwrap();
     assert_eq!((subs[0].tag_id, subs[0].delivered_seq), (tag.id, 1));
-    let backlog = db.notifications_after(alice.id, tag.id, 1, 100).await.unwrap();
-    assert_eq!(backlog.iter().map(|i| i.notification.seq).collect::<Vec<_>>(), [2, 3]);
+    let backlog = db
+        .notifications_after(alice.id, tag.id, 1, 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        backlog
+            .iter()
+            .map(|i| i.notification.seq)
+            .collect::<Vec<_>>(),
+        [2, 3]
+    );
 }
 
 async fn audit_records_old_and_new_values(db: &TestStore) {
     let root = admin(db, "root").await;
     let tag = db.create_tag(&root, "news").await.unwrap();
     db.subscribe(&root, root.id, tag.id).await.unwrap();
-    let n = db.create_notification(&root, tag.id, "hello").await.unwrap();
+    let n = db
+        .create_notification(&root, tag.id, "hello")
+        .await
+        .unwrap();
     let item = db.inbox_item(root.id, n.id).await.unwrap().unwrap();
-    db.update_inbox_item(&root, &item, Some(true), None).await.unwrap();
-    let filter = AuditFilter { resource: Some("inbox_item".into()), actor: None };
+    db.update_inbox_item(&root, &item, Some(true), None)
+        .await
+        .unwrap();
+    let filter = AuditFilter {
+        resource: Some("inbox_item".into()),
+        actor: None,
+    };
     let entries = db.audit_page(&filter, page(1, 10)).await.unwrap();
     assert_eq!(entries.count, 1);
     let entry = &entries.results[0];
-    assert_eq!((entry.actor.as_deref(), entry.action.as_str()), (Some("root"), "update"));
-    assert_eq!(entry.changes, serde_json::json!({"is_read": {"old": false, "new": true}}));
-    let all = db.audit_page(&AuditFilter::default(), page(1, 50)).await.unwrap();
-    let resources: Vec<&str> = all.results.iter().rev().map(|e| e.resource.as_str()).collect();
-    assert_eq!(resources, ["user", "tag", "subscription", "notification", "inbox_item"]);
-    let by_actor = AuditFilter { resource: None, actor: Some("nobody".into()) };
-    assert_eq!(db.audit_page(&by_actor, page(1, 10)).await.unwrap().count, 0);
+    assert_eq!(
+        (entry.actor.as_deref(), entry.action.as_str()),
+        (Some("root"), "update")
+    );
+    assert_eq!(
+        entry.changes,
+        serde_json::json!({"is_read": {"old": false, "new": true}})
+    );
+    let all = db
+        .audit_page(&AuditFilter::default(), page(1, 50))
+        .await
+        .unwrap();
+    let resources: Vec<&str> = all
+        .results
+        .iter()
+        .rev()
+        .map(|e| e.resource.as_str())
+        .collect();
+    assert_eq!(
+        resources,
+        ["user", "tag", "subscription", "notification", "inbox_item"]
+    );
+    let by_actor = AuditFilter {
+        resource: None,
+        actor: Some("nobody".into()),
+    };
+    assert_eq!(
+        db.audit_page(&by_actor, page(1, 10)).await.unwrap().count,
+        0
+    );
 }
 
 async fn tag_and_subscription_lifecycle(db: &TestStore) {
     let root = admin(db, "root").await;
     let alice = user(db, "alice").await;
     let tag = db.create_tag(&root, "news").await.unwrap();
-    assert!(matches!(db.create_tag(&root, "news").await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        db.create_tag(&root, "news").await,
+        Err(StoreError::Conflict(_))
+    ));
     assert_eq!(db.tags().await.unwrap(), vec![tag.clone()]);
     let sub = db.subscribe(&root, alice.id, tag.id).await.unwrap();
     assert_eq!((sub.user, sub.tag), (alice.id, tag.id));
-    assert!(matches!(db.subscribe(&root, alice.id, tag.id).await, Err(StoreError::Conflict(_))));
-    assert!(matches!(db.subscribe(&root, alice.id, 999).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        db.subscribe(&root, alice.id, tag.id).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        db.subscribe(&root, alice.id, 999).await,
+        Err(StoreError::NotFound)
+    ));
     assert_eq!(db.subscriptions(None).await.unwrap(), vec![sub.clone()]);
     assert_eq!(db.subscription(sub.id).await.unwrap(), Some(sub));
     db.delete_tag(&root, tag.id).await.unwrap();
     assert!(db.tags().await.unwrap().is_empty());
     assert!(db.subscriptions(None).await.unwrap().is_empty());
-    assert!(matches!(db.delete_tag(&root, tag.id).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        db.delete_tag(&root, tag.id).await,
+        Err(StoreError::NotFound)
+    ));
 }

@@ -17,27 +17,43 @@ pub async fn core(args: &CommonArgs) -> anyhow::Result<Arc<Core>> {
         .await
         .with_context(|| format!("opening the store at {}", redact_url(&args.database_url)))?;
     let bus: SharedBus = match &args.redis_url {
-        Some(url) => anyhow::bail!("REDIS_URL={} given, but this build has no Redis bus yet", redact_url(url.expose())),
+        Some(url) => anyhow::bail!(
+            "REDIS_URL={} given, but this build has no Redis bus yet",
+            redact_url(url.expose())
+        ),
         None => Arc::new(LocalBus::default()),
     };
-    let limits = Limits { max_content_bytes: args.max_content_bytes, ..Limits::default() };
+    let limits = Limits {
+        max_content_bytes: args.max_content_bytes,
+        ..Limits::default()
+    };
     Ok(Core::new(store, bus, limits))
 }
 
 /// Signing keys from a secret, refusing a short one with a clear message.
 pub fn keys(args: &CommonArgs, secret: &Secret) -> anyhow::Result<JwtKeys> {
-    JwtKeys::new(secret.expose().as_bytes(), args.access_ttl, args.refresh_ttl)
-        .context("JWT_SECRET is too short: use at least 32 bytes (e.g. `openssl rand -hex 32`)")
+    JwtKeys::new(
+        secret.expose().as_bytes(),
+        args.access_ttl,
+        args.refresh_ttl,
+    )
+    .context("JWT_SECRET is too short: use at least 32 bytes (e.g. `openssl rand -hex 32`)")
 }
 
 /// On an empty store, creates the `admin` user. Returns the password when
 /// it was generated, so the caller can print it once.
-pub async fn ensure_admin(store: &Store, password: Option<&Secret>) -> anyhow::Result<Option<String>> {
+pub async fn ensure_admin(
+    store: &Store,
+    password: Option<&Secret>,
+) -> anyhow::Result<Option<String>> {
     if store.user_count().await? > 0 {
         return Ok(None);
     }
     let generated = password.is_none().then(|| random_secret(20));
-    let plain = password.map(|p| p.expose().to_owned()).or_else(|| generated.clone()).unwrap_or_default();
+    let plain = password
+        .map(|p| p.expose().to_owned())
+        .or_else(|| generated.clone())
+        .unwrap_or_default();
     let hash = tokio::task::spawn_blocking(move || hash_password(&plain)).await??;
     let admin = Username::parse("admin")?;
     match store.create_user(None, &admin, &hash, true).await {
@@ -66,7 +82,10 @@ pub fn redact_url(url: &str) -> String {
 mod tests {
     #[test]
     fn passwords_in_urls_are_hidden() {
-        assert_eq!(super::redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(
+            super::redact_url("postgres://u:pw@h/db"),
+            "postgres://u:***@h/db"
+        );
         assert_eq!(super::redact_url("sqlite://t.db"), "sqlite://t.db");
     }
 }

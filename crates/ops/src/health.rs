@@ -16,7 +16,8 @@ use serde_json::json;
 
 /// Latency buckets in seconds, from 50 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 10.0,
 ];
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -37,8 +38,12 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
 
 /// The three operational routes.
 pub fn router(core: Arc<Core>) -> Router {
+    metrics_handle();
     Router::new()
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
         .route("/readyz", get(ready))
         .route("/metrics", get(|| async { metrics_handle().render() }))
         .with_state(core)
@@ -47,9 +52,14 @@ pub fn router(core: Arc<Core>) -> Router {
 async fn ready(State(core): State<Arc<Core>>) -> Response {
     let store = core.store.ping().await.map_err(|e| e.to_string());
     let bus = core.bus.ping().await.map_err(|e| e.to_string());
-    let status = if store.is_ok() && bus.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if store.is_ok() && bus.is_ok() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let show = |r: Result<(), String>| r.err().unwrap_or_else(|| "ok".into());
-    let body = json!({ "store": show(store), "bus": { "kind": core.bus.name(), "status": show(bus) } });
+    let body =
+        json!({ "store": show(store), "bus": { "kind": core.bus.name(), "status": show(bus) } });
     (status, Json(body)).into_response()
 }
 
@@ -65,7 +75,11 @@ pub async fn track(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    let labels = [("method", method.to_string()), ("route", route.clone()), ("status", status.to_string())];
+    let labels = [
+        ("method", method.to_string()),
+        ("route", route.clone()),
+        ("status", status.to_string()),
+    ];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
     tracing::debug!(%method, %route, status, elapsed_ms = elapsed.as_millis() as u64, "request");

@@ -17,7 +17,9 @@ impl Default for Shutdown {
 
 impl Shutdown {
     pub fn new() -> Self {
-        Self { sender: watch::channel(false).0 }
+        Self {
+            sender: watch::channel(false).0,
+        }
     }
 
     pub fn trigger(&self) {

@@ -69,7 +69,9 @@ impl Cli {
 
 /// The file of a `sqlite://PATH` URL, if it is one.
 pub fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or(rest);
     (!path.is_empty() && !path.starts_with(":memory:")).then(|| PathBuf::from(path))
 }
@@ -81,8 +83,14 @@ mod tests {
 
     #[test]
     fn finds_the_sqlite_file() {
-        assert_eq!(sqlite_path("sqlite://tidings.db"), Some(PathBuf::from("tidings.db")));
-        assert_eq!(sqlite_path("sqlite:///var/lib/t.db?mode=rwc"), Some(PathBuf::from("/var/lib/t.db")));
+        assert_eq!(
+            sqlite_path("sqlite://tidings.db"),
+            Some(PathBuf::from("tidings.db"))
+        );
+        assert_eq!(
+            sqlite_path("sqlite:///var/lib/t.db?mode=rwc"),
+            Some(PathBuf::from("/var/lib/t.db"))
+        );
         assert_eq!(sqlite_path("postgres://x/y"), None);
     }
 }

@@ -33,17 +33,28 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Token(args)) => {
             let keys = ops::boot::keys(&cli.common, &secret::resolve(&cli.common)?)?;
             let store = Store::connect(&cli.common.database_url, 1).await?;
-            let user = store.user_by_name(&args.name).await?.with_context(|| format!("no user named {}", args.name))?;
-            println!("{}", keys.issue_with_ttl(&user, TokenType::Access, args.ttl)?);
+            let user = store
+                .user_by_name(&args.name)
+                .await?
+                .with_context(|| format!("no user named {}", args.name))?;
+            println!(
+                "{}",
+                keys.issue_with_ttl(&user, TokenType::Access, args.ttl)?
+            );
             Ok(())
         }
     }
 }
 
 async fn serve(cli: &Cli) -> anyhow::Result<()> {
-    let keys = Arc::new(ops::boot::keys(&cli.common, &secret::resolve(&cli.common)?)?);
+    let keys = Arc::new(ops::boot::keys(
+        &cli.common,
+        &secret::resolve(&cli.common)?,
+    )?);
     let core = ops::boot::core(&cli.common).await?;
-    if let Some(password) = ops::boot::ensure_admin(&core.store, cli.api.admin_password.as_ref()).await? {
+    if let Some(password) =
+        ops::boot::ensure_admin(&core.store, cli.api.admin_password.as_ref()).await?
+    {
         println!("created user `admin` with password: {password}  (shown once)");
     }
     let shutdown = Shutdown::new();
@@ -54,10 +65,25 @@ async fn serve(cli: &Cli) -> anyhow::Result<()> {
     let ws_listener = tokio::net::TcpListener::bind(cli.gateway.ws_addr)
         .await
         .with_context(|| format!("binding {}", cli.gateway.ws_addr))?;
-    println!("REST API:  http://{}/api/  (OpenAPI at /api/openapi.json)", api_listener.local_addr()?);
-    println!("WebSocket: ws://{}/ws?token=ACCESS_TOKEN", ws_listener.local_addr()?);
-    let api = AppState { core: core.clone(), keys: keys.clone(), config: Arc::new(ApiConfig::from(&cli.api)) };
-    let gateway = GatewayState::start(core.clone(), keys, GatewayConfig::from(&cli.gateway), shutdown.clone());
+    println!(
+        "REST API:  http://{}/api/  (OpenAPI at /api/openapi.json)",
+        api_listener.local_addr()?
+    );
+    println!(
+        "WebSocket: ws://{}/ws?token=ACCESS_TOKEN",
+        ws_listener.local_addr()?
+    );
+    let api = AppState {
+        core: core.clone(),
+        keys: keys.clone(),
+        config: Arc::new(ApiConfig::from(&cli.api)),
+    };
+    let gateway = GatewayState::start(
+        core.clone(),
+        keys,
+        GatewayConfig::from(&cli.gateway),
+        shutdown.clone(),
+    );
     let (api_result, ws_result) = tokio::join!(
         tidings_api::serve(api_listener, tidings_api::router(api), shutdown.clone()),
         tidings_gateway::serve(ws_listener, gateway),
@@ -76,13 +102,22 @@ async fn add_user(cli: &Cli, name: &str, admin: bool) -> anyhow::Result<()> {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text)?;
         let text = text.trim_end_matches(['\r', '\n']).to_owned();
-        anyhow::ensure!(text.len() >= 8, "the password read from stdin must be at least 8 bytes");
+        anyhow::ensure!(
+            text.len() >= 8,
+            "the password read from stdin must be at least 8 bytes"
+        );
         (text, false)
     };
     let store = Store::connect(&cli.common.database_url, 1).await?;
-    let hash = tokio::task::spawn_blocking(move || hash_password(&password).map(|h| (h, password))).await??;
+    let hash = tokio::task::spawn_blocking(move || hash_password(&password).map(|h| (h, password)))
+        .await??;
     let user = store.create_user(None, &username, &hash.0, admin).await?;
-    println!("created user `{}` (id {}{})", user.username, user.id, if admin { ", admin" } else { "" });
+    println!(
+        "created user `{}` (id {}{})",
+        user.username,
+        user.id,
+        if admin { ", admin" } else { "" }
+    );
     if generated {
         println!("password: {}", hash.1);
     }

@@ -14,8 +14,9 @@ pub fn resolve(common: &CommonArgs) -> anyhow::Result<Secret> {
     if let Some(secret) = &common.jwt_secret {
         return Ok(secret.clone());
     }
-    let db = sqlite_path(&common.database_url)
-        .context("JWT_SECRET is required unless the store is a SQLite file (the secret is kept beside it)")?;
+    let db = sqlite_path(&common.database_url).context(
+        "JWT_SECRET is required unless the store is a SQLite file (the secret is kept beside it)",
+    )?;
     let path = secret_path(&db);
     match std::fs::read_to_string(&path) {
         Ok(text) => Ok(Secret::new(text.trim())),

@@ -42,7 +42,12 @@ impl CursorBook {
     }
 
     /// Flushes every `every` until `shutdown`, then a last time.
-    pub fn spawn_flusher(self: &Arc<Self>, store: Store, every: Duration, shutdown: ops::shutdown::Shutdown) {
+    pub fn spawn_flusher(
+        self: &Arc<Self>,
+        store: Store,
+        every: Duration,
+        shutdown: ops::shutdown::Shutdown,
+    ) {
         let book = Arc::clone(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);

@@ -25,7 +25,10 @@ pub type SessionId = u64;
 #[derive(Debug, Clone)]
 pub enum Outbound {
     /// An event and, when it has one shape for every recipient, its frame.
-    Event { event: Arc<Event>, frame: Option<Utf8Bytes> },
+    Event {
+        event: Arc<Event>,
+        frame: Option<Utf8Bytes>,
+    },
     /// Events may have been lost: re-read delivery state from the store.
     Resync,
 }
@@ -49,7 +52,12 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(bus: SharedBus, metrics: GatewayMetrics) -> Arc<Self> {
-        Arc::new(Self { registry: RwLock::default(), next_id: AtomicU64::new(1), bus, metrics })
+        Arc::new(Self {
+            registry: RwLock::default(),
+            next_id: AtomicU64::new(1),
+            bus,
+            metrics,
+        })
     }
 
     pub fn next_session_id(&self) -> SessionId {
@@ -109,7 +117,10 @@ impl Hub {
                     Ok(Delivery::Event(event)) => hub.dispatch(event),
                     Ok(Delivery::Resync) => hub.resync_all(),
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "the hub fell behind the bus; sessions resync from the store");
+                        tracing::warn!(
+                            missed,
+                            "the hub fell behind the bus; sessions resync from the store"
+                        );
                         hub.resync_all();
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
@@ -122,9 +133,14 @@ impl Hub {
         let key = event.key();
         let frame = shared_frame(&event);
         let registry = self.registry.read().unwrap_or_else(|e| e.into_inner());
-        let Some(sessions) = registry.get(&key) else { return };
+        let Some(sessions) = registry.get(&key) else {
+            return;
+        };
         for handle in sessions.values() {
-            let out = Outbound::Event { event: Arc::clone(&event), frame: frame.clone() };
+            let out = Outbound::Event {
+                event: Arc::clone(&event),
+                frame: frame.clone(),
+            };
             self.offer(handle, out);
         }
     }
@@ -150,11 +166,17 @@ impl Hub {
 /// The frame every recipient of `event` gets, serialized once.
 fn shared_frame(event: &Event) -> Option<Utf8Bytes> {
     let frame = match event {
-        Event::TopicMessage { topic, message } => ServerFrame::Message(message.labelled(topic.clone())),
-        Event::DirectMessage { message, .. } => ServerFrame::Message(message.labelled(format!("@{}", message.sender))),
-        Event::Notification { notification, .. } => {
-            ServerFrame::Notification { id: notification.id, notification: notification.clone(), is_read: false }
+        Event::TopicMessage { topic, message } => {
+            ServerFrame::Message(message.labelled(topic.clone()))
         }
+        Event::DirectMessage { message, .. } => {
+            ServerFrame::Message(message.labelled(format!("@{}", message.sender)))
+        }
+        Event::Notification { notification, .. } => ServerFrame::Notification {
+            id: notification.id,
+            notification: notification.clone(),
+            is_read: false,
+        },
         Event::Inbox { id, change, .. } => match change {
             InboxChange::Read => ServerFrame::Read { id: *id },
             InboxChange::Unread => ServerFrame::Unread { id: *id },

@@ -49,13 +49,25 @@ pub struct GatewayState {
 
 impl GatewayState {
     /// Builds the state and starts the hub dispatcher and cursor flusher.
-    pub fn start(core: Arc<Core>, keys: Arc<JwtKeys>, config: GatewayConfig, shutdown: Shutdown) -> Self {
+    pub fn start(
+        core: Arc<Core>,
+        keys: Arc<JwtKeys>,
+        config: GatewayConfig,
+        shutdown: Shutdown,
+    ) -> Self {
         ops::health::metrics_handle();
         let hub = Hub::new(core.bus.clone(), GatewayMetrics::default());
         hub.spawn_dispatcher();
         let cursors = Arc::new(CursorBook::default());
         cursors.spawn_flusher(core.store.clone(), CURSOR_FLUSH_EVERY, shutdown.clone());
-        Self { core, keys, config: Arc::new(config), hub, cursors, shutdown }
+        Self {
+            core,
+            keys,
+            config: Arc::new(config),
+            hub,
+            cursors,
+            shutdown,
+        }
     }
 }
 
@@ -68,7 +80,9 @@ pub fn router(state: GatewayState) -> Router {
         .with_state(state.clone());
     sockets
         .merge(ops::health::router(state.core.clone()))
-        .fallback(|| async { ops::error_response(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .fallback(|| async {
+            ops::error_response(StatusCode::NOT_FOUND, "not_found", "no such route")
+        })
         .layer(axum::middleware::from_fn(ops::health::track))
 }
 

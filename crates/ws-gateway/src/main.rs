@@ -22,12 +22,21 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     ops::logs::init(cli.common.log_format);
-    let secret = cli.common.jwt_secret.clone().context("JWT_SECRET is required when the gateway runs on its own")?;
+    let secret = cli
+        .common
+        .jwt_secret
+        .clone()
+        .context("JWT_SECRET is required when the gateway runs on its own")?;
     let keys = ops::boot::keys(&cli.common, &secret)?;
     let core = ops::boot::core(&cli.common).await?;
     let shutdown = Shutdown::new();
     shutdown.on_signals();
-    let state = GatewayState::start(core.clone(), Arc::new(keys), GatewayConfig::from(&cli.gateway), shutdown);
+    let state = GatewayState::start(
+        core.clone(),
+        Arc::new(keys),
+        GatewayConfig::from(&cli.gateway),
+        shutdown,
+    );
     let listener = tokio::net::TcpListener::bind(cli.gateway.ws_addr)
         .await
         .with_context(|| format!("binding {}", cli.gateway.ws_addr))?;

@@ -13,7 +13,12 @@ pub struct TokenBucket {
 impl TokenBucket {
     pub fn new(rate: u32, burst: u32) -> Self {
         let burst = f64::from(burst.max(1));
-        Self { rate: f64::from(rate), burst, tokens: burst, refilled: Instant::now() }
+        Self {
+            rate: f64::from(rate),
+            burst,
+            tokens: burst,
+            refilled: Instant::now(),
+        }
     }
 
     /// Takes one token if there is one.

@@ -81,7 +81,10 @@ impl Session {
     pub async fn start(state: GatewayState, actor: Actor, expires_at: i64, socket: WebSocket) {
         let (sink, stream) = socket.split();
         let (queue, mut receiver) = mpsc::channel(state.config.outbound_queue.max(1));
-        let handle = SessionHandle { queue, kick: Arc::new(Notify::new()) };
+        let handle = SessionHandle {
+            queue,
+            kick: Arc::new(Notify::new()),
+        };
         let bucket = TokenBucket::new(state.config.publish_rate, state.config.publish_burst);
         let id = state.hub.next_session_id();
         let mut session = Session {
@@ -103,13 +106,19 @@ impl Session {
         metrics.connections.decrement(1.0);
     }
 
-    async fn run(&mut self, mut stream: SplitStream<WebSocket>, receiver: &mut mpsc::Receiver<Outbound>, expires_at: i64) -> End {
+    async fn run(
+        &mut self,
+        mut stream: SplitStream<WebSocket>,
+        receiver: &mut mpsc::Receiver<Outbound>,
+        expires_at: i64,
+    ) -> End {
         if let Err(end) = self.open().await {
             return end;
         }
         let config = self.state.config.clone();
         let expiry = deadline(expires_at);
-        let mut ping = tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
+        let mut ping =
+            tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
         let mut last_heard = Instant::now();
         let kick = Arc::clone(&self.handle.kick);
         let shutdown = self.state.shutdown.clone();
@@ -150,14 +159,21 @@ impl Session {
     async fn open(&mut self) -> Result<(), End> {
         self.watch(Key::User(self.actor.id)).await;
         self.load().await?;
-        let welcome = ServerFrame::Welcome { user: self.actor.username.clone(), session: self.id.to_string() };
+        let welcome = ServerFrame::Welcome {
+            user: self.actor.username.clone(),
+            session: self.id.to_string(),
+        };
         self.send(&welcome, None).await?;
         self.catch_up_all().await?;
         self.flush().await
     }
 
     /// Handles one queued event and whatever else is already waiting.
-    async fn on_batch(&mut self, first: Outbound, receiver: &mut mpsc::Receiver<Outbound>) -> Result<(), End> {
+    async fn on_batch(
+        &mut self,
+        first: Outbound,
+        receiver: &mut mpsc::Receiver<Outbound>,
+    ) -> Result<(), End> {
         self.on_outbound(first).await?;
         for _ in 1..BATCH {
             match receiver.try_recv() {
@@ -168,7 +184,10 @@ impl Session {
         Ok(())
     }
 
-    async fn on_incoming(&mut self, incoming: Option<Result<Message, axum::Error>>) -> Result<(), End> {
+    async fn on_incoming(
+        &mut self,
+        incoming: Option<Result<Message, axum::Error>>,
+    ) -> Result<(), End> {
         let max = self.state.config.max_frame_bytes;
         match incoming {
             None | Some(Ok(Message::Close(_))) => Err(End::Gone),
@@ -180,8 +199,12 @@ impl Session {
                     Err(End::Gone)
                 }
             }
-            Some(Ok(Message::Text(text))) if text.len() > max => Err(End::Close(close::TOO_BIG, "frame too large")),
-            Some(Ok(Message::Binary(bytes))) if bytes.len() > max => Err(End::Close(close::TOO_BIG, "frame too large")),
+            Some(Ok(Message::Text(text))) if text.len() > max => {
+                Err(End::Close(close::TOO_BIG, "frame too large"))
+            }
+            Some(Ok(Message::Binary(bytes))) if bytes.len() > max => {
+                Err(End::Close(close::TOO_BIG, "frame too large"))
+            }
             Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
             Some(Ok(Message::Binary(_))) => {
                 let error = domain::protocol::FrameError::new(
@@ -204,18 +227,26 @@ impl Session {
     }
 
     /// Feeds one frame (not yet flushed).
-    async fn send(&mut self, frame: &ServerFrame, reference: Option<&serde_json::Value>) -> Result<(), End> {
+    async fn send(
+        &mut self,
+        frame: &ServerFrame,
+        reference: Option<&serde_json::Value>,
+    ) -> Result<(), End> {
         let kind = match frame {
             ServerFrame::Message(_) => 0,
             ServerFrame::Notification { .. } => 1,
             _ => 2,
         };
-        self.feed(Utf8Bytes::from(frame.to_json(reference)), kind).await
+        self.feed(Utf8Bytes::from(frame.to_json(reference)), kind)
+            .await
     }
 
     async fn feed(&mut self, text: Utf8Bytes, kind: usize) -> Result<(), End> {
         self.unflushed[kind] += 1;
-        self.sink.feed(Message::Text(text)).await.map_err(|_| End::Gone)
+        self.sink
+            .feed(Message::Text(text))
+            .await
+            .map_err(|_| End::Gone)
     }
 
     /// Writes what was fed, then records metrics and cursors for it.
@@ -232,7 +263,9 @@ impl Session {
         metrics.deliveries.increment(messages + notifications);
         if let Some(committed) = self.oldest_unflushed.take() {
             let lag_ms = domain::time::now_millis().saturating_sub(committed).max(0);
-            metrics.delivery_latency.record(Duration::from_millis(lag_ms as u64).as_secs_f64());
+            metrics
+                .delivery_latency
+                .record(Duration::from_millis(lag_ms as u64).as_secs_f64());
         }
         self.note_cursors();
         Ok(())
@@ -252,7 +285,10 @@ impl Session {
             self.unwatch(key).await;
         }
         if let End::Close(code, reason) = end {
-            let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
+            let frame = CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            };
             let _ = self.sink.send(Message::Close(Some(frame))).await;
         }
         let _ = self.sink.close().await;

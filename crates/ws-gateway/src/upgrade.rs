@@ -20,7 +20,10 @@ pub async fn by_query_or_header(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let bearer = headers.get(AUTHORIZATION).and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Bearer "));
+    let bearer = headers
+        .get(AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
     let token = query.get("token").map(String::as_str).or(bearer);
     accept(state, token, upgrade).await
 }
@@ -41,7 +44,9 @@ async fn accept(
 ) -> Response {
     let (actor, expires_at) = match authenticate(&state, token).await {
         Ok(found) => found,
-        Err(message) => return ops::error_response(StatusCode::UNAUTHORIZED, "unauthorized", message),
+        Err(message) => {
+            return ops::error_response(StatusCode::UNAUTHORIZED, "unauthorized", message);
+        }
     };
     let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
@@ -65,12 +70,17 @@ async fn accept(
 }
 
 async fn authenticate(state: &GatewayState, token: Option<&str>) -> Result<(Actor, i64), String> {
-    let token = token.filter(|t| !t.is_empty()).ok_or("an access token is required")?;
-    let claims = state.keys.verify(token, TokenType::Access).map_err(|e| match e {
-        AuthError::Expired => "the token has expired".to_owned(),
-        AuthError::WrongType(_) => "only an access token opens a socket".to_owned(),
-        _ => "the token is not valid".to_owned(),
-    })?;
+    let token = token
+        .filter(|t| !t.is_empty())
+        .ok_or("an access token is required")?;
+    let claims = state
+        .keys
+        .verify(token, TokenType::Access)
+        .map_err(|e| match e {
+            AuthError::Expired => "the token has expired".to_owned(),
+            AuthError::WrongType(_) => "only an access token opens a socket".to_owned(),
+            _ => "the token is not valid".to_owned(),
+        })?;
     match state.core.store.user_by_id(claims.uid).await {
         Ok(Some(user)) => Ok((user.into(), claims.exp)),
         Ok(None) => Err("the token's user no longer exists".into()),

@@ -1,8 +1,8 @@
 //! The audit log, for admins.
 
+use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use axum::Router;
 use domain::model::AuditEntry;
 use domain::paging::{Page, PageRequest};
 use domain::store::AuditFilter;
@@ -36,9 +36,14 @@ pub async fn list(
     Query(params): Query<AuditParams>,
 ) -> Result<Json<Page<AuditEntry>>, ApiError> {
     if !actor.is_admin {
-        return Err(ApiError::Forbidden("only an admin may read the audit log".into()));
+        return Err(ApiError::Forbidden(
+            "only an admin may read the audit log".into(),
+        ));
     }
     let page = PageRequest::new(params.page, params.page_size, DEFAULT_PAGE_SIZE)?;
-    let filter = AuditFilter { resource: params.resource, actor: params.actor };
+    let filter = AuditFilter {
+        resource: params.resource,
+        actor: params.actor,
+    };
     Ok(Json(state.core.store.audit_page(&filter, page).await?))
 }

@@ -2,9 +2,9 @@
 
 use std::sync::LazyLock;
 
+use axum::Router;
 use axum::extract::State;
 use axum::routing::post;
-use axum::Router;
 use domain::auth::{TokenType, hash_password, verify_password};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -14,7 +14,9 @@ use crate::error::ApiError;
 use crate::extract::Json;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/token/", post(login)).route("/api/token/refresh/", post(refresh))
+    Router::new()
+        .route("/api/token/", post(login))
+        .route("/api/token/refresh/", post(refresh))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -41,14 +43,20 @@ pub struct AccessToken {
 
 /// A hash to verify against when the user does not exist, so a wrong
 /// username costs as long as a wrong password and reveals nothing.
-static DUMMY_HASH: LazyLock<String> = LazyLock::new(|| hash_password("not a password").unwrap_or_default());
+static DUMMY_HASH: LazyLock<String> =
+    LazyLock::new(|| hash_password("not a password").unwrap_or_default());
 
 /// Exchanges a username and password for an access and a refresh token.
 #[utoipa::path(post, path = "/api/token/", tag = "auth", request_body = LoginBody,
     responses((status = 200, body = TokenPair), (status = 401, description = "wrong username or password")))]
-pub async fn login(State(state): State<AppState>, Json(body): Json<LoginBody>) -> Result<Json<TokenPair>, ApiError> {
+pub async fn login(
+    State(state): State<AppState>,
+    Json(body): Json<LoginBody>,
+) -> Result<Json<TokenPair>, ApiError> {
     let found = state.core.store.credentials(&body.username).await?;
-    let hash = found.as_ref().map_or_else(|| DUMMY_HASH.clone(), |(_, hash)| hash.clone());
+    let hash = found
+        .as_ref()
+        .map_or_else(|| DUMMY_HASH.clone(), |(_, hash)| hash.clone());
     let ok = tokio::task::spawn_blocking(move || verify_password(&body.password, &hash)).await?;
     let user = match found {
         Some((user, _)) if ok => user,
@@ -63,7 +71,10 @@ pub async fn login(State(state): State<AppState>, Json(body): Json<LoginBody>) -
 /// Exchanges a refresh token for a new access token.
 #[utoipa::path(post, path = "/api/token/refresh/", tag = "auth", request_body = RefreshBody,
     responses((status = 200, body = AccessToken), (status = 401, description = "invalid, expired or not a refresh token")))]
-pub async fn refresh(State(state): State<AppState>, Json(body): Json<RefreshBody>) -> Result<Json<AccessToken>, ApiError> {
+pub async fn refresh(
+    State(state): State<AppState>,
+    Json(body): Json<RefreshBody>,
+) -> Result<Json<AccessToken>, ApiError> {
     let claims = state.keys.verify(&body.refresh, TokenType::Refresh)?;
     let user = state
         .core
@@ -71,5 +82,7 @@ pub async fn refresh(State(state): State<AppState>, Json(body): Json<RefreshBody
         .user_by_id(claims.uid)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
-    Ok(Json(AccessToken { access: state.keys.issue(&user, TokenType::Access)? }))
+    Ok(Json(AccessToken {
+        access: state.keys.issue(&user, TokenType::Access)?,
+    }))
 }

@@ -1,8 +1,8 @@
 //! Direct-message history between the caller and one other user.
 
+use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use axum::Router;
 
 use super::topics::{History, HistoryParams};
 use crate::AppState;
@@ -23,6 +23,9 @@ pub async fn history(
     Path(username): Path<String>,
     Query(params): Query<HistoryParams>,
 ) -> Result<Json<History>, ApiError> {
-    let results = state.core.direct_history(&actor, &username, params.after, params.limit).await?;
+    let results = state
+        .core
+        .direct_history(&actor, &username, params.after, params.limit)
+        .await?;
     Ok(Json(History::new(results, params.limit)))
 }

@@ -1,9 +1,9 @@
 //! Notifications (admins create them) and the caller's inbox.
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, patch, post};
-use axum::Router;
 use domain::model::{InboxItem, Notification};
 use domain::paging::{Page, PageRequest};
 use serde::{Deserialize, Serialize};
@@ -55,7 +55,15 @@ pub async fn create(
     AuthUser(actor): AuthUser,
     Json(body): Json<NewNotification>,
 ) -> Result<(StatusCode, Json<Notification>), ApiError> {
-    Ok((StatusCode::CREATED, Json(state.core.create_notification(&actor, body.tag, &body.message).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            state
+                .core
+                .create_notification(&actor, body.tag, &body.message)
+                .await?,
+        ),
+    ))
 }
 
 /// The caller's inbox, newest first, deleted items left out.
@@ -79,11 +87,21 @@ pub async fn update(
     Path(id): Path<i64>,
     Json(body): Json<ItemPatch>,
 ) -> Result<Json<InboxItem>, ApiError> {
-    Ok(Json(state.core.update_inbox_item(&actor, id, body.is_read, body.is_deleted).await?))
+    Ok(Json(
+        state
+            .core
+            .update_inbox_item(&actor, id, body.is_read, body.is_deleted)
+            .await?,
+    ))
 }
 
 #[utoipa::path(post, path = "/api/notifications/read-all/", tag = "notifications", security(("bearer" = [])),
     responses((status = 200, body = Updated)))]
-pub async fn read_all(State(state): State<AppState>, AuthUser(actor): AuthUser) -> Result<Json<Updated>, ApiError> {
-    Ok(Json(Updated { updated: state.core.read_all(&actor).await? }))
+pub async fn read_all(
+    State(state): State<AppState>,
+    AuthUser(actor): AuthUser,
+) -> Result<Json<Updated>, ApiError> {
+    Ok(Json(Updated {
+        updated: state.core.read_all(&actor).await?,
+    }))
 }

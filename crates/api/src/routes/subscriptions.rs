@@ -1,9 +1,9 @@
 //! Subscriptions of users to tags.
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
-use axum::Router;
 use domain::model::Subscription;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -40,7 +40,10 @@ pub async fn create(
     Json(body): Json<NewSubscription>,
 ) -> Result<(StatusCode, Json<Subscription>), ApiError> {
     let user = body.user.unwrap_or(actor.id);
-    Ok((StatusCode::CREATED, Json(state.core.subscribe_tag(&actor, user, body.tag).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(state.core.subscribe_tag(&actor, user, body.tag).await?),
+    ))
 }
 
 /// Admins see all (or `?user=`); users see their own.
@@ -51,7 +54,9 @@ pub async fn list(
     AuthUser(actor): AuthUser,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Vec<Subscription>>, ApiError> {
-    Ok(Json(state.core.list_subscriptions(&actor, params.user).await?))
+    Ok(Json(
+        state.core.list_subscriptions(&actor, params.user).await?,
+    ))
 }
 
 /// Ends a subscription (its owner or an admin); what it brought stays in the inbox.

@@ -1,9 +1,9 @@
 //! Tags (admins manage them; everyone lists them).
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
-use axum::Router;
 use domain::model::Tag;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -13,7 +13,9 @@ use crate::error::ApiError;
 use crate::extract::{AuthUser, Json, Path};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/tags/", get(list).post(create)).route("/api/tags/{id}/", delete(remove))
+    Router::new()
+        .route("/api/tags/", get(list).post(create))
+        .route("/api/tags/{id}/", delete(remove))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -28,11 +30,17 @@ pub async fn create(
     AuthUser(actor): AuthUser,
     Json(body): Json<NewTag>,
 ) -> Result<(StatusCode, Json<Tag>), ApiError> {
-    Ok((StatusCode::CREATED, Json(state.core.create_tag(&actor, &body.name).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(state.core.create_tag(&actor, &body.name).await?),
+    ))
 }
 
 #[utoipa::path(get, path = "/api/tags/", tag = "tags", security(("bearer" = [])), responses((status = 200, body = [Tag])))]
-pub async fn list(State(state): State<AppState>, AuthUser(_caller): AuthUser) -> Result<Json<Vec<Tag>>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    AuthUser(_caller): AuthUser,
+) -> Result<Json<Vec<Tag>>, ApiError> {
     Ok(Json(state.core.store.tags().await?))
 }
 

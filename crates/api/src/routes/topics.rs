@@ -1,9 +1,9 @@
 //! Topics, their members and their messages.
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
-use axum::Router;
 use domain::model::{Member, Message, Topic};
 use domain::names::TopicName;
 use domain::paging::{Page, PageRequest};
@@ -20,7 +20,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/topics/", get(list).post(create))
         .route("/api/topics/{name}/", get(show).delete(remove))
         .route("/api/topics/{name}/members/", get(members).post(add_member))
-        .route("/api/topics/{name}/members/{username}/", delete(remove_member))
+        .route(
+            "/api/topics/{name}/members/{username}/",
+            delete(remove_member),
+        )
         .route("/api/topics/{name}/messages/", get(history).post(publish))
 }
 
@@ -55,10 +58,18 @@ pub struct HistoryParams {
     pub limit: Option<i64>,
 }
 
+/// A message in the shape of the WebSocket `message` push.
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "type", rename = "message")]
+pub struct Pushed {
+    #[serde(flatten)]
+    message: Message,
+}
+
 /// A slice of history and where the next one starts.
 #[derive(Serialize, ToSchema)]
 pub struct History {
-    results: Vec<Message>,
+    results: Vec<Pushed>,
     /// Pass as `after` for the next slice; `null` when this was the last.
     next_after: Option<i64>,
 }
@@ -66,8 +77,18 @@ pub struct History {
 impl History {
     pub fn new(results: Vec<Message>, limit: Option<i64>) -> Self {
         let full = i64::try_from(results.len()).unwrap_or(i64::MAX) >= limit.unwrap_or(100);
-        let next_after = if full { results.last().map(|m| m.seq) } else { None };
-        Self { results, next_after }
+        let next_after = if full {
+            results.last().map(|m| m.seq)
+        } else {
+            None
+        };
+        Self {
+            results: results
+                .into_iter()
+                .map(|message| Pushed { message })
+                .collect(),
+            next_after,
+        }
     }
 }
 
@@ -80,7 +101,10 @@ pub async fn create(
     Json(body): Json<NewTopic>,
 ) -> Result<(StatusCode, Json<Topic>), ApiError> {
     let name = TopicName::parse(body.name)?;
-    Ok((StatusCode::CREATED, Json(state.core.create_topic(&actor, &name, body.private).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(state.core.create_topic(&actor, &name, body.private).await?),
+    ))
 }
 
 /// Public topics and the private ones the caller belongs to, by name.
@@ -145,8 +169,18 @@ pub async fn add_member(
         .await?
         .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
     let (topic, added) = state.core.add_member(&actor, &name, &user).await?;
-    let status = if added { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(Membership { topic: topic.name, username: user.username })))
+    let status = if added {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(Membership {
+            topic: topic.name,
+            username: user.username,
+        }),
+    ))
 }
 
 /// Removes a member: themselves, the owner, or an admin.
@@ -170,21 +204,32 @@ pub async fn history(
     Path(name): Path<String>,
     Query(params): Query<HistoryParams>,
 ) -> Result<Json<History>, ApiError> {
-    let results = state.core.topic_history(&actor, &name, params.after, params.limit).await?;
+    let results = state
+        .core
+        .topic_history(&actor, &name, params.after, params.limit)
+        .await?;
     Ok(Json(History::new(results, params.limit)))
 }
 
 /// Publishes server-side, as the `message` action does.
 #[utoipa::path(post, path = "/api/topics/{name}/messages/", tag = "topics", request_body = NewMessage,
     security(("bearer" = [])),
-    responses((status = 201, body = Message), (status = 403), (status = 404), (status = 413), (status = 422)))]
+    responses((status = 201, body = Pushed), (status = 403), (status = 404), (status = 413), (status = 422)))]
 pub async fn publish(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
     Path(name): Path<String>,
     Json(body): Json<NewMessage>,
-) -> Result<(StatusCode, Json<Message>), ApiError> {
+) -> Result<(StatusCode, Json<Pushed>), ApiError> {
     let topic = state.core.find_topic(&name).await?;
-    let published = state.core.publish_topic(&actor, &topic, &body.content).await?;
-    Ok((StatusCode::CREATED, Json(published.as_message())))
+    let published = state
+        .core
+        .publish_topic(&actor, &topic, &body.content)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Pushed {
+            message: published.as_message(),
+        }),
+    ))
 }

@@ -1,9 +1,9 @@
 //! Accounts.
 
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::Router;
 use domain::auth::hash_password;
 use domain::model::User;
 use domain::names::Username;
@@ -18,7 +18,9 @@ use crate::extract::{AuthUser, Json, MaybeAuthUser};
 pub const PASSWORD_LEN: std::ops::RangeInclusive<usize> = 8..=1024;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/api/users/", post(create)).route("/api/users/me/", get(me))
+    Router::new()
+        .route("/api/users/", post(create))
+        .route("/api/users/me/", get(me))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -38,20 +40,29 @@ pub async fn create(
     MaybeAuthUser(actor): MaybeAuthUser,
     Json(body): Json<NewUser>,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
-    let is_admin = actor.as_ref().is_some_and(|a| a.is_admin);
-    if !is_admin && !(state.config.open_registration && !body.is_admin) {
+    let by_admin = actor.as_ref().is_some_and(|a| a.is_admin);
+    let self_service = state.config.open_registration && !body.is_admin;
+    if !by_admin && !self_service {
         return Err(match actor {
-            None if !state.config.open_registration => ApiError::Unauthorized("an admin token is required".into()),
+            None if !state.config.open_registration => {
+                ApiError::Unauthorized("an admin token is required".into())
+            }
             _ => ApiError::Forbidden("only an admin may create this account".into()),
         });
     }
     let username = Username::parse(body.username)?;
     if !PASSWORD_LEN.contains(&body.password.len()) {
-        return Err(ApiError::Unprocessable("password: must be 8 to 1024 bytes".into()));
+        return Err(ApiError::Unprocessable(
+            "password: must be 8 to 1024 bytes".into(),
+        ));
     }
     let password = body.password;
     let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
-    let user = state.core.store.create_user(actor.as_ref(), &username, &hash, body.is_admin).await?;
+    let user = state
+        .core
+        .store
+        .create_user(actor.as_ref(), &username, &hash, body.is_admin)
+        .await?;
     Ok((StatusCode::CREATED, Json(user)))
 }
 
@@ -59,5 +70,9 @@ pub async fn create(
 #[utoipa::path(get, path = "/api/users/me/", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = User), (status = 401)))]
 pub async fn me(AuthUser(actor): AuthUser) -> Json<User> {
-    Json(User { id: actor.id, username: actor.username, is_admin: actor.is_admin })
+    Json(User {
+        id: actor.id,
+        username: actor.username,
+        is_admin: actor.is_admin,
+    })
 }

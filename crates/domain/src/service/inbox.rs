@@ -7,23 +7,47 @@ use crate::model::{Actor, InboxItem, Notification};
 use crate::paging::{Page, PageRequest};
 
 impl Core {
-    pub async fn create_notification(&self, actor: &Actor, tag_id: i64, message: &str) -> Result<Notification, ServiceError> {
+    pub async fn create_notification(
+        &self,
+        actor: &Actor,
+        tag_id: i64,
+        message: &str,
+    ) -> Result<Notification, ServiceError> {
         admin_only(actor)?;
         if message.is_empty() {
-            return Err(ServiceError::Invalid { field: "message", message: "must not be empty".into() });
+            return Err(ServiceError::Invalid {
+                field: "message",
+                message: "must not be empty".into(),
+            });
         }
         if message.len() > self.limits.max_content_bytes {
-            return Err(ServiceError::TooLarge(format!("message is limited to {} bytes", self.limits.max_content_bytes)));
+            return Err(ServiceError::TooLarge(format!(
+                "message is limited to {} bytes",
+                self.limits.max_content_bytes
+            )));
         }
-        let notification = self.store.create_notification(actor, tag_id, message).await.map_err(|e| match e {
-            crate::store::StoreError::NotFound => ServiceError::NotFound("tag"),
-            other => other.into(),
-        })?;
-        self.announce(Event::Notification { seq: notification.seq, notification: notification.clone() }).await;
+        let notification = self
+            .store
+            .create_notification(actor, tag_id, message)
+            .await
+            .map_err(|e| match e {
+                crate::store::StoreError::NotFound => ServiceError::NotFound("tag"),
+                other => other.into(),
+            })?;
+        self.announce(Event::Notification {
+            seq: notification.seq,
+            notification: notification.clone(),
+        })
+        .await;
         Ok(notification)
     }
 
-    pub async fn inbox(&self, actor: &Actor, unread: Option<bool>, page: PageRequest) -> Result<Page<InboxItem>, ServiceError> {
+    pub async fn inbox(
+        &self,
+        actor: &Actor,
+        unread: Option<bool>,
+        page: PageRequest,
+    ) -> Result<Page<InboxItem>, ServiceError> {
         Ok(self.store.inbox_page(actor.id, unread, page).await?)
     }
 
@@ -35,15 +59,31 @@ impl Core {
         is_read: Option<bool>,
         is_deleted: Option<bool>,
     ) -> Result<InboxItem, ServiceError> {
-        let item = self.store.inbox_item(actor.id, id).await?.ok_or(ServiceError::NotFound("notification"))?;
-        let updated = self.store.update_inbox_item(actor, &item, is_read, is_deleted).await?;
+        let item = self
+            .store
+            .inbox_item(actor.id, id)
+            .await?
+            .ok_or(ServiceError::NotFound("notification"))?;
+        let updated = self
+            .store
+            .update_inbox_item(actor, &item, is_read, is_deleted)
+            .await?;
         let change = match (is_deleted, is_read) {
             (Some(true), _) => Some(InboxChange::Deleted),
-            (_, Some(read)) if read != item.is_read => Some(if read { InboxChange::Read } else { InboxChange::Unread }),
+            (_, Some(read)) if read != item.is_read => Some(if read {
+                InboxChange::Read
+            } else {
+                InboxChange::Unread
+            }),
             _ => None,
         };
         if let Some(change) = change {
-            self.announce(Event::Inbox { user_id: actor.id, id, change }).await;
+            self.announce(Event::Inbox {
+                user_id: actor.id,
+                id,
+                change,
+            })
+            .await;
         }
         Ok(updated)
     }
@@ -51,7 +91,12 @@ impl Core {
     pub async fn read_all(&self, actor: &Actor) -> Result<i64, ServiceError> {
         let updated = self.store.read_all(actor).await?;
         if updated > 0 {
-            self.announce(Event::Inbox { user_id: actor.id, id: 0, change: InboxChange::ReadAll }).await;
+            self.announce(Event::Inbox {
+                user_id: actor.id,
+                id: 0,
+                change: InboxChange::ReadAll,
+            })
+            .await;
         }
         Ok(updated)
     }

@@ -22,7 +22,10 @@ impl Published {
 impl Core {
     fn check_content(&self, content: &str) -> Result<(), ServiceError> {
         if content.is_empty() {
-            return Err(ServiceError::Invalid { field: "content", message: "must not be empty".into() });
+            return Err(ServiceError::Invalid {
+                field: "content",
+                message: "must not be empty".into(),
+            });
         }
         if content.len() > self.limits.max_content_bytes {
             return Err(ServiceError::TooLarge(format!(
@@ -35,7 +38,12 @@ impl Core {
     }
 
     /// Publishes to a topic, or to a user when the target names one.
-    pub async fn publish(&self, actor: &Actor, target: &Target, content: &str) -> Result<Published, ServiceError> {
+    pub async fn publish(
+        &self,
+        actor: &Actor,
+        target: &Target,
+        content: &str,
+    ) -> Result<Published, ServiceError> {
         self.check_content(content)?;
         match target {
             Target::User(name) => self.publish_direct(actor, name.as_str(), content).await,
@@ -46,28 +54,61 @@ impl Core {
         }
     }
 
-    pub async fn publish_topic(&self, actor: &Actor, topic: &Topic, content: &str) -> Result<Published, ServiceError> {
+    pub async fn publish_topic(
+        &self,
+        actor: &Actor,
+        topic: &Topic,
+        content: &str,
+    ) -> Result<Published, ServiceError> {
         self.check_content(content)?;
         if topic.private && !self.store.is_member(topic.id, actor.id).await? {
-            return Err(ServiceError::Forbidden("only members may publish to a private topic"));
+            return Err(ServiceError::Forbidden(
+                "only members may publish to a private topic",
+            ));
         }
         let message = self.store.publish(topic.id, actor, content).await?;
-        self.announce(Event::TopicMessage { topic: topic.name.clone(), message: message.clone() }).await;
-        Ok(Published { message, label: topic.name.clone() })
+        self.announce(Event::TopicMessage {
+            topic: topic.name.clone(),
+            message: message.clone(),
+        })
+        .await;
+        Ok(Published {
+            message,
+            label: topic.name.clone(),
+        })
     }
 
-    async fn publish_direct(&self, actor: &Actor, username: &str, content: &str) -> Result<Published, ServiceError> {
+    async fn publish_direct(
+        &self,
+        actor: &Actor,
+        username: &str,
+        content: &str,
+    ) -> Result<Published, ServiceError> {
         let peer = self.peer(actor, username).await?;
         let channel = self.store.direct_channel(actor.id, peer.id).await?;
         let message = self.store.publish(channel, actor, content).await?;
-        self.announce(Event::DirectMessage { to: peer.id, message: message.clone() }).await;
-        Ok(Published { message, label: format!("@{}", peer.username) })
+        self.announce(Event::DirectMessage {
+            to: peer.id,
+            message: message.clone(),
+        })
+        .await;
+        Ok(Published {
+            message,
+            label: format!("@{}", peer.username),
+        })
     }
 
     async fn peer(&self, actor: &Actor, username: &str) -> Result<User, ServiceError> {
-        let peer = self.store.user_by_name(username).await?.ok_or(ServiceError::NotFound("topic or user"))?;
+        let peer = self
+            .store
+            .user_by_name(username)
+            .await?
+            .ok_or(ServiceError::NotFound("topic or user"))?;
         if peer.id == actor.id {
-            return Err(ServiceError::Invalid { field: "topic_name", message: "cannot send a direct message to yourself".into() });
+            return Err(ServiceError::Invalid {
+                field: "topic_name",
+                message: "cannot send a direct message to yourself".into(),
+            });
         }
         Ok(peer)
     }
@@ -85,7 +126,10 @@ impl Core {
     fn check_after(after: Option<i64>) -> Result<i64, ServiceError> {
         match after.unwrap_or(0) {
             n if n >= 0 => Ok(n),
-            _ => Err(ServiceError::Invalid { field: "after", message: "must be 0 or more".into() }),
+            _ => Err(ServiceError::Invalid {
+                field: "after",
+                message: "must be 0 or more".into(),
+            }),
         }
     }
 
@@ -99,8 +143,14 @@ impl Core {
     ) -> Result<Vec<Message>, ServiceError> {
         let (after, limit) = (Self::check_after(after)?, self.history_limit(limit)?);
         let topic = self.readable_topic(actor, name).await?;
-        let messages = self.store.messages_after(topic.id, after, limit, None).await?;
-        Ok(messages.iter().map(|m| m.labelled(topic.name.clone())).collect())
+        let messages = self
+            .store
+            .messages_after(topic.id, after, limit, None)
+            .await?;
+        Ok(messages
+            .iter()
+            .map(|m| m.labelled(topic.name.clone()))
+            .collect())
     }
 
     /// The conversation between `actor` and `username`, oldest first.
@@ -116,7 +166,10 @@ impl Core {
         let Some(channel) = self.store.find_direct_channel(actor.id, peer.id).await? else {
             return Ok(Vec::new());
         };
-        let messages = self.store.messages_after(channel, after, limit, None).await?;
+        let messages = self
+            .store
+            .messages_after(channel, after, limit, None)
+            .await?;
         let label = format!("@{}", peer.username);
         Ok(messages.iter().map(|m| m.labelled(label.clone())).collect())
     }

@@ -11,7 +11,12 @@ use crate::model::{Actor, Member, Topic, User};
 use crate::names::TopicName;
 
 impl Core {
-    pub async fn create_topic(&self, actor: &Actor, name: &TopicName, private: bool) -> Result<Topic, ServiceError> {
+    pub async fn create_topic(
+        &self,
+        actor: &Actor,
+        name: &TopicName,
+        private: bool,
+    ) -> Result<Topic, ServiceError> {
         let topic = self.store.create_topic(actor, name, private).await?;
         self.announce(Event::Joined {
             user_id: actor.id,
@@ -25,14 +30,19 @@ impl Core {
     }
 
     pub async fn find_topic(&self, name: &str) -> Result<Topic, ServiceError> {
-        self.store.topic(name).await?.ok_or(ServiceError::NotFound("topic"))
+        self.store
+            .topic(name)
+            .await?
+            .ok_or(ServiceError::NotFound("topic"))
     }
 
     /// The topic if `actor` may read it (history, details, members).
     pub async fn readable_topic(&self, actor: &Actor, name: &str) -> Result<Topic, ServiceError> {
         let topic = self.find_topic(name).await?;
         if topic.private && !actor.is_admin && !self.store.is_member(topic.id, actor.id).await? {
-            return Err(ServiceError::Forbidden("this topic is private to its members"));
+            return Err(ServiceError::Forbidden(
+                "this topic is private to its members",
+            ));
         }
         Ok(topic)
     }
@@ -48,17 +58,27 @@ impl Core {
     pub async fn delete_topic(&self, actor: &Actor, name: &str) -> Result<(), ServiceError> {
         let topic = self.find_topic(name).await?;
         if !actor.is_admin && topic.owner.as_deref() != Some(actor.username.as_str()) {
-            return Err(ServiceError::Forbidden("only the owner or an admin may delete a topic"));
+            return Err(ServiceError::Forbidden(
+                "only the owner or an admin may delete a topic",
+            ));
         }
         self.store.delete_topic(actor, &topic).await?;
-        self.announce(Event::TopicDeleted { channel_id: topic.id }).await;
+        self.announce(Event::TopicDeleted {
+            channel_id: topic.id,
+        })
+        .await;
         Ok(())
     }
 
     /// Makes `user` a member: themselves into a public topic, a member
     /// inviting anyone into a private one, or an admin anyone anywhere.
     /// Returns the topic and whether `user` is newly a member.
-    pub async fn add_member(&self, actor: &Actor, name: &str, user: &User) -> Result<(Topic, bool), ServiceError> {
+    pub async fn add_member(
+        &self,
+        actor: &Actor,
+        name: &str,
+        user: &User,
+    ) -> Result<(Topic, bool), ServiceError> {
         let topic = self.find_topic(name).await?;
         let allowed = actor.is_admin
             || if topic.private {
@@ -73,12 +93,22 @@ impl Core {
                 "a public topic is joined by each user for themselves"
             }));
         }
-        let Some(from_seq) = self.store.join_topic(actor, &topic, user.id, &user.username).await? else {
+        let Some(from_seq) = self
+            .store
+            .join_topic(actor, &topic, user.id, &user.username)
+            .await?
+        else {
             return Ok((topic, false));
         };
         let invited_by = (user.id != actor.id).then(|| actor.username.clone());
-        self.announce(Event::Joined { user_id: user.id, channel_id: topic.id, topic: topic.name.clone(), from_seq, invited_by })
-            .await;
+        self.announce(Event::Joined {
+            user_id: user.id,
+            channel_id: topic.id,
+            topic: topic.name.clone(),
+            from_seq,
+            invited_by,
+        })
+        .await;
         Ok((topic, true))
     }
 
@@ -86,27 +116,58 @@ impl Core {
     pub async fn subscribe(&self, actor: &Actor, name: &TopicName) -> Result<Topic, ServiceError> {
         let topic = self.find_topic(name.as_str()).await?;
         if topic.private && !self.store.is_member(topic.id, actor.id).await? {
-            return Err(ServiceError::Forbidden("this topic is private to its members"));
+            return Err(ServiceError::Forbidden(
+                "this topic is private to its members",
+            ));
         }
-        if let Some(from_seq) = self.store.join_topic(actor, &topic, actor.id, &actor.username).await? {
-            self.announce(Event::Joined { user_id: actor.id, channel_id: topic.id, topic: topic.name.clone(), from_seq, invited_by: None })
-                .await;
+        if let Some(from_seq) = self
+            .store
+            .join_topic(actor, &topic, actor.id, &actor.username)
+            .await?
+        {
+            self.announce(Event::Joined {
+                user_id: actor.id,
+                channel_id: topic.id,
+                topic: topic.name.clone(),
+                from_seq,
+                invited_by: None,
+            })
+            .await;
         }
         Ok(topic)
     }
 
     /// Removes `username` from a topic: themselves, or by its owner or an admin.
-    pub async fn remove_member(&self, actor: &Actor, name: &str, username: &str) -> Result<Topic, ServiceError> {
+    pub async fn remove_member(
+        &self,
+        actor: &Actor,
+        name: &str,
+        username: &str,
+    ) -> Result<Topic, ServiceError> {
         let topic = self.find_topic(name).await?;
         let is_owner = topic.owner.as_deref() == Some(actor.username.as_str());
         if username != actor.username && !is_owner && !actor.is_admin {
-            return Err(ServiceError::Forbidden("only the member, the owner or an admin may remove a member"));
+            return Err(ServiceError::Forbidden(
+                "only the member, the owner or an admin may remove a member",
+            ));
         }
-        let user = self.store.user_by_name(username).await?.ok_or(ServiceError::NotFound("user"))?;
-        if !self.store.leave_topic(actor, &topic, user.id, &user.username).await? {
+        let user = self
+            .store
+            .user_by_name(username)
+            .await?
+            .ok_or(ServiceError::NotFound("user"))?;
+        if !self
+            .store
+            .leave_topic(actor, &topic, user.id, &user.username)
+            .await?
+        {
             return Err(ServiceError::NotSubscribed(topic.name));
         }
-        self.announce(Event::Left { user_id: user.id, channel_id: topic.id }).await;
+        self.announce(Event::Left {
+            user_id: user.id,
+            channel_id: topic.id,
+        })
+        .await;
         Ok(topic)
     }
 }

@@ -23,7 +23,8 @@ impl Changes {
     pub fn field(mut self, field: &str, old: impl Serialize, new: impl Serialize) -> Self {
         let (old, new) = (json!(old), json!(new));
         if old != new {
-            self.0.insert(field.to_owned(), json!({ "old": old, "new": new }));
+            self.0
+                .insert(field.to_owned(), json!({ "old": old, "new": new }));
         }
         self
     }
@@ -122,6 +123,10 @@ impl Store {
         .bind(page.offset())
         .fetch_all(&self.read)
         .await?;
-        Ok(Page::new(page, count, rows.into_iter().map(Into::into).collect()))
+        Ok(Page::new(
+            page,
+            count,
+            rows.into_iter().map(Into::into).collect(),
+        ))
     }
 }

@@ -16,9 +16,13 @@ use crate::time::now_millis;
 /// What a membership is a membership of.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChannelKind {
-    Topic { name: String },
+    Topic {
+        name: String,
+    },
     /// A direct conversation, named by the other participant.
-    Direct { peer: String },
+    Direct {
+        peer: String,
+    },
 }
 
 /// One of a user's memberships with its delivery cursor, as the gateway
@@ -134,11 +138,22 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        let changes = Changes::new().created("name", name.as_str()).created("private", private);
+        let changes = Changes::new()
+            .created("name", name.as_str())
+            .created("private", private);
         record(&mut tx, Some(actor), "topic", id, "create", changes).await?;
-        let membership = Changes::new().created("topic", name.as_str()).created("user", &actor.username);
-        record(&mut tx, Some(actor), "membership", format!("{id}:{}", actor.id), "create", membership)
-            .await?;
+        let membership = Changes::new()
+            .created("topic", name.as_str())
+            .created("user", &actor.username);
+        record(
+            &mut tx,
+            Some(actor),
+            "membership",
+            format!("{id}:{}", actor.id),
+            "create",
+            membership,
+        )
+        .await?;
         tx.commit().await?;
         Ok(Topic {
             id,
@@ -161,13 +176,18 @@ impl Store {
     }
 
     /// Public topics and the private ones `viewer` belongs to, by name.
-    pub async fn topics_page(&self, viewer: &Actor, page: PageRequest) -> Result<Page<Topic>, StoreError> {
+    pub async fn topics_page(
+        &self,
+        viewer: &Actor,
+        page: PageRequest,
+    ) -> Result<Page<Topic>, StoreError> {
         const VISIBLE: &str = "c.kind = 'topic' AND (c.private = 0 OR EXISTS \
              (SELECT 1 FROM memberships m WHERE m.channel_id = c.id AND m.user_id = $1))";
-        let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM channels c WHERE {VISIBLE}"))
-            .bind(viewer.id)
-            .fetch_one(&self.read)
-            .await?;
+        let count: i64 =
+            sqlx::query_scalar(&format!("SELECT COUNT(*) FROM channels c WHERE {VISIBLE}"))
+                .bind(viewer.id)
+                .fetch_one(&self.read)
+                .await?;
         let rows: Vec<TopicRow> = sqlx::query_as(&format!(
             "SELECT {TOPIC_COLUMNS} WHERE {VISIBLE} ORDER BY c.name LIMIT $2 OFFSET $3"
         ))
@@ -176,7 +196,11 @@ impl Store {
         .bind(page.offset())
         .fetch_all(&self.read)
         .await?;
-        Ok(Page::new(page, count, rows.into_iter().map(Into::into).collect()))
+        Ok(Page::new(
+            page,
+            count,
+            rows.into_iter().map(Into::into).collect(),
+        ))
     }
 
     /// Deletes a topic with its members and messages, freeing its name.
@@ -189,8 +213,13 @@ impl Store {
         if deleted.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        sqlx::query("DELETE FROM names WHERE name = $1").bind(&topic.name).execute(&mut *tx).await?;
-        let changes = Changes::new().removed("name", &topic.name).removed("private", topic.private);
+        sqlx::query("DELETE FROM names WHERE name = $1")
+            .bind(&topic.name)
+            .execute(&mut *tx)
+            .await?;
+        let changes = Changes::new()
+            .removed("name", &topic.name)
+            .removed("private", topic.private);
         record(&mut tx, Some(actor), "topic", topic.id, "delete", changes).await?;
         tx.commit().await?;
         Ok(())
@@ -204,7 +233,13 @@ impl Store {
         .bind(channel_id)
         .fetch_all(&self.read)
         .await?;
-        Ok(rows.into_iter().map(|(username, joined_at)| Member { username, joined_at }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(username, joined_at)| Member {
+                username,
+                joined_at,
+            })
+            .collect())
     }
 
     pub async fn is_member(&self, channel_id: i64, user_id: i64) -> Result<bool, StoreError> {
@@ -212,7 +247,11 @@ impl Store {
     }
 
     /// The member's delivery cursor, or `None` for a non-member.
-    pub async fn delivered_seq(&self, channel_id: i64, user_id: i64) -> Result<Option<i64>, StoreError> {
+    pub async fn delivered_seq(
+        &self,
+        channel_id: i64,
+        user_id: i64,
+    ) -> Result<Option<i64>, StoreError> {
         Ok(sqlx::query_scalar(
             "SELECT delivered_seq FROM memberships WHERE channel_id = $1 AND user_id = $2",
         )
@@ -243,9 +282,18 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?;
         if cursor.is_some() {
-            let changes = Changes::new().created("topic", &topic.name).created("user", username);
-            record(&mut tx, Some(actor), "membership", format!("{}:{user_id}", topic.id), "create", changes)
-                .await?;
+            let changes = Changes::new()
+                .created("topic", &topic.name)
+                .created("user", username);
+            record(
+                &mut tx,
+                Some(actor),
+                "membership",
+                format!("{}:{user_id}", topic.id),
+                "create",
+                changes,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(cursor)
@@ -268,9 +316,18 @@ impl Store {
             .rows_affected()
             > 0;
         if gone {
-            let changes = Changes::new().removed("topic", &topic.name).removed("user", username);
-            record(&mut tx, Some(actor), "membership", format!("{}:{user_id}", topic.id), "delete", changes)
-                .await?;
+            let changes = Changes::new()
+                .removed("topic", &topic.name)
+                .removed("user", username);
+            record(
+                &mut tx,
+                Some(actor),
+                "membership",
+                format!("{}:{user_id}", topic.id),
+                "delete",
+                changes,
+            )
+            .await?;
         }
         tx.commit().await?;
         Ok(gone)
@@ -278,10 +335,12 @@ impl Store {
 
     /// The direct conversation between two users, if they ever talked.
     pub async fn find_direct_channel(&self, a: i64, b: i64) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT id FROM channels WHERE direct_key = $1")
-            .bind(direct_key(a, b))
-            .fetch_optional(&self.read)
-            .await?)
+        Ok(
+            sqlx::query_scalar("SELECT id FROM channels WHERE direct_key = $1")
+                .bind(direct_key(a, b))
+                .fetch_optional(&self.read)
+                .await?,
+        )
     }
 
     /// The direct conversation between two users, created with both as
@@ -321,7 +380,12 @@ impl Store {
     }
 
     /// Stores a message under the channel's next seq.
-    pub async fn publish(&self, channel_id: i64, sender: &Actor, content: &str) -> Result<StoredMessage, StoreError> {
+    pub async fn publish(
+        &self,
+        channel_id: i64,
+        sender: &Actor,
+        content: &str,
+    ) -> Result<StoredMessage, StoreError> {
         let now = now_millis();
         let mut tx = self.write.begin().await?;
         let seq: i64 = sqlx::query_scalar(
@@ -398,7 +462,11 @@ impl Store {
                     (None, Some(peer)) => ChannelKind::Direct { peer },
                     (None, None) => return None,
                 };
-                Some(Membership { channel_id: r.channel_id, kind, delivered_seq: r.delivered_seq })
+                Some(Membership {
+                    channel_id: r.channel_id,
+                    kind,
+                    delivered_seq: r.delivered_seq,
+                })
             })
             .collect())
     }

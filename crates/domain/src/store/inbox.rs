@@ -55,14 +55,21 @@ fn item_select() -> String {
 
 impl Store {
     /// Stores a notification for every current subscriber of the tag.
-    pub async fn create_notification(&self, actor: &Actor, tag_id: i64, message: &str) -> Result<Notification, StoreError> {
+    pub async fn create_notification(
+        &self,
+        actor: &Actor,
+        tag_id: i64,
+        message: &str,
+    ) -> Result<Notification, StoreError> {
         let now = now_millis();
         let mut tx = self.write.begin().await?;
-        let seq: i64 = sqlx::query_scalar("UPDATE tags SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq")
-            .bind(tag_id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let seq: i64 = sqlx::query_scalar(
+            "UPDATE tags SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
+        )
+        .bind(tag_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
         // Ids come from a locked counter so they are handed out in commit
         // order, which the read-all watermark relies on.
         let id: i64 = sqlx::query_scalar(
@@ -78,10 +85,18 @@ impl Store {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        let changes = Changes::new().created("tag", tag_id).created("message", message);
+        let changes = Changes::new()
+            .created("tag", tag_id)
+            .created("message", message);
         record(&mut tx, Some(actor), "notification", id, "create", changes).await?;
         tx.commit().await?;
-        Ok(Notification { id, tag: tag_id, message: message.to_owned(), timestamp: now, seq })
+        Ok(Notification {
+            id,
+            tag: tag_id,
+            message: message.to_owned(),
+            timestamp: now,
+            seq,
+        })
     }
 
     /// Newest first; `unread` filters on the read flag.
@@ -109,7 +124,11 @@ impl Store {
         .bind(page.offset())
         .fetch_all(&self.read)
         .await?;
-        Ok(Page::new(page, count, rows.into_iter().map(Into::into).collect()))
+        Ok(Page::new(
+            page,
+            count,
+            rows.into_iter().map(Into::into).collect(),
+        ))
     }
 
     /// One item of `user_id`'s inbox; `None` if it is not theirs or deleted.
@@ -145,11 +164,24 @@ impl Store {
         .bind(now_millis())
         .execute(&mut *tx)
         .await?;
-        let changes = Changes::new().field("is_read", item.is_read, read).field("is_deleted", false, deleted);
-        record(&mut tx, Some(actor), "inbox_item", format!("{}:{}", actor.id, item.id), "update", changes)
-            .await?;
+        let changes =
+            Changes::new()
+                .field("is_read", item.is_read, read)
+                .field("is_deleted", false, deleted);
+        record(
+            &mut tx,
+            Some(actor),
+            "inbox_item",
+            format!("{}:{}", actor.id, item.id),
+            "update",
+            changes,
+        )
+        .await?;
         tx.commit().await?;
-        Ok(InboxItem { is_read: read, ..item.clone() })
+        Ok(InboxItem {
+            is_read: read,
+            ..item.clone()
+        })
     }
 
     /// Marks every item read; returns how many were unread.
@@ -159,20 +191,23 @@ impl Store {
             .bind(actor.id)
             .fetch_one(&mut *tx)
             .await?;
-        let mark: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = 'notifications'")
-            .fetch_one(&mut *tx)
-            .await?;
+        let mark: i64 =
+            sqlx::query_scalar("SELECT value FROM counters WHERE name = 'notifications'")
+                .fetch_one(&mut *tx)
+                .await?;
         sqlx::query("UPDATE users SET read_watermark = $2 WHERE id = $1")
             .bind(actor.id)
             .bind(mark)
             .execute(&mut *tx)
             .await?;
         // Explicit "unread" marks below the new watermark give way to it.
-        sqlx::query("UPDATE inbox_state SET is_read = NULL WHERE user_id = $1 AND notification_id <= $2")
-            .bind(actor.id)
-            .bind(mark)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE inbox_state SET is_read = NULL WHERE user_id = $1 AND notification_id <= $2",
+        )
+        .bind(actor.id)
+        .bind(mark)
+        .execute(&mut *tx)
+        .await?;
         if unread > 0 {
             let changes = Changes::new().field("unread", unread, 0);
             record(&mut tx, Some(actor), "inbox", actor.id, "read_all", changes).await?;

@@ -27,29 +27,48 @@ struct SubscriptionRow {
 
 impl From<SubscriptionRow> for Subscription {
     fn from(r: SubscriptionRow) -> Self {
-        Self { id: r.id, user: r.user_id, tag: r.tag_id }
+        Self {
+            id: r.id,
+            user: r.user_id,
+            tag: r.tag_id,
+        }
     }
 }
 
 impl Store {
     pub async fn create_tag(&self, actor: &Actor, name: &str) -> Result<Tag, StoreError> {
         let mut tx = self.write.begin().await?;
-        let id: i64 = sqlx::query_scalar("INSERT INTO tags (name, created_at) VALUES ($1, $2) RETURNING id")
-            .bind(name)
-            .bind(now_millis())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(conflict("tag"))?;
-        record(&mut tx, Some(actor), "tag", id, "create", Changes::new().created("name", name)).await?;
+        let id: i64 =
+            sqlx::query_scalar("INSERT INTO tags (name, created_at) VALUES ($1, $2) RETURNING id")
+                .bind(name)
+                .bind(now_millis())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(conflict("tag"))?;
+        record(
+            &mut tx,
+            Some(actor),
+            "tag",
+            id,
+            "create",
+            Changes::new().created("name", name),
+        )
+        .await?;
         tx.commit().await?;
-        Ok(Tag { id, name: name.to_owned() })
+        Ok(Tag {
+            id,
+            name: name.to_owned(),
+        })
     }
 
     pub async fn tags(&self) -> Result<Vec<Tag>, StoreError> {
         let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, name FROM tags ORDER BY name")
             .fetch_all(&self.read)
             .await?;
-        Ok(rows.into_iter().map(|(id, name)| Tag { id, name }).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(id, name)| Tag { id, name })
+            .collect())
     }
 
     pub async fn tag(&self, id: i64) -> Result<Option<Tag>, StoreError> {
@@ -68,13 +87,26 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?
             .ok_or(StoreError::NotFound)?;
-        record(&mut tx, Some(actor), "tag", id, "delete", Changes::new().removed("name", name)).await?;
+        record(
+            &mut tx,
+            Some(actor),
+            "tag",
+            id,
+            "delete",
+            Changes::new().removed("name", name),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Subscribes `user_id` to `tag_id` from the tag's next notification on.
-    pub async fn subscribe(&self, actor: &Actor, user_id: i64, tag_id: i64) -> Result<Subscription, StoreError> {
+    pub async fn subscribe(
+        &self,
+        actor: &Actor,
+        user_id: i64,
+        tag_id: i64,
+    ) -> Result<Subscription, StoreError> {
         let mut tx = self.write.begin().await?;
         let row: SubscriptionRow = sqlx::query_as(
             "INSERT INTO subscriptions (user_id, tag_id, start_seq, delivered_seq, created_at) \
@@ -88,14 +120,27 @@ impl Store {
         .await
         .map_err(conflict("subscription"))?
         .ok_or(StoreError::NotFound)?;
-        let changes = Changes::new().created("user", user_id).created("tag", tag_id);
-        record(&mut tx, Some(actor), "subscription", row.id, "create", changes).await?;
+        let changes = Changes::new()
+            .created("user", user_id)
+            .created("tag", tag_id);
+        record(
+            &mut tx,
+            Some(actor),
+            "subscription",
+            row.id,
+            "create",
+            changes,
+        )
+        .await?;
         tx.commit().await?;
         Ok(row.into())
     }
 
     /// Active subscriptions, optionally of one user.
-    pub async fn subscriptions(&self, user_id: Option<i64>) -> Result<Vec<Subscription>, StoreError> {
+    pub async fn subscriptions(
+        &self,
+        user_id: Option<i64>,
+    ) -> Result<Vec<Subscription>, StoreError> {
         let rows: Vec<SubscriptionRow> = sqlx::query_as(
             "SELECT id, user_id, tag_id FROM subscriptions \
              WHERE end_seq IS NULL AND ($1 IS NULL OR user_id = $1) ORDER BY id",
@@ -117,7 +162,11 @@ impl Store {
     }
 
     /// Ends a subscription: what it already brought stays in the inbox.
-    pub async fn end_subscription(&self, actor: &Actor, sub: &Subscription) -> Result<(), StoreError> {
+    pub async fn end_subscription(
+        &self,
+        actor: &Actor,
+        sub: &Subscription,
+    ) -> Result<(), StoreError> {
         let mut tx = self.write.begin().await?;
         let ended = sqlx::query(
             "UPDATE subscriptions SET end_seq = (SELECT last_seq FROM tags WHERE tags.id = subscriptions.tag_id) \
@@ -129,14 +178,27 @@ impl Store {
         if ended.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        let changes = Changes::new().removed("user", sub.user).removed("tag", sub.tag);
-        record(&mut tx, Some(actor), "subscription", sub.id, "delete", changes).await?;
+        let changes = Changes::new()
+            .removed("user", sub.user)
+            .removed("tag", sub.tag);
+        record(
+            &mut tx,
+            Some(actor),
+            "subscription",
+            sub.id,
+            "delete",
+            changes,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// `user_id`'s active subscriptions with their delivery cursors.
-    pub async fn tag_subscriptions(&self, user_id: i64) -> Result<Vec<TagSubscription>, StoreError> {
+    pub async fn tag_subscriptions(
+        &self,
+        user_id: i64,
+    ) -> Result<Vec<TagSubscription>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT id, tag_id, delivered_seq FROM subscriptions \
              WHERE user_id = $1 AND end_seq IS NULL ORDER BY id",

@@ -15,7 +15,11 @@ struct UserRow {
 
 impl From<UserRow> for User {
     fn from(row: UserRow) -> Self {
-        Self { id: row.id, username: row.username, is_admin: row.is_admin != 0 }
+        Self {
+            id: row.id,
+            username: row.username,
+            is_admin: row.is_admin != 0,
+        }
     }
 }
 
@@ -94,12 +98,18 @@ impl Store {
         .fetch_optional(&self.read)
         .await?;
         Ok(row.map(|r| {
-            let user = User { id: r.id, username: r.username, is_admin: r.is_admin != 0 };
+            let user = User {
+                id: r.id,
+                username: r.username,
+                is_admin: r.is_admin != 0,
+            };
             (user, r.password_hash)
         }))
     }
 
     pub async fn user_count(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(&self.read).await?)
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.read)
+            .await?)
     }
 }

@@ -17,7 +17,9 @@ impl Session {
             Ok(request) => request,
             Err(error) => {
                 frame_in("invalid");
-                return self.send(&ServerFrame::error(&error), error.reference.as_ref()).await;
+                return self
+                    .send(&ServerFrame::error(&error), error.reference.as_ref())
+                    .await;
             }
         };
         let reference = request.reference;
@@ -28,7 +30,12 @@ impl Session {
             ClientFrame::Message { target, content } => self.publish(target, content).await,
             ClientFrame::NotificationsList { page } => {
                 frame_in("notifications_list");
-                let page = self.state.core.inbox(&self.actor, None, page).await.map_err(frame_error);
+                let page = self
+                    .state
+                    .core
+                    .inbox(&self.actor, None, page)
+                    .await
+                    .map_err(frame_error);
                 page.map(|p| Some(ServerFrame::notifications_list(p)))
             }
             ClientFrame::MarkRead { id } => self.set_item(id, Some(true), None).await,
@@ -41,7 +48,10 @@ impl Session {
         match reply {
             Ok(Some(frame)) => self.send(&frame, reference.as_ref()).await,
             Ok(None) => Ok(()),
-            Err(error) => self.send(&ServerFrame::error(&error), reference.as_ref()).await,
+            Err(error) => {
+                self.send(&ServerFrame::error(&error), reference.as_ref())
+                    .await
+            }
         }
     }
 
@@ -49,11 +59,29 @@ impl Session {
     /// then replays history after `since` and any undelivered backlog.
     async fn subscribe(&mut self, topic: TopicName, since: Option<i64>) -> Reply {
         frame_in("subscribe");
-        let topic = self.state.core.subscribe(&self.actor, &topic).await.map_err(frame_error)?;
+        let topic = self
+            .state
+            .core
+            .subscribe(&self.actor, &topic)
+            .await
+            .map_err(frame_error)?;
         let store = self.state.core.store.clone();
-        let delivered = store.delivered_seq(topic.id, self.actor.id).await.map_err(ServiceError::from).map_err(frame_error)?;
-        self.track_channel(topic.id, topic.name.clone(), delivered.unwrap_or(topic.last_seq), true).await;
-        let reply = ServerFrame::Subscribed { topic: topic.name.clone(), seq: topic.last_seq };
+        let delivered = store
+            .delivered_seq(topic.id, self.actor.id)
+            .await
+            .map_err(ServiceError::from)
+            .map_err(frame_error)?;
+        self.track_channel(
+            topic.id,
+            topic.name.clone(),
+            delivered.unwrap_or(topic.last_seq),
+            true,
+        )
+        .await;
+        let reply = ServerFrame::Subscribed {
+            topic: topic.name.clone(),
+            seq: topic.last_seq,
+        };
         if self.send(&reply, None).await.is_err() {
             return Ok(None);
         }
@@ -61,9 +89,19 @@ impl Session {
             let limit = self.state.core.limits.max_history;
             let mut after = since.max(0);
             loop {
-                let batch = store.messages_after(topic.id, after, limit, None).await.map_err(ServiceError::from).map_err(frame_error)?;
-                let Some(last) = batch.last().map(|m| m.seq) else { break };
-                if self.write_messages(topic.id, &topic.name, &batch).await.is_err() {
+                let batch = store
+                    .messages_after(topic.id, after, limit, None)
+                    .await
+                    .map_err(ServiceError::from)
+                    .map_err(frame_error)?;
+                let Some(last) = batch.last().map(|m| m.seq) else {
+                    break;
+                };
+                if self
+                    .write_messages(topic.id, &topic.name, &batch)
+                    .await
+                    .is_err()
+                {
                     return Ok(None);
                 }
                 after = last;
@@ -76,7 +114,12 @@ impl Session {
     async fn unsubscribe(&mut self, topic: TopicName) -> Reply {
         frame_in("unsubscribe");
         let username = self.actor.username.clone();
-        let topic = self.state.core.remove_member(&self.actor, topic.as_str(), &username).await.map_err(frame_error)?;
+        let topic = self
+            .state
+            .core
+            .remove_member(&self.actor, topic.as_str(), &username)
+            .await
+            .map_err(frame_error)?;
         self.untrack_channel(topic.id).await;
         Ok(Some(ServerFrame::Unsubscribed { topic: topic.name }))
     }
@@ -89,24 +132,55 @@ impl Session {
             .await
             .map_err(ServiceError::from)
             .map_err(frame_error)?
-            .ok_or_else(|| FrameError::new(ErrorCode::NotFound, format!("no user named {username}")))?;
-        self.state.core.add_member(&self.actor, topic.as_str(), &user).await.map_err(frame_error)?;
+            .ok_or_else(|| {
+                FrameError::new(ErrorCode::NotFound, format!("no user named {username}"))
+            })?;
+        self.state
+            .core
+            .add_member(&self.actor, topic.as_str(), &user)
+            .await
+            .map_err(frame_error)?;
         Ok(Some(ServerFrame::Ok))
     }
 
     async fn publish(&mut self, target: Target, content: String) -> Reply {
         frame_in("message");
         if !self.bucket.take() {
-            return Err(FrameError::new(ErrorCode::RateLimited, "publishing too fast; slow down"));
+            return Err(FrameError::new(
+                ErrorCode::RateLimited,
+                "publishing too fast; slow down",
+            ));
         }
-        let published = self.state.core.publish(&self.actor, &target, &content).await.map_err(frame_error)?;
+        let published = self
+            .state
+            .core
+            .publish(&self.actor, &target, &content)
+            .await
+            .map_err(frame_error)?;
         let message = &published.message;
-        Ok(Some(ServerFrame::Ack { id: message.id, topic: published.label.clone(), seq: message.seq }))
+        Ok(Some(ServerFrame::Ack {
+            id: message.id,
+            topic: published.label.clone(),
+            seq: message.seq,
+        }))
     }
 
-    async fn set_item(&mut self, id: i64, is_read: Option<bool>, is_deleted: Option<bool>) -> Reply {
-        frame_in(if is_deleted.is_some() { "delete" } else { "mark_read" });
-        self.state.core.update_inbox_item(&self.actor, id, is_read, is_deleted).await.map_err(frame_error)?;
+    async fn set_item(
+        &mut self,
+        id: i64,
+        is_read: Option<bool>,
+        is_deleted: Option<bool>,
+    ) -> Reply {
+        frame_in(if is_deleted.is_some() {
+            "delete"
+        } else {
+            "mark_read"
+        });
+        self.state
+            .core
+            .update_inbox_item(&self.actor, id, is_read, is_deleted)
+            .await
+            .map_err(frame_error)?;
         Ok(Some(ServerFrame::Ok))
     }
 }

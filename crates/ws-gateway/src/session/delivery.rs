@@ -25,22 +25,36 @@ impl Session {
     pub(super) async fn load(&mut self) -> Result<(), End> {
         let store = self.state.core.store.clone();
         let memberships = store.memberships(self.actor.id).await.map_err(internal)?;
-        let subscriptions = store.tag_subscriptions(self.actor.id).await.map_err(internal)?;
+        let subscriptions = store
+            .tag_subscriptions(self.actor.id)
+            .await
+            .map_err(internal)?;
         let live_channels: Vec<i64> = memberships.iter().map(|m| m.channel_id).collect();
         let live_tags: Vec<i64> = subscriptions.iter().map(|s| s.tag_id).collect();
         for m in memberships {
             let label = m.label();
             let direct = matches!(m.kind, ChannelKind::Direct { .. });
-            self.track_channel(m.channel_id, label, m.delivered_seq, !direct).await;
+            self.track_channel(m.channel_id, label, m.delivered_seq, !direct)
+                .await;
         }
         for s in subscriptions {
             self.track_tag(s.tag_id, s.id, s.delivered_seq).await;
         }
-        let gone: Vec<i64> = self.channels.keys().filter(|c| !live_channels.contains(c)).copied().collect();
+        let gone: Vec<i64> = self
+            .channels
+            .keys()
+            .filter(|c| !live_channels.contains(c))
+            .copied()
+            .collect();
         for channel in gone {
             self.untrack_channel(channel).await;
         }
-        let gone: Vec<i64> = self.tags.keys().filter(|t| !live_tags.contains(t)).copied().collect();
+        let gone: Vec<i64> = self
+            .tags
+            .keys()
+            .filter(|t| !live_tags.contains(t))
+            .copied()
+            .collect();
         for tag in gone {
             self.untrack_tag(tag).await;
         }
@@ -49,11 +63,24 @@ impl Session {
 
     /// Starts delivering a channel from `delivered` unless already tracked.
     /// Topics are routed by channel key; direct messages by user key.
-    pub(super) async fn track_channel(&mut self, channel_id: i64, label: String, delivered: i64, watch: bool) {
+    pub(super) async fn track_channel(
+        &mut self,
+        channel_id: i64,
+        label: String,
+        delivered: i64,
+        watch: bool,
+    ) {
         if self.channels.contains_key(&channel_id) {
             return;
         }
-        self.channels.insert(channel_id, Tracked { label, delivered, dirty: false });
+        self.channels.insert(
+            channel_id,
+            Tracked {
+                label,
+                delivered,
+                dirty: false,
+            },
+        );
         if watch {
             self.watch(Key::Channel(channel_id)).await;
         }
@@ -69,7 +96,14 @@ impl Session {
         if self.tags.contains_key(&tag_id) {
             return;
         }
-        self.tags.insert(tag_id, TrackedTag { subscription_id, delivered, dirty: false });
+        self.tags.insert(
+            tag_id,
+            TrackedTag {
+                subscription_id,
+                delivered,
+                dirty: false,
+            },
+        );
         self.watch(Key::Tag(tag_id)).await;
     }
 
@@ -97,9 +131,14 @@ impl Session {
     pub(super) async fn catch_up_channel(&mut self, channel_id: i64) -> Result<(), End> {
         let store = self.state.core.store.clone();
         loop {
-            let Some(tracked) = self.channels.get(&channel_id) else { return Ok(()) };
+            let Some(tracked) = self.channels.get(&channel_id) else {
+                return Ok(());
+            };
             let (after, label) = (tracked.delivered, tracked.label.clone());
-            let batch = store.messages_after(channel_id, after, PAGE, Some(self.actor.id)).await.map_err(internal)?;
+            let batch = store
+                .messages_after(channel_id, after, PAGE, Some(self.actor.id))
+                .await
+                .map_err(internal)?;
             self.write_messages(channel_id, &label, &batch).await?;
             if (batch.len() as i64) < PAGE {
                 return Ok(());
@@ -109,9 +148,15 @@ impl Session {
     }
 
     /// Writes stored messages and moves the channel's cursor past them.
-    pub(super) async fn write_messages(&mut self, channel_id: i64, label: &str, batch: &[StoredMessage]) -> Result<(), End> {
+    pub(super) async fn write_messages(
+        &mut self,
+        channel_id: i64,
+        label: &str,
+        batch: &[StoredMessage],
+    ) -> Result<(), End> {
         for message in batch {
-            self.send(&ServerFrame::Message(message.labelled(label)), None).await?;
+            self.send(&ServerFrame::Message(message.labelled(label)), None)
+                .await?;
         }
         if let (Some(last), Some(tracked)) = (batch.last(), self.channels.get_mut(&channel_id)) {
             tracked.delivered = tracked.delivered.max(last.seq);
@@ -123,9 +168,14 @@ impl Session {
     async fn catch_up_tag(&mut self, tag_id: i64) -> Result<(), End> {
         let store = self.state.core.store.clone();
         loop {
-            let Some(tracked) = self.tags.get(&tag_id) else { return Ok(()) };
+            let Some(tracked) = self.tags.get(&tag_id) else {
+                return Ok(());
+            };
             let after = tracked.delivered;
-            let batch = store.notifications_after(self.actor.id, tag_id, after, PAGE).await.map_err(internal)?;
+            let batch = store
+                .notifications_after(self.actor.id, tag_id, after, PAGE)
+                .await
+                .map_err(internal)?;
             let last = batch.last().map(|item| item.notification.seq);
             let full = batch.len() as i64 >= PAGE;
             for item in batch {
@@ -157,7 +207,9 @@ impl Session {
                 self.on_message(message, frame, Some(peer_label)).await
             }
             Event::Notification { notification, seq } => {
-                let Some(tracked) = self.tags.get_mut(&notification.tag) else { return Ok(()) };
+                let Some(tracked) = self.tags.get_mut(&notification.tag) else {
+                    return Ok(());
+                };
                 if *seq <= tracked.delivered {
                     return Ok(());
                 }
@@ -171,11 +223,36 @@ impl Session {
                 }
                 self.catch_up_tag(notification.tag).await
             }
-            Event::Joined { channel_id, topic, from_seq, invited_by, .. } => {
-                let delivered = self.state.core.store.delivered_seq(*channel_id, self.actor.id).await.map_err(internal)?;
-                self.track_channel(*channel_id, topic.clone(), delivered.unwrap_or(*from_seq), true).await;
+            Event::Joined {
+                channel_id,
+                topic,
+                from_seq,
+                invited_by,
+                ..
+            } => {
+                let delivered = self
+                    .state
+                    .core
+                    .store
+                    .delivered_seq(*channel_id, self.actor.id)
+                    .await
+                    .map_err(internal)?;
+                self.track_channel(
+                    *channel_id,
+                    topic.clone(),
+                    delivered.unwrap_or(*from_seq),
+                    true,
+                )
+                .await;
                 if let Some(by) = invited_by {
-                    self.send(&ServerFrame::Invited { topic: topic.clone(), by: by.clone() }, None).await?;
+                    self.send(
+                        &ServerFrame::Invited {
+                            topic: topic.clone(),
+                            by: by.clone(),
+                        },
+                        None,
+                    )
+                    .await?;
                 }
                 self.catch_up_channel(*channel_id).await
             }
@@ -183,12 +260,25 @@ impl Session {
                 self.untrack_channel(*channel_id).await;
                 Ok(())
             }
-            Event::Subscribed { subscription_id, tag_id, from_seq, .. } => {
+            Event::Subscribed {
+                subscription_id,
+                tag_id,
+                from_seq,
+                ..
+            } => {
                 self.track_tag(*tag_id, *subscription_id, *from_seq).await;
                 self.catch_up_tag(*tag_id).await
             }
-            Event::Unsubscribed { subscription_id, tag_id, .. } => {
-                if self.tags.get(tag_id).is_some_and(|t| t.subscription_id == *subscription_id) {
+            Event::Unsubscribed {
+                subscription_id,
+                tag_id,
+                ..
+            } => {
+                if self
+                    .tags
+                    .get(tag_id)
+                    .is_some_and(|t| t.subscription_id == *subscription_id)
+                {
                     self.untrack_tag(*tag_id).await;
                 }
                 Ok(())
@@ -213,10 +303,19 @@ impl Session {
         let channel_id = message.channel_id;
         if !self.channels.contains_key(&channel_id) {
             let Some(label) = direct else { return Ok(()) };
-            let delivered = self.state.core.store.delivered_seq(channel_id, self.actor.id).await.map_err(internal)?;
-            self.track_channel(channel_id, label, delivered.unwrap_or(0), false).await;
+            let delivered = self
+                .state
+                .core
+                .store
+                .delivered_seq(channel_id, self.actor.id)
+                .await
+                .map_err(internal)?;
+            self.track_channel(channel_id, label, delivered.unwrap_or(0), false)
+                .await;
         }
-        let Some(tracked) = self.channels.get_mut(&channel_id) else { return Ok(()) };
+        let Some(tracked) = self.channels.get_mut(&channel_id) else {
+            return Ok(());
+        };
         if message.seq <= tracked.delivered {
             return Ok(());
         }
@@ -231,7 +330,15 @@ impl Session {
         self.oldest_unflushed.get_or_insert(message.created_at);
         match frame {
             Some(frame) => self.feed(frame, 0).await,
-            None => self.send(&ServerFrame::Message(message.labelled(tracked_label(&self.channels, channel_id))), None).await,
+            None => {
+                self.send(
+                    &ServerFrame::Message(
+                        message.labelled(tracked_label(&self.channels, channel_id)),
+                    ),
+                    None,
+                )
+                .await
+            }
         }
     }
 
@@ -240,15 +347,29 @@ impl Session {
         let user_id = self.actor.id;
         for (&channel_id, tracked) in self.channels.iter_mut().filter(|(_, t)| t.dirty) {
             tracked.dirty = false;
-            self.state.cursors.note(Cursor::Channel { channel_id, user_id }, tracked.delivered);
+            self.state.cursors.note(
+                Cursor::Channel {
+                    channel_id,
+                    user_id,
+                },
+                tracked.delivered,
+            );
         }
         for tracked in self.tags.values_mut().filter(|t| t.dirty) {
             tracked.dirty = false;
-            self.state.cursors.note(Cursor::Subscription { id: tracked.subscription_id }, tracked.delivered);
+            self.state.cursors.note(
+                Cursor::Subscription {
+                    id: tracked.subscription_id,
+                },
+                tracked.delivered,
+            );
         }
     }
 }
 
 fn tracked_label(channels: &std::collections::HashMap<i64, Tracked>, channel_id: i64) -> String {
-    channels.get(&channel_id).map(|t| t.label.clone()).unwrap_or_default()
+    channels
+        .get(&channel_id)
+        .map(|t| t.label.clone())
+        .unwrap_or_default()
 }

@@ -1,0 +1,8 @@
+//! REST API tests over real HTTP, each on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod helpers;
+
+mod accounts;
+mod inbox;
+mod topics;
