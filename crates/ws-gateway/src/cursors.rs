@@ -24,6 +24,16 @@ impl CursorBook {
         *entry = (*entry).max(seq);
     }
 
+    /// A noted position not yet written, so a quick reconnect to this
+    /// process starts where the last socket stopped.
+    pub fn pending(&self, cursor: Cursor) -> Option<i64> {
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&cursor)
+            .copied()
+    }
+
     /// Writes what was noted since the last flush.
     pub async fn flush(&self, store: &Store) {
         let batch: Vec<(Cursor, i64)> = {

@@ -274,6 +274,7 @@ impl Session {
     /// Saves progress, leaves the hub, and closes the socket.
     async fn finish(&mut self, end: End) {
         self.note_cursors();
+        self.state.cursors.flush(&self.state.core.store).await;
         let keys: Vec<Key> = self
             .channels
             .keys()

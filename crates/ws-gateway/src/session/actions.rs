@@ -24,7 +24,9 @@ impl Session {
         };
         let reference = request.reference;
         let reply = match request.frame {
-            ClientFrame::Subscribe { topic, since } => self.subscribe(topic, since).await,
+            ClientFrame::Subscribe { topic, since } => {
+                self.subscribe(topic, since, reference.as_ref()).await
+            }
             ClientFrame::Unsubscribe { topic } => self.unsubscribe(topic).await,
             ClientFrame::Invite { topic, username } => self.invite(topic, username).await,
             ClientFrame::Message { target, content } => self.publish(target, content).await,
@@ -57,7 +59,12 @@ impl Session {
 
     /// Joins (or confirms membership of) a topic, replies `subscribed`,
     /// then replays history after `since` and any undelivered backlog.
-    async fn subscribe(&mut self, topic: TopicName, since: Option<i64>) -> Reply {
+    async fn subscribe(
+        &mut self,
+        topic: TopicName,
+        since: Option<i64>,
+        reference: Option<&serde_json::Value>,
+    ) -> Reply {
         frame_in("subscribe");
         let topic = self
             .state
@@ -82,7 +89,7 @@ impl Session {
             topic: topic.name.clone(),
             seq: topic.last_seq,
         };
-        if self.send(&reply, None).await.is_err() {
+        if self.send(&reply, reference).await.is_err() {
             return Ok(None);
         }
         if let Some(since) = since {

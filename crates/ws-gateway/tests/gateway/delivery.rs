@@ -1,0 +1,148 @@
+//! Offline delivery: everything missed, oldest first, no gap, no duplicate.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Client, TestGateway, on_both_stores};
+
+on_both_stores!(
+    a_thousand_missed_messages_arrive_in_order_while_publishing_goes_on,
+    since_replays_history,
+    delivered_messages_are_not_delivered_again,
+    missed_notifications_and_direct_messages_arrive_on_connect,
+);
+
+/// Reads message frames until `last` and returns their seqs.
+async fn seqs_until(client: &mut Client, last: i64) -> Vec<i64> {
+    let mut seqs = vec![];
+    while seqs.last() != Some(&last) {
+        let frame = client.recv().await;
+        if frame["type"] == "message" {
+            seqs.push(frame["seq"].as_i64().unwrap());
+        }
+    }
+    seqs
+}
+
+async fn a_thousand_missed_messages_arrive_in_order_while_publishing_goes_on(app: &TestGateway) {
+    let (alice, _) = app.user("alice").await;
+    let (bob, bob_token) = app.user("bob").await;
+    let topic = app.topic(&alice, "firehose", false).await;
+    app.core
+        .subscribe(&bob, &domain::names::TopicName::parse("firehose").unwrap())
+        .await
+        .unwrap();
+    for i in 0..1000 {
+        app.core
+            .publish_topic(&alice, &topic, &format!("offline {i}"))
+            .await
+            .unwrap();
+    }
+    let publisher = {
+        let (core, alice, topic) = (app.core.clone(), alice.clone(), topic.clone());
+        tokio::spawn(async move {
+            for i in 0..200 {
+                core.publish_topic(&alice, &topic, &format!("live {i}"))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let mut client = app.connect(&bob_token).await;
+    let seqs = seqs_until(&mut client, 1200).await;
+    publisher.await.unwrap();
+    assert_eq!(
+        seqs,
+        (1..=1200).collect::<Vec<_>>(),
+        "every message once, in order"
+    );
+    client.expect_quiet().await;
+}
+
+async fn since_replays_history(app: &TestGateway) {
+    let (alice, _) = app.user("alice").await;
+    let (_, bob_token) = app.user("bob").await;
+    let topic = app.topic(&alice, "news", false).await;
+    for i in 1..=5 {
+        app.core
+            .publish_topic(&alice, &topic, &format!("m{i}"))
+            .await
+            .unwrap();
+    }
+    let mut bob = app.connect(&bob_token).await;
+    let reply = bob
+        .request(json!({"action":"subscribe","topic_name":"news","since":2}))
+        .await;
+    assert_eq!(
+        (reply["type"].as_str(), reply["seq"].as_i64()),
+        (Some("subscribed"), Some(5))
+    );
+    let replayed: Vec<Value> = vec![bob.recv().await, bob.recv().await, bob.recv().await];
+    let seqs: Vec<i64> = replayed
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, [3, 4, 5]);
+    assert_eq!(replayed[0]["content"], "m3");
+    bob.expect_quiet().await;
+    app.core.publish_topic(&alice, &topic, "m6").await.unwrap();
+    assert_eq!(bob.recv().await["seq"], 6);
+}
+
+async fn delivered_messages_are_not_delivered_again(app: &TestGateway) {
+    let (alice, _) = app.user("alice").await;
+    let (_, bob_token) = app.user("bob").await;
+    let topic = app.topic(&alice, "news", false).await;
+    let mut bob = app.connect(&bob_token).await;
+    bob.request(json!({"action":"subscribe","topic_name":"news"}))
+        .await;
+    for i in 1..=3 {
+        app.core
+            .publish_topic(&alice, &topic, &format!("m{i}"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(seqs_until(&mut bob, 3).await, [1, 2, 3]);
+    bob.send(json!({"action":"disconnect"})).await;
+    assert_eq!(bob.closed().await.0, 1000);
+    app.core.publish_topic(&alice, &topic, "m4").await.unwrap();
+    let mut again = app.connect(&bob_token).await;
+    assert_eq!(again.recv().await["seq"], 4, "only what was missed");
+    again.expect_quiet().await;
+}
+
+async fn missed_notifications_and_direct_messages_arrive_on_connect(app: &TestGateway) {
+    let (root, _) = app.user_with("root", true).await;
+    let (bob, bob_token) = app.user("bob").await;
+    let tag = app.core.create_tag(&root, "alerts").await.unwrap();
+    app.core.subscribe_tag(&bob, bob.id, tag.id).await.unwrap();
+    let mut ids = vec![];
+    for i in 0..3 {
+        ids.push(
+            app.core
+                .create_notification(&root, tag.id, &format!("n{i}"))
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let target = domain::names::Target::parse("@bob").unwrap();
+    app.core.publish(&root, &target, "psst").await.unwrap();
+    let mut client = app.connect(&bob_token).await;
+    let mut notifications = vec![];
+    let mut direct = None;
+    while notifications.len() < 3 || direct.is_none() {
+        let frame = client.recv().await;
+        match frame["type"].as_str() {
+            Some("notification") => notifications.push(frame["id"].as_i64().unwrap()),
+            Some("message") => direct = Some(frame),
+            _ => panic!("unexpected {frame}"),
+        }
+    }
+    assert_eq!(notifications, ids);
+    let direct = direct.unwrap();
+    assert_eq!(
+        (direct["topic"].as_str(), direct["content"].as_str()),
+        (Some("@root"), Some("psst"))
+    );
+    client.expect_quiet().await;
+}

@@ -1,0 +1,113 @@
+//! Every way to present a token, and every refusal.
+
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Error as WsError;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+use crate::helpers::{Client, SECRET, TestGateway, on_both_stores};
+
+on_both_stores!(
+    each_token_form_opens_a_socket,
+    bad_tokens_get_401_and_no_upgrade,
+    disconnect_closes_normally
+);
+
+async fn each_token_form_opens_a_socket(app: &TestGateway) {
+    let (_, token) = app.user("alice").await;
+    for url in [
+        format!("{}/{token}", app.ws),
+        format!("{}/ws?token={token}", app.ws),
+        format!("{}/ws/notifications/?token={token}", app.ws),
+    ] {
+        let mut client = Client::open(&url).await;
+        let welcome = client.recv().await;
+        assert_eq!(
+            (welcome["type"].as_str(), welcome["user"].as_str()),
+            (Some("welcome"), Some("alice"))
+        );
+        assert!(welcome["session"].is_string());
+    }
+    let mut request = format!("{}/ws", app.ws).into_client_request().unwrap();
+    request
+        .headers_mut()
+        .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut client = Client { socket };
+    assert_eq!(client.recv().await["type"], "welcome");
+}
+
+async fn refused(url: String) -> (u16, serde_json::Value) {
+    match tokio_tungstenite::connect_async(url).await {
+        Err(WsError::Http(response)) => {
+            let body = response.body().clone().unwrap_or_default();
+            (
+                response.status().as_u16(),
+                serde_json::from_slice(&body).unwrap_or_default(),
+            )
+        }
+        Ok(_) => panic!("the handshake should have been refused"),
+        Err(other) => panic!("unexpected error: {other}"),
+    }
+}
+
+async fn bad_tokens_get_401_and_no_upgrade(app: &TestGateway) {
+    let (alice, _) = app.user("alice").await;
+    let now = domain::time::now_millis() / 1000;
+    let claims = |exp: i64, kind: &str| json!({"sub":"alice","uid":alice.id,"iat":now - 100,"exp":exp,"jti":"j","token_type":kind});
+    let sign = |claims: serde_json::Value, secret: &[u8]| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(secret),
+        )
+        .unwrap()
+    };
+    let valid = sign(claims(now + 600, "access"), SECRET);
+    let payload = valid.split('.').nth(1).unwrap().to_owned();
+    let cases = [
+        ("missing", format!("{}/ws", app.ws)),
+        ("malformed", format!("{}/ws?token=not-a-jwt", app.ws)),
+        (
+            "expired",
+            format!(
+                "{}/ws?token={}",
+                app.ws,
+                sign(claims(now - 5, "access"), SECRET)
+            ),
+        ),
+        (
+            "forged",
+            format!(
+                "{}/ws?token={}",
+                app.ws,
+                sign(
+                    claims(now + 600, "access"),
+                    b"another-secret-that-is-32-bytes!"
+                )
+            ),
+        ),
+        (
+            "alg none",
+            format!(
+                "{}/ws?token=eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{payload}.",
+                app.ws
+            ),
+        ),
+        (
+            "refresh",
+            format!("{}/{}", app.ws, sign(claims(now + 600, "refresh"), SECRET)),
+        ),
+    ];
+    for (what, url) in cases {
+        let (status, body) = refused(url).await;
+        assert_eq!(status, 401, "{what}");
+        assert_eq!(body["error"]["code"], "unauthorized", "{what}: {body}");
+    }
+}
+
+async fn disconnect_closes_normally(app: &TestGateway) {
+    let (_, token) = app.user("alice").await;
+    let mut client = app.connect(&token).await;
+    client.send(json!({"action":"disconnect"})).await;
+    assert_eq!(client.closed().await.0, 1000);
+}

@@ -1,0 +1,232 @@
+//! A real gateway (and REST API, sharing its core and bus) on 127.0.0.1:0
+//! over a fresh store, and a WebSocket client for it.
+
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use domain::auth::{JwtKeys, TokenType, hash_password};
+use domain::bus::LocalBus;
+use domain::model::{Actor, User};
+use domain::names::Username;
+use domain::service::{Core, Limits};
+use domain::testing::{Flavor, TestStore};
+use futures_util::{SinkExt, StreamExt};
+use ops::shutdown::Shutdown;
+use serde_json::{Value, json};
+use tidings_gateway::{GatewayConfig, GatewayState};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const SECRET: &[u8] = b"a-gateway-test-secret-of-32-byte";
+/// How long a test waits for a frame before failing.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+static HASH: LazyLock<String> = LazyLock::new(|| hash_password("password123").expect("hash"));
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
+                let app = crate::helpers::TestGateway::spawn(domain::testing::Flavor::Sqlite).await.unwrap();
+                super::$name(&app).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() {
+                if let Some(app) = crate::helpers::TestGateway::spawn(domain::testing::Flavor::Postgres).await {
+                    super::$name(&app).await;
+                }
+            })*
+        }
+    };
+}
+pub(crate) use on_both_stores;
+
+pub struct TestGateway {
+    pub ws: String,
+    pub api: String,
+    pub db: TestStore,
+    pub keys: Arc<JwtKeys>,
+    pub core: Arc<Core>,
+    pub shutdown: Shutdown,
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+impl TestGateway {
+    pub async fn spawn(flavor: Flavor) -> Option<Self> {
+        Self::spawn_with(flavor, GatewayConfig::default()).await
+    }
+
+    pub async fn spawn_with(flavor: Flavor, config: GatewayConfig) -> Option<Self> {
+        let db = TestStore::fresh(flavor).await?;
+        let keys = Arc::new(
+            JwtKeys::new(
+                SECRET,
+                Duration::from_secs(3600),
+                Duration::from_secs(86400),
+            )
+            .unwrap(),
+        );
+        let core = Core::new(
+            db.store.clone(),
+            Arc::new(LocalBus::default()),
+            Limits::default(),
+        );
+        let shutdown = Shutdown::new();
+        let state = GatewayState::start(core.clone(), keys.clone(), config, shutdown.clone());
+        let ws_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ws = format!("ws://{}", ws_listener.local_addr().unwrap());
+        tokio::spawn(tidings_gateway::serve(ws_listener, state));
+        let api_state = tidings_api::AppState {
+            core: core.clone(),
+            keys: keys.clone(),
+            config: Default::default(),
+        };
+        let api_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api = format!("http://{}", api_listener.local_addr().unwrap());
+        tokio::spawn(tidings_api::serve(
+            api_listener,
+            tidings_api::router(api_state),
+            shutdown.clone(),
+        ));
+        Some(Self {
+            ws,
+            api,
+            db,
+            keys,
+            core,
+            shutdown,
+        })
+    }
+
+    pub async fn user_with(&self, name: &str, admin: bool) -> (Actor, String) {
+        let user: User = self
+            .db
+            .create_user(None, &Username::parse(name).unwrap(), &HASH, admin)
+            .await
+            .unwrap();
+        let token = self.keys.issue(&user, TokenType::Access).unwrap();
+        (user.into(), token)
+    }
+
+    pub async fn user(&self, name: &str) -> (Actor, String) {
+        self.user_with(name, false).await
+    }
+
+    /// Connects with `?token=` and reads the welcome frame.
+    pub async fn connect(&self, token: &str) -> Client {
+        let mut client = Client::open(&format!("{}/ws?token={token}", self.ws)).await;
+        assert_eq!(client.recv().await["type"], "welcome");
+        client
+    }
+
+    pub async fn topic(&self, owner: &Actor, name: &str, private: bool) -> domain::model::Topic {
+        let name = domain::names::TopicName::parse(name).unwrap();
+        self.core.create_topic(owner, &name, private).await.unwrap()
+    }
+
+    /// Sends a REST request as `token`; returns status and JSON body.
+    pub async fn rest(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        let response = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.api))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+pub struct Client {
+    pub socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub async fn open(url: &str) -> Self {
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("handshake");
+        Self { socket }
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.socket
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_text(&mut self, text: String) {
+        self.socket.send(Message::Text(text.into())).await.unwrap();
+    }
+
+    /// The next text frame as JSON; fails the test after [`PATIENCE`].
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let next = tokio::time::timeout(PATIENCE, self.socket.next())
+                .await
+                .expect("a frame in time");
+            match next.expect("socket open").expect("frame") {
+                Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+                Message::Close(frame) => panic!("closed: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Sends `frame` with a ref and returns the reply carrying that ref,
+    /// failing on anything else in between.
+    pub async fn request(&mut self, mut frame: Value) -> Value {
+        frame["ref"] = json!("req");
+        self.send(frame).await;
+        let reply = self.recv().await;
+        assert_eq!(
+            reply["ref"], "req",
+            "unexpected frame before the reply: {reply}"
+        );
+        reply
+    }
+
+    /// Proves nothing is queued for this socket: a round trip comes back
+    /// first.
+    pub async fn expect_quiet(&mut self) {
+        let reply = self
+            .request(json!({"action":"notifications_list","page_size":1}))
+            .await;
+        assert_eq!(reply["type"], "notifications_list");
+    }
+
+    /// Reads until the server closes; returns the close code and reason.
+    pub async fn closed(&mut self) -> (u16, String) {
+        loop {
+            let next = tokio::time::timeout(PATIENCE, self.socket.next())
+                .await
+                .expect("a close in time");
+            match next {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return (u16::from(frame.code), frame.reason.to_string());
+                }
+                Some(Ok(Message::Close(None))) | None => {
+                    return (u16::from(CloseCode::Status), String::new());
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(err)) => panic!("socket error before close: {err}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! Limits: frame size, publish rate, slow consumers, token expiry, shutdown.
+
+use std::time::Duration;
+
+use domain::auth::TokenType;
+use serde_json::json;
+use tidings_gateway::GatewayConfig;
+
+use crate::helpers::TestGateway;
+
+async fn spawn(config: GatewayConfig) -> TestGateway {
+    TestGateway::spawn_with(domain::testing::Flavor::Sqlite, config)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_oversized_frame_closes_with_1009() {
+    let app = spawn(GatewayConfig::default()).await;
+    let (_, token) = app.user("alice").await;
+    let mut ws = app.connect(&token).await;
+    ws.send_text(format!(
+        r#"{{"action":"message","topic_name":"x","content":"{}"}}"#,
+        "x".repeat(70 * 1024)
+    ))
+    .await;
+    assert_eq!(ws.closed().await.0, 1009);
+}
+
+#[tokio::test]
+async fn publishing_too_fast_is_rate_limited() {
+    let app = spawn(GatewayConfig {
+        publish_rate: 0,
+        publish_burst: 3,
+        ..GatewayConfig::default()
+    })
+    .await;
+    let (alice, token) = app.user("alice").await;
+    app.topic(&alice, "news", false).await;
+    let mut ws = app.connect(&token).await;
+    for _ in 0..3 {
+        let ack = ws
+            .request(json!({"action":"message","topic_name":"news","content":"x"}))
+            .await;
+        assert_eq!(ack["type"], "ack");
+    }
+    let limited = ws
+        .request(json!({"action":"message","topic_name":"news","content":"x"}))
+        .await;
+    assert_eq!(limited["code"], "rate_limited");
+    assert_eq!(
+        ws.request(json!({"action":"notifications_list"})).await["type"],
+        "notifications_list"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_is_closed_with_4008_and_catches_up() {
+    let app = spawn(GatewayConfig {
+        outbound_queue: 4,
+        ..GatewayConfig::default()
+    })
+    .await;
+    let (alice, _) = app.user("alice").await;
+    let (bob, bob_token) = app.user("bob").await;
+    let topic = app.topic(&alice, "firehose", false).await;
+    app.core
+        .subscribe(&bob, &domain::names::TopicName::parse("firehose").unwrap())
+        .await
+        .unwrap();
+    let mut slow = app.connect(&bob_token).await;
+    let body = "x".repeat(16 * 1024);
+    const TOTAL: i64 = 1000;
+    for _ in 0..TOTAL {
+        app.core.publish_topic(&alice, &topic, &body).await.unwrap();
+    }
+    // Only now does the slow client read: what was written, then the close.
+    let mut seqs = vec![];
+    let close = loop {
+        match tokio::time::timeout(
+            Duration::from_secs(10),
+            futures_util::StreamExt::next(&mut slow.socket),
+        )
+        .await
+        {
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text)))) => {
+                let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+                seqs.push(frame["seq"].as_i64().unwrap());
+            }
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame)))) => {
+                break frame.map(|f| u16::from(f.code));
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("expected frames then a close, got {other:?}"),
+        }
+    };
+    assert_eq!(close, Some(4008));
+    assert!(
+        (seqs.len() as i64) < TOTAL,
+        "the slow consumer was cut off early"
+    );
+    let mut again = app.connect(&bob_token).await;
+    while seqs.last() != Some(&TOTAL) {
+        let frame = again.recv().await;
+        seqs.push(frame["seq"].as_i64().unwrap());
+    }
+    assert_eq!(
+        seqs,
+        (1..=TOTAL).collect::<Vec<_>>(),
+        "nothing lost, nothing twice"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_token_closes_with_4001() {
+    let app = spawn(GatewayConfig::default()).await;
+    let (alice, _) = app.user("alice").await;
+    let user = domain::model::User {
+        id: alice.id,
+        username: alice.username.clone(),
+        is_admin: false,
+    };
+    let short = app
+        .keys
+        .issue_with_ttl(&user, TokenType::Access, Duration::from_secs(1))
+        .unwrap();
+    let mut ws = app.connect(&short).await;
+    let (code, reason) = ws.closed().await;
+    assert_eq!((code, reason.as_str()), (4001, "token expired"));
+}
+
+#[tokio::test]
+async fn shutdown_closes_every_socket_with_1001() {
+    let app = spawn(GatewayConfig::default()).await;
+    let (_, token) = app.user("alice").await;
+    let mut first = app.connect(&token).await;
+    let mut second = app.connect(&token).await;
+    app.shutdown.trigger();
+    assert_eq!(first.closed().await.0, 1001);
+    assert_eq!(second.closed().await.0, 1001);
+}

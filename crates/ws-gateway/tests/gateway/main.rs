@@ -1,0 +1,11 @@
+//! Gateway tests over real sockets, each on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod helpers;
+
+mod delivery;
+mod errors;
+mod handshake;
+mod inbox;
+mod limits;
+mod topics;

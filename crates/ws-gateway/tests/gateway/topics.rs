@@ -1,0 +1,215 @@
+//! Topics and direct messages over sockets, with their rules.
+
+use serde_json::json;
+
+use crate::helpers::{TestGateway, on_both_stores};
+
+on_both_stores!(
+    subscribe_publish_ack_and_no_echo,
+    private_topics_refuse_outsiders,
+    a_member_invites_and_the_invitee_hears_at_once,
+    direct_messages_both_ways,
+    every_socket_of_a_user_receives,
+    unsubscribe_stops_delivery,
+);
+
+async fn subscribe_publish_ack_and_no_echo(app: &TestGateway) {
+    let (alice, alice_token) = app.user("alice").await;
+    let (_, bob_token) = app.user("bob").await;
+    app.topic(&alice, "news", false).await;
+    let mut alice_ws = app.connect(&alice_token).await;
+    let mut bob = app.connect(&bob_token).await;
+    let reply = bob
+        .request(json!({"action":"suscribe","topic_name":"news"}))
+        .await;
+    assert_eq!(
+        (
+            reply["type"].as_str(),
+            reply["topic"].as_str(),
+            reply["seq"].as_i64()
+        ),
+        (Some("subscribed"), Some("news"), Some(0))
+    );
+    let ack = alice_ws
+        .request(json!({"action":"message","topic_name":"news","content":"hello"}))
+        .await;
+    assert_eq!(
+        (
+            ack["type"].as_str(),
+            ack["topic"].as_str(),
+            ack["seq"].as_i64()
+        ),
+        (Some("ack"), Some("news"), Some(1))
+    );
+    let pushed = bob.recv().await;
+    assert_eq!(pushed["type"], "message");
+    assert_eq!(
+        (
+            pushed["topic"].as_str(),
+            pushed["from"].as_str(),
+            pushed["content"].as_str()
+        ),
+        (Some("news"), Some("alice"), Some("hello"))
+    );
+    assert_eq!(
+        (pushed["seq"].clone(), pushed["id"].clone()),
+        (ack["seq"].clone(), ack["id"].clone())
+    );
+    assert!(pushed["ts"].as_str().unwrap().ends_with('Z'));
+    alice_ws.expect_quiet().await;
+    let missing = bob
+        .request(json!({"action":"subscribe","topic_name":"nothing"}))
+        .await;
+    assert_eq!(missing["code"], "not_found");
+    let unknown = bob
+        .request(json!({"action":"message","topic_name":"nothing","content":"x"}))
+        .await;
+    assert_eq!(unknown["code"], "not_found");
+}
+
+async fn private_topics_refuse_outsiders(app: &TestGateway) {
+    let (alice, _) = app.user("alice").await;
+    let (bob_user, bob_token) = app.user("bob").await;
+    app.user("carol").await;
+    let secret = app.topic(&alice, "secret", true).await;
+    let mut bob = app.connect(&bob_token).await;
+    for frame in [
+        json!({"action":"subscribe","topic_name":"secret"}),
+        json!({"action":"subscribe","topic_name":"secret","since":0}),
+        json!({"action":"message","topic_name":"secret","content":"let me in"}),
+        json!({"action":"invite","topic_name":"secret","username":"carol"}),
+        json!({"action":"invite","topic_name":"secret","username":"bob"}),
+    ] {
+        let reply = bob.request(frame.clone()).await;
+        assert_eq!(
+            (reply["type"].as_str(), reply["code"].as_str()),
+            (Some("error"), Some("forbidden")),
+            "{frame}"
+        );
+    }
+    assert!(!app.db.is_member(secret.id, bob_user.id).await.unwrap());
+}
+
+async fn a_member_invites_and_the_invitee_hears_at_once(app: &TestGateway) {
+    let (alice, alice_token) = app.user("alice").await;
+    let (_, bob_token) = app.user("bob").await;
+    app.topic(&alice, "secret", true).await;
+    let mut alice_ws = app.connect(&alice_token).await;
+    let mut bob = app.connect(&bob_token).await;
+    let ok = alice_ws
+        .request(json!({"action":"invite","topic_name":"secret","username":"bob"}))
+        .await;
+    assert_eq!(ok["type"], "ok");
+    let invited = bob.recv().await;
+    assert_eq!(
+        (
+            invited["type"].as_str(),
+            invited["topic"].as_str(),
+            invited["by"].as_str()
+        ),
+        (Some("invited"), Some("secret"), Some("alice"))
+    );
+    alice_ws
+        .request(json!({"action":"message","topic_name":"secret","content":"welcome"}))
+        .await;
+    assert_eq!(bob.recv().await["content"], "welcome");
+    let reply = bob
+        .request(json!({"action":"message","topic_name":"secret","content":"thanks"}))
+        .await;
+    assert_eq!(reply["type"], "ack");
+    assert_eq!(alice_ws.recv().await["content"], "thanks");
+    let nobody = alice_ws
+        .request(json!({"action":"invite","topic_name":"secret","username":"ghost"}))
+        .await;
+    assert_eq!(nobody["code"], "not_found");
+}
+
+async fn direct_messages_both_ways(app: &TestGateway) {
+    let (_, alice_token) = app.user("alice").await;
+    let (_, bob_token) = app.user("bob").await;
+    let mut alice = app.connect(&alice_token).await;
+    let mut bob = app.connect(&bob_token).await;
+    let ack = alice
+        .request(json!({"action":"message","topic_name":"@bob","content":"hi bob"}))
+        .await;
+    assert_eq!(
+        (
+            ack["type"].as_str(),
+            ack["topic"].as_str(),
+            ack["seq"].as_i64()
+        ),
+        (Some("ack"), Some("@bob"), Some(1))
+    );
+    let got = bob.recv().await;
+    assert_eq!(
+        (
+            got["topic"].as_str(),
+            got["from"].as_str(),
+            got["content"].as_str()
+        ),
+        (Some("@alice"), Some("alice"), Some("hi bob"))
+    );
+    // A bare username works too.
+    let ack = bob
+        .request(json!({"action":"message","topic_name":"alice","content":"hi alice"}))
+        .await;
+    assert_eq!(
+        (ack["topic"].as_str(), ack["seq"].as_i64()),
+        (Some("@alice"), Some(2))
+    );
+    let got = alice.recv().await;
+    assert_eq!(
+        (got["topic"].as_str(), got["seq"].as_i64()),
+        (Some("@bob"), Some(2))
+    );
+    alice.expect_quiet().await;
+    bob.expect_quiet().await;
+    let to_self = alice
+        .request(json!({"action":"message","topic_name":"@alice","content":"me"}))
+        .await;
+    assert_eq!(to_self["code"], "invalid_field");
+}
+
+async fn every_socket_of_a_user_receives(app: &TestGateway) {
+    let (alice, _) = app.user("alice").await;
+    let (_, bob_token) = app.user("bob").await;
+    app.topic(&alice, "news", false).await;
+    let mut phone = app.connect(&bob_token).await;
+    let mut laptop = app.connect(&bob_token).await;
+    phone
+        .request(json!({"action":"subscribe","topic_name":"news"}))
+        .await;
+    let topic = app.db.topic("news").await.unwrap().unwrap();
+    app.core
+        .publish_topic(&alice, &topic, "to both")
+        .await
+        .unwrap();
+    assert_eq!(phone.recv().await["content"], "to both");
+    assert_eq!(laptop.recv().await["content"], "to both");
+}
+
+async fn unsubscribe_stops_delivery(app: &TestGateway) {
+    let (alice, _) = app.user("alice").await;
+    let (_, bob_token) = app.user("bob").await;
+    app.topic(&alice, "news", false).await;
+    let mut bob = app.connect(&bob_token).await;
+    bob.request(json!({"action":"subscribe","topic_name":"news"}))
+        .await;
+    let reply = bob
+        .request(json!({"action":"unsubscribe","topic_name":"news"}))
+        .await;
+    assert_eq!(
+        (reply["type"].as_str(), reply["topic"].as_str()),
+        (Some("unsubscribed"), Some("news"))
+    );
+    let topic = app.db.topic("news").await.unwrap().unwrap();
+    app.core
+        .publish_topic(&alice, &topic, "unheard")
+        .await
+        .unwrap();
+    bob.expect_quiet().await;
+    let again = bob
+        .request(json!({"action":"unsubscribe","topic_name":"news"}))
+        .await;
+    assert_eq!(again["code"], "not_subscribed");
+}
