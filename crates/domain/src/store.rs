@@ -106,6 +106,11 @@ impl Store {
                 })
             }
             Backend::Sqlite => {
+                let dir =
+                    sqlite_file(url).and_then(|f| f.parent().map(std::path::Path::to_path_buf));
+                if let Some(dir) = dir.filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
+                }
                 let url = sqlite_url(url);
                 let write = pool_options(1)
                     .after_connect(|conn, _| Box::pin(async move { sqlite_pragmas(conn).await }))
@@ -165,6 +170,15 @@ fn options(url: &str) -> Result<AnyConnectOptions, StoreError> {
     Ok(AnyConnectOptions::from_str(url)?)
 }
 
+/// The file of a `sqlite://PATH` URL (`None` for other URLs and memory).
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| std::path::PathBuf::from(path))
+}
+
 /// Creates the file when missing unless the URL already picks a mode.
 fn sqlite_url(url: &str) -> String {
     if url.contains("mode=") {
@@ -188,6 +202,26 @@ async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Erro
         conn.execute(pragma).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_file;
+    use std::path::PathBuf;
+
+    #[test]
+    fn finds_the_sqlite_file() {
+        assert_eq!(
+            sqlite_file("sqlite://tidings.db"),
+            Some(PathBuf::from("tidings.db"))
+        );
+        assert_eq!(
+            sqlite_file("sqlite:///var/lib/t.db?mode=rwc"),
+            Some(PathBuf::from("/var/lib/t.db"))
+        );
+        assert_eq!(sqlite_file("sqlite::memory:"), None);
+        assert_eq!(sqlite_file("postgres://x/y"), None);
+    }
 }
 
 /// Flags are stored as 0/1 (see the migrations).

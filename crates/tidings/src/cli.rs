@@ -1,6 +1,5 @@
 //! The command line: `serve` (the default), `migrate`, `user add`, `token`.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -64,33 +63,5 @@ impl Cli {
             .mut_arg("ws_addr", |a| a.default_value("127.0.0.1:5000"));
         let matches = command.get_matches();
         Self::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
-    }
-}
-
-/// The file of a `sqlite://PATH` URL, if it is one.
-pub fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or(rest);
-    (!path.is_empty() && !path.starts_with(":memory:")).then(|| PathBuf::from(path))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sqlite_path;
-    use std::path::PathBuf;
-
-    #[test]
-    fn finds_the_sqlite_file() {
-        assert_eq!(
-            sqlite_path("sqlite://tidings.db"),
-            Some(PathBuf::from("tidings.db"))
-        );
-        assert_eq!(
-            sqlite_path("sqlite:///var/lib/t.db?mode=rwc"),
-            Some(PathBuf::from("/var/lib/t.db"))
-        );
-        assert_eq!(sqlite_path("postgres://x/y"), None);
     }
 }

@@ -6,15 +6,14 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use domain::auth::random_secret;
+use domain::store::sqlite_file;
 use ops::settings::{CommonArgs, Secret};
-
-use crate::cli::sqlite_path;
 
 pub fn resolve(common: &CommonArgs) -> anyhow::Result<Secret> {
     if let Some(secret) = &common.jwt_secret {
         return Ok(secret.clone());
     }
-    let db = sqlite_path(&common.database_url).context(
+    let db = sqlite_file(&common.database_url).context(
         "JWT_SECRET is required unless the store is a SQLite file (the secret is kept beside it)",
     )?;
     let path = secret_path(&db);
