@@ -204,6 +204,11 @@ async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Erro
     Ok(())
 }
 
+/// Flags are stored as 0/1 (see the migrations).
+fn flag(value: bool) -> i64 {
+    i64::from(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::sqlite_file;
@@ -222,9 +227,4 @@ mod tests {
         assert_eq!(sqlite_file("sqlite::memory:"), None);
         assert_eq!(sqlite_file("postgres://x/y"), None);
     }
-}
-
-/// Flags are stored as 0/1 (see the migrations).
-fn flag(value: bool) -> i64 {
-    i64::from(value)
 }
