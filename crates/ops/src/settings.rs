@@ -48,7 +48,12 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
     /// The store: sqlite://PATH or postgres://USER@HOST/DB.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://tidings.db", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://tidings.db",
+        hide_env_values = true
+    )]
     pub database_url: String,
 
     /// Connections in the store's pool.

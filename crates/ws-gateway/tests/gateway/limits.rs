@@ -139,3 +139,50 @@ async fn shutdown_closes_every_socket_with_1001() {
     assert_eq!(first.closed().await.0, 1001);
     assert_eq!(second.closed().await.0, 1001);
 }
+
+#[tokio::test]
+async fn a_silent_peer_is_dropped() {
+    let config = GatewayConfig {
+        ping_interval: Duration::from_millis(50),
+        idle_timeout: Duration::from_millis(200),
+        ..GatewayConfig::default()
+    };
+    let app = spawn(config).await;
+    let (_, token) = app.user("alice").await;
+    let mut ws = app.connect(&token).await;
+    // Not reading means not answering pings: the peer is silent.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(_)) = futures_util::StreamExt::next(&mut ws.socket).await {}
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the server should have dropped the connection"
+    );
+}
+
+#[tokio::test]
+async fn an_answering_peer_is_kept() {
+    let config = GatewayConfig {
+        ping_interval: Duration::from_millis(50),
+        idle_timeout: Duration::from_millis(200),
+        ..GatewayConfig::default()
+    };
+    let app = spawn(config).await;
+    let (_, token) = app.user("alice").await;
+    let mut ws = app.connect(&token).await;
+    // Reading answers each ping with a pong; after several idle timeouts
+    // the socket still serves requests.
+    let mut pings = 0;
+    while pings < 10 {
+        match futures_util::StreamExt::next(&mut ws.socket).await {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Ping(_))) => pings += 1,
+            other => panic!("expected pings, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        ws.request(json!({"action":"notifications_list"})).await["type"],
+        "notifications_list"
+    );
+}

@@ -9,3 +9,4 @@ mod handshake;
 mod inbox;
 mod limits;
 mod topics;
+mod wscat;
