@@ -7,6 +7,7 @@
 //! fills the gap from the store.
 
 mod local;
+mod redis;
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 pub use local::LocalBus;
+pub use redis::RedisBus;
 
 use crate::events::{Event, Key};
 

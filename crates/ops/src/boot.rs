@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use domain::auth::{JwtKeys, hash_password, random_secret};
-use domain::bus::{LocalBus, SharedBus};
+use domain::bus::{LocalBus, RedisBus, SharedBus};
 use domain::names::Username;
 use domain::service::{Core, Limits};
 use domain::store::Store;
