@@ -126,10 +126,10 @@ impl Bus for RedisBus {
             subs.watched.insert(key);
             subs.sink.clone()
         };
-        if let Some(mut sink) = sink {
-            if let Err(err) = sink.subscribe(key.channel_name(&self.prefix)).await {
-                tracing::warn!(%err, "subscribe failed; it is retried on reconnect");
-            }
+        if let Some(mut sink) = sink
+            && let Err(err) = sink.subscribe(key.channel_name(&self.prefix)).await
+        {
+            tracing::warn!(%err, "subscribe failed; it is retried on reconnect");
         }
     }
 
