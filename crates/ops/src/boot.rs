@@ -17,10 +17,9 @@ pub async fn core(args: &CommonArgs) -> anyhow::Result<Arc<Core>> {
         .await
         .with_context(|| format!("opening the store at {}", redact_url(&args.database_url)))?;
     let bus: SharedBus = match &args.redis_url {
-        Some(url) => anyhow::bail!(
-            "REDIS_URL={} given, but this build has no Redis bus yet",
-            redact_url(url.expose())
-        ),
+        Some(url) => RedisBus::connect(url.expose(), "tidings", 65_536)
+            .await
+            .with_context(|| format!("connecting to Redis at {}", redact_url(url.expose())))?,
         None => Arc::new(LocalBus::default()),
     };
     let limits = Limits {
