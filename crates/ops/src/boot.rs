@@ -17,7 +17,7 @@ pub async fn core(args: &CommonArgs) -> anyhow::Result<Arc<Core>> {
         .await
         .with_context(|| format!("opening the store at {}", redact_url(&args.database_url)))?;
     let bus: SharedBus = match &args.redis_url {
-        Some(url) => RedisBus::connect(url.expose(), "tidings", 65_536)
+        Some(url) => RedisBus::connect(url.expose(), &args.redis_prefix, 65_536)
             .await
             .with_context(|| format!("connecting to Redis at {}", redact_url(url.expose())))?,
         None => Arc::new(LocalBus::default()),

@@ -76,6 +76,10 @@ pub struct CommonArgs {
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<Secret>,
 
+    /// Prefix of the Redis channel names, so several deployments can share one Redis.
+    #[arg(long, env = "TIDINGS_REDIS_PREFIX", default_value = "tidings")]
+    pub redis_prefix: String,
+
     /// Largest message content and notification text, in bytes.
     #[arg(long, env = "TIDINGS_MAX_CONTENT_BYTES", default_value_t = 16 * 1024)]
     pub max_content_bytes: usize,

@@ -1,6 +1,9 @@
 //! Gateway tests over real sockets, each on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+#[path = "../common/ws_client.rs"]
+mod ws_client;
+
 mod helpers;
 
 mod delivery;

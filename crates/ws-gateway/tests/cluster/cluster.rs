@@ -1,0 +1,115 @@
+//! An api and two gateways sharing one PostgreSQL database and Redis.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use domain::auth::{JwtKeys, TokenType, hash_password};
+use domain::model::User;
+use domain::names::Username;
+use domain::testing::TestStore;
+use tokio::process::Child;
+
+use crate::processes::{binary, free_port, start, wait_ready};
+
+pub const SECRET: &str = "a-cluster-test-secret-that-is-long-enough";
+static HASH: LazyLock<String> = LazyLock::new(|| hash_password("password123").unwrap());
+
+pub struct Cluster {
+    pub api: String,
+    pub gateways: [String; 2],
+    pub db: TestStore,
+    pub redis_url: String,
+    pub keys: JwtKeys,
+    _children: Vec<Child>,
+}
+
+impl Cluster {
+    /// `None` (test skipped) without PostgreSQL and Redis, except under CI.
+    pub async fn start() -> Option<Self> {
+        let redis_url = std::env::var("TIDINGS_TEST_REDIS_URL").ok();
+        let db = TestStore::postgres().await;
+        let (Some(db), Some(redis_url)) = (db, redis_url) else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must provide PostgreSQL and Redis"
+            );
+            eprintln!("skipped: needs TIDINGS_TEST_DATABASE_URL and TIDINGS_TEST_REDIS_URL");
+            return None;
+        };
+        // Clusters of concurrent tests share one Redis: keep their channels apart.
+        let prefix = format!(
+            "cluster{}",
+            std::process::id() as u64 * 1000 + u64::from(free_port())
+        );
+        let common = |addr_key: &'static str, port: u16| {
+            vec![
+                ("TIDINGS_REDIS_PREFIX", prefix.clone()),
+                ("DATABASE_URL", db.url.clone()),
+                ("REDIS_URL", redis_url.clone()),
+                ("JWT_SECRET", SECRET.to_owned()),
+                (addr_key, format!("127.0.0.1:{port}")),
+            ]
+        };
+        let (api_port, ws_a, ws_b) = (free_port(), free_port(), free_port());
+        let mut children = vec![start(binary("api"), &common("TIDINGS_API_ADDR", api_port))];
+        let api = format!("http://127.0.0.1:{api_port}");
+        wait_ready(&api).await;
+        for port in [ws_a, ws_b] {
+            children.push(start(
+                binary("ws-gateway"),
+                &common("TIDINGS_WS_ADDR", port),
+            ));
+        }
+        let gateways = [format!("127.0.0.1:{ws_a}"), format!("127.0.0.1:{ws_b}")];
+        for gateway in &gateways {
+            wait_ready(&format!("http://{gateway}")).await;
+        }
+        let keys = JwtKeys::new(
+            SECRET.as_bytes(),
+            Duration::from_secs(3600),
+            Duration::from_secs(3600),
+        )
+        .unwrap();
+        Some(Self {
+            api,
+            gateways,
+            db,
+            redis_url,
+            keys,
+            _children: children,
+        })
+    }
+
+    /// A user and an access token.
+    pub async fn user(&self, name: &str, admin: bool) -> (User, String) {
+        let user = self
+            .db
+            .create_user(None, &Username::parse(name).unwrap(), &HASH, admin)
+            .await
+            .unwrap();
+        let token = self.keys.issue(&user, TokenType::Access).unwrap();
+        (user, token)
+    }
+
+    pub async fn rest(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        let response = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.api))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        response.json().await.unwrap_or_default()
+    }
+}

@@ -1,0 +1,79 @@
+//! Messages, direct messages and notifications cross gateways through Redis.
+
+use reqwest::Method;
+use serde_json::json;
+
+use crate::cluster::Cluster;
+use crate::ws_client::Client;
+
+pub async fn connect(gateway: &str, token: &str) -> Client {
+    let mut client = Client::open(&format!("ws://{gateway}/ws?token={token}")).await;
+    assert_eq!(client.recv().await["type"], "welcome");
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_published_anywhere_reaches_every_gateway_once_in_order() {
+    let Some(cluster) = Cluster::start().await else {
+        return;
+    };
+    let (_, admin) = cluster.user("root", true).await;
+    let (_, alice) = cluster.user("alice", false).await;
+    let (bob_user, bob) = cluster.user("bob", false).await;
+    cluster
+        .rest(Method::POST, "/api/topics/", &alice, json!({"name":"news"}))
+        .await;
+    let mut on_a = connect(&cluster.gateways[0], &alice).await;
+    let mut on_b = connect(&cluster.gateways[1], &bob).await;
+    assert_eq!(
+        on_b.request(json!({"action":"subscribe","topic_name":"news"}))
+            .await["type"],
+        "subscribed"
+    );
+    for seq in 1..=50 {
+        let ack = on_a
+            .request(json!({"action":"message","topic_name":"news","content": format!("m{seq}")}))
+            .await;
+        assert_eq!(ack["seq"], seq);
+    }
+    for seq in 1..=50 {
+        let frame = on_b.recv().await;
+        assert_eq!(
+            (frame["seq"].as_i64(), frame["topic"].as_str()),
+            (Some(seq), Some("news"))
+        );
+    }
+    on_a.request(json!({"action":"message","topic_name":"@bob","content":"across"}))
+        .await;
+    let direct = on_b.recv().await;
+    assert_eq!(
+        (direct["topic"].as_str(), direct["content"].as_str()),
+        (Some("@alice"), Some("across"))
+    );
+    let tag = cluster
+        .rest(Method::POST, "/api/tags/", &admin, json!({"name":"ops"}))
+        .await;
+    cluster
+        .rest(
+            Method::POST,
+            "/api/subscriptions/",
+            &admin,
+            json!({"user": bob_user.id, "tag": tag["id"]}),
+        )
+        .await;
+    let created = cluster
+        .rest(
+            Method::POST,
+            "/api/notifications/",
+            &admin,
+            json!({"tag": tag["id"], "message":"deployed"}),
+        )
+        .await;
+    let pushed = on_b.recv().await;
+    assert_eq!(
+        (pushed["type"].as_str(), pushed["id"].clone()),
+        (Some("notification"), created["id"].clone())
+    );
+    on_b.expect_quiet().await;
+    on_a.expect_quiet().await;
+}

@@ -1,0 +1,92 @@
+//! A WebSocket test client: typed frames, request/reply by `ref`, closes.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for a frame before failing.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+pub struct Client {
+    pub socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub async fn open(url: &str) -> Self {
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("handshake");
+        Self { socket }
+    }
+
+    pub async fn send(&mut self, frame: Value) {
+        self.socket
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_text(&mut self, text: String) {
+        self.socket.send(Message::Text(text.into())).await.unwrap();
+    }
+
+    /// The next text frame as JSON; fails the test after [`PATIENCE`].
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let next = tokio::time::timeout(PATIENCE, self.socket.next())
+                .await
+                .expect("a frame in time");
+            match next.expect("socket open").expect("frame") {
+                Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+                Message::Close(frame) => panic!("closed: {frame:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Sends `frame` with a ref and returns the reply carrying that ref,
+    /// failing on anything else in between.
+    pub async fn request(&mut self, mut frame: Value) -> Value {
+        frame["ref"] = json!("req");
+        self.send(frame).await;
+        let reply = self.recv().await;
+        assert_eq!(
+            reply["ref"], "req",
+            "unexpected frame before the reply: {reply}"
+        );
+        reply
+    }
+
+    /// Proves nothing is queued for this socket: a round trip comes back
+    /// first.
+    pub async fn expect_quiet(&mut self) {
+        let reply = self
+            .request(json!({"action":"notifications_list","page_size":1}))
+            .await;
+        assert_eq!(reply["type"], "notifications_list");
+    }
+
+    /// Reads until the server closes; returns the close code and reason.
+    pub async fn closed(&mut self) -> (u16, String) {
+        loop {
+            let next = tokio::time::timeout(PATIENCE, self.socket.next())
+                .await
+                .expect("a close in time");
+            match next {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return (u16::from(frame.code), frame.reason.to_string());
+                }
+                Some(Ok(Message::Close(None))) | None => {
+                    return (u16::from(CloseCode::Status), String::new());
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(err)) => panic!("socket error before close: {err}"),
+            }
+        }
+    }
+}
