@@ -1,0 +1,35 @@
+//! One module per scenario; each returns a [`Report`](crate::report::Report).
+
+pub mod backlog;
+pub mod connect;
+pub mod fanout;
+pub mod idle;
+pub mod inbox;
+pub mod notify;
+pub mod topics;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// A progress bar over a shared counter, refreshed by its own task.
+pub fn progress(label: &str, total: u64, counter: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
+    let bar = ProgressBar::new(total);
+    let style = ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style.progress_chars("=> "));
+    bar.set_message(label.to_owned());
+    tokio::spawn(async move {
+        loop {
+            let done = counter.load(Ordering::Relaxed);
+            bar.set_position(done.min(total));
+            if done >= total {
+                bar.finish_and_clear();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}

@@ -1,0 +1,47 @@
+//! Handshakes per second: connect, authenticate, receive the welcome, close.
+
+use std::time::Instant;
+
+use futures_util::{StreamExt, stream};
+
+use crate::client;
+use crate::report::Report;
+use crate::setup::{Target, TargetArgs};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Handshakes in all.
+    #[arg(long, default_value_t = 5000)]
+    pub connections: usize,
+    /// Handshakes in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+}
+
+pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
+    let t = Target::open(target).await?;
+    let users = t.users("c", 10, false).await?;
+    let started = Instant::now();
+    let results: Vec<anyhow::Result<()>> = stream::iter(0..args.connections)
+        .map(|i| {
+            let url = t.ws_url(i, &users[i % users.len()].1);
+            let source = t.source(i);
+            async move {
+                let mut ws = client::connect(&url, source, false).await?;
+                ws.close(None).await?;
+                Ok(())
+            }
+        })
+        .buffer_unordered(args.concurrency.max(1))
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    let mut out = Report::new("connect");
+    out.set("connections", args.connections)
+        .set("concurrency", args.concurrency)
+        .set("failed", failed)
+        .rate("handshakes_per_s", (args.connections - failed) as u64, elapsed)
+        .set("seconds", (elapsed.as_secs_f64() * 1000.0).round() / 1000.0);
+    Ok(out)
+}

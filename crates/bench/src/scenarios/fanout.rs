@@ -1,0 +1,196 @@
+//! Fan-out: S subscriber sockets on one topic, P publishers sending as fast
+//! as the server acknowledges (with at most `window` in flight each) or at
+//! a fixed total rate. With `--bare` the target is the reference broadcast
+//! server (`cargo run --release -p bench --example bare_broadcast`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{StreamExt, stream};
+use hdrhistogram::Histogram;
+use tokio::sync::Semaphore;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::client::{self, Ws};
+use crate::report::{self, Integrity, Report};
+use crate::setup::{Target, TargetArgs};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Subscriber sockets.
+    #[arg(long, default_value_t = 1000)]
+    pub subscribers: usize,
+    /// Publisher sockets.
+    #[arg(long, default_value_t = 1)]
+    pub publishers: usize,
+    /// Messages each publisher sends.
+    #[arg(long, default_value_t = 2000)]
+    pub messages: u64,
+    /// Total messages per second across publishers; 0 sends as fast as acks allow.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Unacknowledged messages a publisher may have in flight.
+    #[arg(long, default_value_t = 64)]
+    pub window: usize,
+    /// Padding bytes per message.
+    #[arg(long, default_value_t = 32)]
+    pub payload: usize,
+    /// The target is the bare reference server (no auth, no store).
+    #[arg(long)]
+    pub bare: bool,
+}
+
+struct Received {
+    integrity: Integrity,
+    latency: Histogram<u64>,
+    last: Option<Instant>,
+}
+
+pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
+    let (urls, topic_name, label) = if args.bare {
+        let urls: Vec<String> = (0..args.subscribers + args.publishers)
+            .map(|i| format!("{}/", target.ws[i % target.ws.len()]))
+            .collect();
+        (urls, "bare".to_owned(), "bare reference")
+    } else {
+        let t = Target::open(target).await?;
+        let subs = t.users("s", args.subscribers, false).await?;
+        let pubs = t.users("p", args.publishers, false).await?;
+        let topic = t.topic(&pubs[0].0, "fanout", &subs).await?;
+        let urls = subs.iter().chain(&pubs).enumerate().map(|(i, (_, token))| t.ws_url(i, token)).collect();
+        (urls, topic.name, "tidings")
+    };
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let spread = target.source_addresses.max(1);
+    let source = |i: usize| std::net::IpAddr::from([127, 0, 0, 1 + (i % usize::from(spread)) as u8]);
+    let total = args.messages * args.publishers as u64;
+    let delivered = Arc::new(AtomicU64::new(0));
+
+    let subscribers: Vec<Ws> = stream::iter(urls[..args.subscribers].iter().enumerate())
+        .map(|(i, url)| client::connect(url, source(i), args.bare))
+        .buffer_unordered(64)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let receivers: Vec<_> = subscribers
+        .into_iter()
+        .map(|ws| tokio::spawn(receive(ws, total, delivered.clone())))
+        .collect();
+
+    let cpu_before = report::own_cpu_seconds();
+    let started = Instant::now();
+    let bar = super::progress("delivered", total * args.subscribers as u64, delivered.clone());
+    let mut publishers = vec![];
+    for (i, url) in urls[args.subscribers..].iter().enumerate() {
+        let ws = client::connect(url, source(args.subscribers + i), args.bare).await?;
+        let per_second = if args.rate == 0 { 0 } else { (args.rate / args.publishers as u64).max(1) };
+        publishers.push(tokio::spawn(publish(ws, topic_name.clone(), args.clone(), per_second)));
+    }
+    for publisher in publishers {
+        publisher.await??;
+    }
+    let mut integrity = vec![];
+    let mut latency = report::histogram();
+    let mut last = started;
+    for receiver in receivers {
+        let got = receiver.await?;
+        latency.add(&got.latency)?;
+        last = last.max(got.last.unwrap_or(started));
+        integrity.push(got.integrity);
+    }
+    bar.abort();
+    let elapsed = last.duration_since(started);
+    let cpu = report::own_cpu_seconds() - cpu_before;
+    let deliveries: u64 = integrity.iter().map(|i| i.received).sum();
+    let mut out = Report::new("fanout");
+    out.set("target", label)
+        .set("subscribers", args.subscribers)
+        .set("publishers", args.publishers)
+        .set("messages", total)
+        .set("rate_target", args.rate)
+        .set("deliveries", deliveries)
+        .rate("deliveries_per_s", deliveries, elapsed)
+        .rate("messages_per_s", total, elapsed)
+        .latency("", &latency)
+        .set("lost", integrity.iter().map(|i| i.lost(total)).sum::<u64>())
+        .set("duplicated", integrity.iter().map(|i| i.duplicated).sum::<u64>())
+        .set("out_of_order", integrity.iter().map(|i| i.out_of_order).sum::<u64>())
+        .set("seconds", (elapsed.as_secs_f64() * 1000.0).round() / 1000.0)
+        .set("client_cpu_percent", (cpu / elapsed.as_secs_f64().max(1e-9) * 100.0).round());
+    if let Some(path) = &target.plot {
+        crate::plot::percentiles(path, "fan-out delivery latency", &[(label, &latency)])?;
+    }
+    Ok(out)
+}
+
+/// Reads message frames until every seq up to `total` arrived, or the
+/// stream goes quiet for 10 s.
+async fn receive(mut ws: Ws, total: u64, delivered: Arc<AtomicU64>) -> Received {
+    let mut got = Received { integrity: Integrity::default(), latency: report::histogram(), last: None };
+    let mut unreported = 0;
+    while got.integrity.received < total {
+        let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await else { break };
+        let Message::Text(text) = message else { continue };
+        let (Some(seq), Some(sent)) = (client::field(&text, "\"seq\":"), client::sent_at(&text)) else { continue };
+        if !text.contains("\"type\":\"message\"") {
+            continue;
+        }
+        let now = Instant::now();
+        got.integrity.record(seq);
+        got.last = Some(now);
+        let _ = got.latency.record(client::now_nanos().saturating_sub(sent) / 1000);
+        unreported += 1;
+        if unreported == 100 {
+            delivered.fetch_add(unreported, Ordering::Relaxed);
+            unreported = 0;
+        }
+    }
+    delivered.fetch_add(unreported, Ordering::Relaxed);
+    got
+}
+
+/// Sends `messages` frames, never more than `window` unacknowledged.
+async fn publish(ws: Ws, topic: String, args: Args, per_second: u64) -> anyhow::Result<()> {
+    let (mut sink, mut stream) = ws.split();
+    let window = Arc::new(Semaphore::new(args.window.max(1)));
+    let acks = {
+        let window = window.clone();
+        let expected = args.messages;
+        tokio::spawn(async move {
+            let mut acked = 0;
+            while acked < expected {
+                match tokio::time::timeout(Duration::from_secs(30), stream.next()).await {
+                    Ok(Some(Ok(Message::Text(text)))) if text.contains("\"ack\"") => {
+                        acked += 1;
+                        window.add_permits(1);
+                    }
+                    Ok(Some(Ok(Message::Text(text)))) if text.contains("\"error\"") => {
+                        anyhow::bail!("the server refused a message: {text}");
+                    }
+                    Ok(Some(Ok(_))) => {}
+                    other => anyhow::bail!("publisher stream ended early: {other:?}"),
+                }
+            }
+            Ok(())
+        })
+    };
+    let mut tick = (per_second > 0).then(|| {
+        let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / per_second as f64));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        interval
+    });
+    for _ in 0..args.messages {
+        if let Some(tick) = tick.as_mut() {
+            tick.tick().await;
+        }
+        window.acquire().await?.forget();
+        let frame = format!(
+            r#"{{"action":"message","topic_name":"{topic}","content":"{}"}}"#,
+            client::stamped(args.payload)
+        );
+        futures_util::SinkExt::send(&mut sink, Message::Text(frame.into())).await?;
+    }
+    acks.await?
+}

@@ -1,0 +1,100 @@
+//! Many 1:1 conversations: P pairs, each sender sending direct messages to
+//! its peer; throughput and latency across all of them.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::client;
+use crate::report::{self, Integrity, Report};
+use crate::setup::{Target, TargetArgs};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Conversations.
+    #[arg(long, default_value_t = 200)]
+    pub pairs: usize,
+    /// Messages per conversation.
+    #[arg(long, default_value_t = 200)]
+    pub messages: u64,
+    /// Unacknowledged messages per sender.
+    #[arg(long, default_value_t = 16)]
+    pub window: usize,
+}
+
+pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
+    let t = Target::open(target).await?;
+    let senders = t.users("ts", args.pairs, false).await?;
+    let receivers = t.users("tr", args.pairs, false).await?;
+    let mut readers = vec![];
+    for (i, (_, token)) in receivers.iter().enumerate() {
+        let mut ws = client::connect(&t.ws_url(i, token), t.source(i), false).await?;
+        let expected = args.messages;
+        readers.push(tokio::spawn(async move {
+            let mut integrity = Integrity::default();
+            let mut latency = report::histogram();
+            while integrity.received < expected {
+                let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await
+                else {
+                    break;
+                };
+                if let (Some(seq), Some(sent)) = (client::field(&text, "\"seq\":"), client::sent_at(&text)) {
+                    integrity.record(seq);
+                    let _ = latency.record(client::now_nanos().saturating_sub(sent) / 1000);
+                }
+            }
+            (integrity, latency, Instant::now())
+        }));
+    }
+    let started = Instant::now();
+    let mut writers = vec![];
+    for (i, (_, token)) in senders.iter().enumerate() {
+        let ws = client::connect(&t.ws_url(i, token), t.source(args.pairs + i), false).await?;
+        let peer = receivers[i].0.username.clone();
+        let (messages, window) = (args.messages, args.window.max(1) as u64);
+        writers.push(tokio::spawn(async move {
+            let (mut sink, mut stream) = ws.split();
+            let (mut sent, mut acked) = (0, 0);
+            while acked < messages {
+                while sent < messages && sent - acked < window {
+                    let frame = format!(r#"{{"action":"message","topic_name":"@{peer}","content":"{}"}}"#, client::stamped(16));
+                    sink.send(Message::Text(frame.into())).await?;
+                    sent += 1;
+                }
+                match stream.next().await {
+                    Some(Ok(Message::Text(text))) if text.contains("\"ack\"") => acked += 1,
+                    Some(Ok(Message::Text(text))) if text.contains("\"error\"") => anyhow::bail!("refused: {text}"),
+                    Some(Ok(_)) => {}
+                    other => anyhow::bail!("sender stream ended: {other:?}"),
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for writer in writers {
+        writer.await??;
+    }
+    let mut latency = report::histogram();
+    let (mut received, mut lost, mut duplicated, mut out_of_order) = (0, 0, 0, 0);
+    let mut last = started;
+    for reader in readers {
+        let (integrity, h, at) = reader.await?;
+        latency.add(&h)?;
+        received += integrity.received;
+        lost += integrity.lost(args.messages);
+        duplicated += integrity.duplicated;
+        out_of_order += integrity.out_of_order;
+        last = last.max(at);
+    }
+    let elapsed = last.duration_since(started);
+    let mut out = Report::new("topics");
+    out.set("pairs", args.pairs)
+        .set("deliveries", received)
+        .rate("deliveries_per_s", received, elapsed)
+        .latency("", &latency)
+        .set("lost", lost)
+        .set("duplicated", duplicated)
+        .set("out_of_order", out_of_order);
+    Ok(out)
+}
