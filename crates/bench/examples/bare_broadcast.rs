@@ -20,7 +20,9 @@ type Frame = (u64, Utf8Bytes);
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:5100".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:5100".into());
     let listener = TcpListener::bind(&addr).await?;
     println!("bare broadcast server on ws://{}", listener.local_addr()?);
     let (tx, _) = broadcast::channel::<Frame>(65_536);
@@ -33,10 +35,17 @@ async fn main() -> std::io::Result<()> {
     }
 }
 
-async fn connection(stream: TcpStream, id: u64, tx: broadcast::Sender<Frame>, seq: Arc<Mutex<u64>>) {
+async fn connection(
+    stream: TcpStream,
+    id: u64,
+    tx: broadcast::Sender<Frame>,
+    seq: Arc<Mutex<u64>>,
+) {
     let _ = stream.set_nodelay(true);
     let config = WebSocketConfig::default().read_buffer_size(4096);
-    let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else { return };
+    let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
+        return;
+    };
     let (mut sink, mut stream) = ws.split();
     let mut rx = tx.subscribe();
     loop {

@@ -9,31 +9,45 @@ use anyhow::Context;
 use futures_util::StreamExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 pub type Ws = WebSocketStream<TcpStream>;
 
 /// Connects from `source` and, unless `bare`, waits for the welcome frame.
 pub async fn connect(url: &str, source: IpAddr, bare: bool) -> anyhow::Result<Ws> {
-    let authority = url.split("://").nth(1).and_then(|rest| rest.split('/').next()).context("bad URL")?;
-    let addr: SocketAddr = tokio::net::lookup_host(authority).await?.next().context("no address")?;
+    let authority = url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .context("bad URL")?;
+    let addr: SocketAddr = tokio::net::lookup_host(authority)
+        .await?
+        .next()
+        .context("no address")?;
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(source, 0))?;
     let stream = socket.connect(addr).await?;
     stream.set_nodelay(true)?;
-    let config = WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0);
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let (mut ws, _) =
+        tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
     if !bare {
         let first = ws.next().await.context("closed before welcome")??;
-        anyhow::ensure!(first.to_text().unwrap_or_default().contains("\"welcome\""), "no welcome: {first:?}");
+        anyhow::ensure!(
+            first.to_text().unwrap_or_default().contains("\"welcome\""),
+            "no welcome: {first:?}"
+        );
     }
     Ok(ws)
 }
 
 /// Nanoseconds since the epoch, the clock embedded in messages.
 pub fn now_nanos() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// A message body carrying its send time: `"<nanos>|<padding>"`.
@@ -45,7 +59,9 @@ pub fn stamped(padding: usize) -> String {
 pub fn field(frame: &str, key: &str) -> Option<u64> {
     let start = frame.find(key)? + key.len();
     let digits: &str = &frame[start..];
-    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
     digits[..end].parse().ok()
 }
 

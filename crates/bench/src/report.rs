@@ -8,7 +8,8 @@ use serde_json::{Map, Value, json};
 
 /// Latencies in microseconds, 1 µs to 60 s at 3 significant digits.
 pub fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
+    Histogram::new_with_bounds(1, 60_000_000, 3)
+        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
 }
 
 /// Per-receiver bookkeeping of which seqs arrived.
@@ -41,16 +42,25 @@ impl Integrity {
 
     /// How many of `1..=expected` never arrived.
     pub fn lost(&self, expected: u64) -> u64 {
-        (1..=expected).filter(|&s| !self.seen.get(s as usize).copied().unwrap_or(false)).count() as u64
+        (1..=expected)
+            .filter(|&s| !self.seen.get(s as usize).copied().unwrap_or(false))
+            .count() as u64
     }
 }
 
 /// CPU seconds this process has used (user + system), from /proc.
 pub fn own_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0.0 };
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
     let after_name = stat.rsplit(')').next().unwrap_or_default();
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     (ticks(11) + ticks(12)) / 100.0
 }
 
@@ -69,7 +79,10 @@ pub struct Report {
 
 impl Report {
     pub fn new(scenario: &'static str) -> Self {
-        Self { scenario, fields: Map::new() }
+        Self {
+            scenario,
+            fields: Map::new(),
+        }
     }
 
     pub fn set(&mut self, key: &str, value: impl Into<Value>) -> &mut Self {
@@ -114,6 +127,9 @@ mod tests {
         for seq in [1, 2, 4, 3, 3, 6] {
             i.record(seq);
         }
-        assert_eq!((i.received, i.duplicated, i.out_of_order, i.lost(6)), (5, 1, 1, 1));
+        assert_eq!(
+            (i.received, i.duplicated, i.out_of_order, i.lost(6)),
+            (5, 1, 1, 1)
+        );
     }
 }

@@ -17,8 +17,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// A progress bar over a shared counter, refreshed by its own task.
 pub fn progress(label: &str, total: u64, counter: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
     let bar = ProgressBar::new(total);
-    let style = ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style =
+        ProgressStyle::with_template("{msg:>10} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style.progress_chars("=> "));
     bar.set_message(label.to_owned());
     tokio::spawn(async move {

@@ -13,13 +13,29 @@ use domain::store::Store;
 #[derive(Debug, Clone, Args)]
 pub struct TargetArgs {
     /// REST base URL.
-    #[arg(long, env = "BENCH_API", default_value = "http://127.0.0.1:8000", global = true)]
+    #[arg(
+        long,
+        env = "BENCH_API",
+        default_value = "http://127.0.0.1:8000",
+        global = true
+    )]
     pub api: String,
     /// WebSocket base URL; repeat for several gateways (sockets are spread round-robin).
-    #[arg(long = "ws", env = "BENCH_WS", default_value = "ws://127.0.0.1:5000", global = true, value_delimiter = ',')]
+    #[arg(
+        long = "ws",
+        env = "BENCH_WS",
+        default_value = "ws://127.0.0.1:5000",
+        global = true,
+        value_delimiter = ','
+    )]
     pub ws: Vec<String>,
     /// The server's store, for setup.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://tidings.db", global = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite://tidings.db",
+        global = true
+    )]
     pub database_url: String,
     /// The server's signing secret (default: the file beside the SQLite database).
     #[arg(long, env = "JWT_SECRET", hide_env_values = true, global = true)]
@@ -32,7 +48,8 @@ pub struct TargetArgs {
     pub plot: Option<std::path::PathBuf>,
 }
 
-static HASH: LazyLock<String> = LazyLock::new(|| hash_password("bench-password").unwrap_or_default());
+static HASH: LazyLock<String> =
+    LazyLock::new(|| hash_password("bench-password").unwrap_or_default());
 
 /// A connected store, signing keys and a unique prefix for this run's names.
 pub struct Target {
@@ -44,23 +61,43 @@ pub struct Target {
 
 impl Target {
     pub async fn open(args: &TargetArgs) -> anyhow::Result<Arc<Self>> {
-        let store = Store::connect_only(&args.database_url, 4).await.context("opening the store")?;
+        let store = Store::connect_only(&args.database_url, 4)
+            .await
+            .context("opening the store")?;
         let secret = match &args.jwt_secret {
             Some(secret) => secret.clone(),
             None => {
-                let db = domain::store::sqlite_file(&args.database_url).context("--jwt-secret is required")?;
+                let db = domain::store::sqlite_file(&args.database_url)
+                    .context("--jwt-secret is required")?;
                 let mut name = db.file_name().unwrap_or_default().to_os_string();
                 name.push(".secret");
-                std::fs::read_to_string(db.with_file_name(name)).context("reading the secret file")?.trim().to_owned()
+                std::fs::read_to_string(db.with_file_name(name))
+                    .context("reading the secret file")?
+                    .trim()
+                    .to_owned()
             }
         };
-        let keys = JwtKeys::new(secret.as_bytes(), Duration::from_secs(24 * 3600), Duration::from_secs(3600))?;
+        let keys = JwtKeys::new(
+            secret.as_bytes(),
+            Duration::from_secs(24 * 3600),
+            Duration::from_secs(3600),
+        )?;
         let run = domain::auth::random_secret(6).to_lowercase();
-        Ok(Arc::new(Self { args: args.clone(), store, keys, run }))
+        Ok(Arc::new(Self {
+            args: args.clone(),
+            store,
+            keys,
+            run,
+        }))
     }
 
     /// `n` new users named `b<run><label><i>`, with access tokens.
-    pub async fn users(&self, label: &str, n: usize, admin: bool) -> anyhow::Result<Vec<(Actor, String)>> {
+    pub async fn users(
+        &self,
+        label: &str,
+        n: usize,
+        admin: bool,
+    ) -> anyhow::Result<Vec<(Actor, String)>> {
         let mut users = Vec::with_capacity(n);
         for i in 0..n {
             let name = Username::parse(format!("b{}{label}{i}", self.run))?;
@@ -72,11 +109,18 @@ impl Target {
     }
 
     /// A new public topic owned by `owner`, with `members` joined.
-    pub async fn topic(&self, owner: &Actor, label: &str, members: &[(Actor, String)]) -> anyhow::Result<Topic> {
+    pub async fn topic(
+        &self,
+        owner: &Actor,
+        label: &str,
+        members: &[(Actor, String)],
+    ) -> anyhow::Result<Topic> {
         let name = TopicName::parse(format!("b{}{label}", self.run))?;
         let topic = self.store.create_topic(owner, &name, false).await?;
         for (member, _) in members {
-            self.store.join_topic(owner, &topic, member.id, &member.username).await?;
+            self.store
+                .join_topic(owner, &topic, member.id, &member.username)
+                .await?;
         }
         Ok(topic)
     }

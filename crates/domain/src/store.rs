@@ -12,6 +12,7 @@
 mod audit;
 mod channels;
 mod cursors;
+mod group_commit;
 mod inbox;
 mod tags;
 mod users;
@@ -56,6 +57,8 @@ pub enum StoreError {
     Conflict(String),
     #[error("DATABASE_URL must start with sqlite: or postgres://")]
     UnsupportedUrl,
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -79,6 +82,7 @@ pub struct Store {
     read: AnyPool,
     write: AnyPool,
     backend: Backend,
+    publisher: tokio::sync::mpsc::Sender<group_commit::PublishRequest>,
 }
 
 impl Store {
@@ -99,10 +103,12 @@ impl Store {
                 let pool = pool_options(max_connections)
                     .connect_with(options(url)?)
                     .await?;
+                let publisher = group_commit::spawn(pool.clone());
                 Ok(Self {
                     read: pool.clone(),
                     write: pool,
                     backend,
+                    publisher,
                 })
             }
             Backend::Sqlite => {
@@ -120,10 +126,12 @@ impl Store {
                     .after_connect(|conn, _| Box::pin(async move { sqlite_pragmas(conn).await }))
                     .connect_with(options(&url)?)
                     .await?;
+                let publisher = group_commit::spawn(write.clone());
                 Ok(Self {
                     read,
                     write,
                     backend,
+                    publisher,
                 })
             }
         }

@@ -28,6 +28,28 @@ use crate::rate::TokenBucket;
 
 /// How many queued events one wake-up handles before flushing.
 const BATCH: usize = 256;
+/// Publishes one socket may have waiting for their commit; beyond that the
+/// socket is not read until acks go out (backpressure, not buffering).
+const MAX_IN_FLIGHT: usize = 256;
+/// How often a session hands its delivery positions to the cursor book.
+const CURSOR_EVERY: Duration = Duration::from_millis(250);
+/// One flush in this many records the delivery latency (a sample keeps the
+/// histogram cheap at millions of deliveries per second).
+const LATENCY_SAMPLE: u64 = 16;
+
+/// Publishes under way, acknowledged in the order they were sent.
+pub(crate) type Pending = futures_util::stream::FuturesOrdered<
+    std::pin::Pin<
+        Box<
+            dyn std::future::Future<
+                    Output = (
+                        Option<serde_json::Value>,
+                        Result<domain::service::Published, domain::service::ServiceError>,
+                    ),
+                > + Send,
+        >,
+    >,
+>;
 
 /// Why a session ends.
 #[derive(Debug)]
@@ -52,6 +74,17 @@ struct Tracked {
     label: String,
     delivered: i64,
     dirty: bool,
+    /// Live frames that arrived ahead of a missing seq, waiting for it.
+    held: std::collections::BTreeMap<i64, Held>,
+    /// Since when something has been held.
+    held_since: Option<Instant>,
+}
+
+/// A live message frame held back until the seqs before it arrive.
+struct Held {
+    sender_id: i64,
+    created_at: i64,
+    frame: Utf8Bytes,
 }
 
 /// A tag subscription this session delivers, and how far.
@@ -74,6 +107,7 @@ pub struct Session {
     unflushed: [u64; 3],
     /// Commit time of the oldest message fed since the last flush.
     oldest_unflushed: Option<i64>,
+    flushes: u64,
 }
 
 impl Session {
@@ -98,6 +132,7 @@ impl Session {
             bucket,
             unflushed: [0; 3],
             oldest_unflushed: None,
+            flushes: 0,
         };
         let metrics = session.state.hub.metrics().clone();
         metrics.connections.increment(1.0);
@@ -120,6 +155,8 @@ impl Session {
         let mut ping =
             tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
         let mut last_heard = Instant::now();
+        let mut cursor_tick = tokio::time::interval(CURSOR_EVERY);
+        let mut pending = Pending::new();
         let kick = Arc::clone(&self.handle.kick);
         let shutdown = self.state.shutdown.clone();
         loop {
@@ -131,11 +168,18 @@ impl Session {
                     Err(End::Close(close::SLOW_CONSUMER, "slow consumer; reconnect to catch up"))
                 }
                 () = tokio::time::sleep_until(expiry) => Err(End::Close(close::TOKEN_EXPIRED, "token expired")),
-                incoming = stream.next() => {
+                incoming = stream.next(), if pending.len() < MAX_IN_FLIGHT => {
                     last_heard = Instant::now();
-                    self.on_incoming(incoming).await
+                    self.on_incoming(incoming, &mut pending).await
+                }
+                Some((reference, result)) = pending.next(), if !pending.is_empty() => {
+                    self.on_published(reference, result).await
                 }
                 Some(out) = receiver.recv() => self.on_batch(out, receiver).await,
+                _ = cursor_tick.tick() => {
+                    self.note_cursors();
+                    self.fill_stale_gaps().await
+                }
                 _ = ping.tick() => {
                     if last_heard.elapsed() > config.idle_timeout {
                         Err(End::Gone)
@@ -187,6 +231,7 @@ impl Session {
     async fn on_incoming(
         &mut self,
         incoming: Option<Result<Message, axum::Error>>,
+        pending: &mut Pending,
     ) -> Result<(), End> {
         let max = self.state.config.max_frame_bytes;
         match incoming {
@@ -205,7 +250,7 @@ impl Session {
             Some(Ok(Message::Binary(bytes))) if bytes.len() > max => {
                 Err(End::Close(close::TOO_BIG, "frame too large"))
             }
-            Some(Ok(Message::Text(text))) => self.on_text(text.as_str()).await,
+            Some(Ok(Message::Text(text))) => self.on_text(text.as_str(), pending).await,
             Some(Ok(Message::Binary(_))) => {
                 let error = domain::protocol::FrameError::new(
                     domain::protocol::ErrorCode::BadJson,
@@ -261,7 +306,10 @@ impl Session {
         metrics.frames_out_notifications.increment(notifications);
         metrics.frames_out_other.increment(other);
         metrics.deliveries.increment(messages + notifications);
-        if let Some(committed) = self.oldest_unflushed.take() {
+        self.flushes += 1;
+        if let Some(committed) = self.oldest_unflushed.take()
+            && self.flushes % LATENCY_SAMPLE == 1
+        {
             let lag_ms = domain::time::now_millis().saturating_sub(committed).max(0);
             metrics
                 .delivery_latency

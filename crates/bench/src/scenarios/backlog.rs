@@ -24,7 +24,9 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     let t = Target::open(target).await?;
     let users = t.users("k", 2, false).await?;
     let (owner, reader) = (&users[0], &users[1]);
-    let topic = t.topic(&owner.0, "backlog", std::slice::from_ref(reader)).await?;
+    let topic = t
+        .topic(&owner.0, "backlog", std::slice::from_ref(reader))
+        .await?;
     let body = "x".repeat(args.payload);
     for _ in 0..args.messages {
         t.store.publish(topic.id, &owner.0, &body).await?;
@@ -33,7 +35,10 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     let mut ws = client::connect(&t.ws_url(0, &reader.1), t.source(0), false).await?;
     let mut integrity = Integrity::default();
     while integrity.received < args.messages {
-        let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await else { break };
+        let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await
+        else {
+            break;
+        };
         if let Message::Text(text) = message
             && let Some(seq) = client::field(&text, "\"seq\":")
         {

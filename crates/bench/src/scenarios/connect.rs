@@ -41,7 +41,11 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     out.set("connections", args.connections)
         .set("concurrency", args.concurrency)
         .set("failed", failed)
-        .rate("handshakes_per_s", (args.connections - failed) as u64, elapsed)
+        .rate(
+            "handshakes_per_s",
+            (args.connections - failed) as u64,
+            elapsed,
+        )
         .set("seconds", (elapsed.as_secs_f64() * 1000.0).round() / 1000.0);
     Ok(out)
 }

@@ -58,12 +58,18 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
         let subs = t.users("s", args.subscribers, false).await?;
         let pubs = t.users("p", args.publishers, false).await?;
         let topic = t.topic(&pubs[0].0, "fanout", &subs).await?;
-        let urls = subs.iter().chain(&pubs).enumerate().map(|(i, (_, token))| t.ws_url(i, token)).collect();
+        let urls = subs
+            .iter()
+            .chain(&pubs)
+            .enumerate()
+            .map(|(i, (_, token))| t.ws_url(i, token))
+            .collect();
         (urls, topic.name, "tidings")
     };
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let spread = target.source_addresses.max(1);
-    let source = |i: usize| std::net::IpAddr::from([127, 0, 0, 1 + (i % usize::from(spread)) as u8]);
+    let source =
+        |i: usize| std::net::IpAddr::from([127, 0, 0, 1 + (i % usize::from(spread)) as u8]);
     let total = args.messages * args.publishers as u64;
     let delivered = Arc::new(AtomicU64::new(0));
 
@@ -81,12 +87,25 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
 
     let cpu_before = report::own_cpu_seconds();
     let started = Instant::now();
-    let bar = super::progress("delivered", total * args.subscribers as u64, delivered.clone());
+    let bar = super::progress(
+        "delivered",
+        total * args.subscribers as u64,
+        delivered.clone(),
+    );
     let mut publishers = vec![];
     for (i, url) in urls[args.subscribers..].iter().enumerate() {
         let ws = client::connect(url, source(args.subscribers + i), args.bare).await?;
-        let per_second = if args.rate == 0 { 0 } else { (args.rate / args.publishers as u64).max(1) };
-        publishers.push(tokio::spawn(publish(ws, topic_name.clone(), args.clone(), per_second)));
+        let per_second = if args.rate == 0 {
+            0
+        } else {
+            (args.rate / args.publishers as u64).max(1)
+        };
+        publishers.push(tokio::spawn(publish(
+            ws,
+            topic_name.clone(),
+            args.clone(),
+            per_second,
+        )));
     }
     for publisher in publishers {
         publisher.await??;
@@ -115,10 +134,19 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
         .rate("messages_per_s", total, elapsed)
         .latency("", &latency)
         .set("lost", integrity.iter().map(|i| i.lost(total)).sum::<u64>())
-        .set("duplicated", integrity.iter().map(|i| i.duplicated).sum::<u64>())
-        .set("out_of_order", integrity.iter().map(|i| i.out_of_order).sum::<u64>())
+        .set(
+            "duplicated",
+            integrity.iter().map(|i| i.duplicated).sum::<u64>(),
+        )
+        .set(
+            "out_of_order",
+            integrity.iter().map(|i| i.out_of_order).sum::<u64>(),
+        )
         .set("seconds", (elapsed.as_secs_f64() * 1000.0).round() / 1000.0)
-        .set("client_cpu_percent", (cpu / elapsed.as_secs_f64().max(1e-9) * 100.0).round());
+        .set(
+            "client_cpu_percent",
+            (cpu / elapsed.as_secs_f64().max(1e-9) * 100.0).round(),
+        );
     if let Some(path) = &target.plot {
         crate::plot::percentiles(path, "fan-out delivery latency", &[(label, &latency)])?;
     }
@@ -128,19 +156,33 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
 /// Reads message frames until every seq up to `total` arrived, or the
 /// stream goes quiet for 10 s.
 async fn receive(mut ws: Ws, total: u64, delivered: Arc<AtomicU64>) -> Received {
-    let mut got = Received { integrity: Integrity::default(), latency: report::histogram(), last: None };
+    let mut got = Received {
+        integrity: Integrity::default(),
+        latency: report::histogram(),
+        last: None,
+    };
     let mut unreported = 0;
     while got.integrity.received < total {
-        let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await else { break };
-        let Message::Text(text) = message else { continue };
-        let (Some(seq), Some(sent)) = (client::field(&text, "\"seq\":"), client::sent_at(&text)) else { continue };
+        let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await
+        else {
+            break;
+        };
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let (Some(seq), Some(sent)) = (client::field(&text, "\"seq\":"), client::sent_at(&text))
+        else {
+            continue;
+        };
         if !text.contains("\"type\":\"message\"") {
             continue;
         }
         let now = Instant::now();
         got.integrity.record(seq);
         got.last = Some(now);
-        let _ = got.latency.record(client::now_nanos().saturating_sub(sent) / 1000);
+        let _ = got
+            .latency
+            .record(client::now_nanos().saturating_sub(sent) / 1000);
         unreported += 1;
         if unreported == 100 {
             delivered.fetch_add(unreported, Ordering::Relaxed);

@@ -45,7 +45,8 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     let mut out = Report::new("idle");
     out.set("connections", sockets.len());
     if let (Some(before), Some(after)) = (before, after) {
-        let per_socket = (after.saturating_sub(before)) as f64 * 1024.0 / sockets.len().max(1) as f64;
+        let per_socket =
+            (after.saturating_sub(before)) as f64 * 1024.0 / sockets.len().max(1) as f64;
         out.set("server_rss_before_kib", before)
             .set("server_rss_after_kib", after)
             .set("bytes_per_socket", per_socket.round());

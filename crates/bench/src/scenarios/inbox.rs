@@ -19,10 +19,15 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     let t = Target::open(target).await?;
     let admin = t.users("a", 1, true).await?.remove(0);
     let reader = t.users("r", 1, false).await?.remove(0);
-    let tag = t.store.create_tag(&admin.0, &format!("b{}inbox", t.run)).await?;
+    let tag = t
+        .store
+        .create_tag(&admin.0, &format!("b{}inbox", t.run))
+        .await?;
     t.store.subscribe(&admin.0, reader.0.id, tag.id).await?;
     for i in 0..args.notifications {
-        t.store.create_notification(&admin.0, tag.id, &format!("n{i}")).await?;
+        t.store
+            .create_notification(&admin.0, tag.id, &format!("n{i}"))
+            .await?;
     }
     let http = reqwest::Client::new();
     let mut first = report::histogram();
@@ -35,9 +40,16 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
             (format!("page={}&page_size=20", 50 + i % 50), &mut deep),
         ] {
             let started = Instant::now();
-            let response =
-                http.get(format!("{}/api/notifications/?{query}", t.args.api)).bearer_auth(&reader.1).send().await?;
-            anyhow::ensure!(response.status().is_success(), "inbox failed: {}", response.status());
+            let response = http
+                .get(format!("{}/api/notifications/?{query}", t.args.api))
+                .bearer_auth(&reader.1)
+                .send()
+                .await?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "inbox failed: {}",
+                response.status()
+            );
             let _ = response.bytes().await?;
             histogram.record(started.elapsed().as_micros() as u64)?;
         }

@@ -32,7 +32,10 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let t = Target::open(target).await?;
     let admin = t.users("a", 1, true).await?.remove(0);
-    let tag = t.store.create_tag(&admin.0, &format!("b{}tag", t.run)).await?;
+    let tag = t
+        .store
+        .create_tag(&admin.0, &format!("b{}tag", t.run))
+        .await?;
     let created = Arc::new(AtomicU64::new(0));
     let bar = super::progress("setup", args.subscribers as u64, created.clone());
     let mut online = vec![];
@@ -87,7 +90,11 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
             .send()
             .await?;
         let took = started.elapsed();
-        anyhow::ensure!(response.status().as_u16() == 201, "create failed: {}", response.status());
+        anyhow::ensure!(
+            response.status().as_u16() == 201,
+            "create failed: {}",
+            response.status()
+        );
         let body: serde_json::Value = response.json().await?;
         let id = body["id"].as_u64().unwrap_or_default();
         create.record(took.as_micros() as u64)?;
@@ -95,7 +102,10 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
         let deadline = started + Duration::from_secs(10);
         let mut last = started;
         while have.get(&id).copied().unwrap_or(0) < args.online {
-            let Ok(Some((got, at))) = tokio::time::timeout_at(deadline.into(), rx.recv()).await else { break };
+            let Ok(Some((got, at))) = tokio::time::timeout_at(deadline.into(), rx.recv()).await
+            else {
+                break;
+            };
             *have.entry(got).or_default() += 1;
             if got == id {
                 last = at;

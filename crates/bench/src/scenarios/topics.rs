@@ -35,11 +35,14 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
             let mut integrity = Integrity::default();
             let mut latency = report::histogram();
             while integrity.received < expected {
-                let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await
+                let Ok(Some(Ok(Message::Text(text)))) =
+                    tokio::time::timeout(Duration::from_secs(10), ws.next()).await
                 else {
                     break;
                 };
-                if let (Some(seq), Some(sent)) = (client::field(&text, "\"seq\":"), client::sent_at(&text)) {
+                if let (Some(seq), Some(sent)) =
+                    (client::field(&text, "\"seq\":"), client::sent_at(&text))
+                {
                     integrity.record(seq);
                     let _ = latency.record(client::now_nanos().saturating_sub(sent) / 1000);
                 }
@@ -58,13 +61,18 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
             let (mut sent, mut acked) = (0, 0);
             while acked < messages {
                 while sent < messages && sent - acked < window {
-                    let frame = format!(r#"{{"action":"message","topic_name":"@{peer}","content":"{}"}}"#, client::stamped(16));
+                    let frame = format!(
+                        r#"{{"action":"message","topic_name":"@{peer}","content":"{}"}}"#,
+                        client::stamped(16)
+                    );
                     sink.send(Message::Text(frame.into())).await?;
                     sent += 1;
                 }
                 match stream.next().await {
                     Some(Ok(Message::Text(text))) if text.contains("\"ack\"") => acked += 1,
-                    Some(Ok(Message::Text(text))) if text.contains("\"error\"") => anyhow::bail!("refused: {text}"),
+                    Some(Ok(Message::Text(text))) if text.contains("\"error\"") => {
+                        anyhow::bail!("refused: {text}")
+                    }
                     Some(Ok(_)) => {}
                     other => anyhow::bail!("sender stream ended: {other:?}"),
                 }

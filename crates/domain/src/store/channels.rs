@@ -386,36 +386,16 @@ impl Store {
         sender: &Actor,
         content: &str,
     ) -> Result<StoredMessage, StoreError> {
-        let now = now_millis();
-        let mut tx = self.write.begin().await?;
-        let seq: i64 = sqlx::query_scalar(
-            "UPDATE channels SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
-        )
-        .bind(channel_id)
-        .fetch_optional(&mut *tx)
-        .await?
-        .ok_or(StoreError::NotFound)?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO messages (channel_id, seq, sender_id, content, created_at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
-        )
-        .bind(channel_id)
-        .bind(seq)
-        .bind(sender.id)
-        .bind(content)
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(StoredMessage {
-            id,
+        let (reply, stored) = tokio::sync::oneshot::channel();
+        let request = super::group_commit::PublishRequest {
             channel_id,
-            seq,
-            sender_id: sender.id,
-            sender: sender.username.clone(),
+            sender: sender.clone(),
             content: content.to_owned(),
-            created_at: now,
-        })
+            reply,
+        };
+        let gone = || StoreError::Unavailable("the store's writer has stopped".into());
+        self.publisher.send(request).await.map_err(|_| gone())?;
+        stored.await.map_err(|_| gone())?
     }
 
     /// Messages with `seq > after`, oldest first. With `skip_sender`, that

@@ -3,16 +3,17 @@
 
 use domain::names::{Target, TopicName, Username};
 use domain::protocol::{ClientFrame, ErrorCode, FrameError, ServerFrame, parse};
-use domain::service::ServiceError;
+use domain::service::{Published, ServiceError};
+use serde_json::Value;
 
-use super::{End, Session, close};
+use super::{End, Pending, Session, close};
 use crate::error::frame_error;
 use crate::metrics::frame_in;
 
 type Reply = Result<Option<ServerFrame>, FrameError>;
 
 impl Session {
-    pub(super) async fn on_text(&mut self, text: &str) -> Result<(), End> {
+    pub(super) async fn on_text(&mut self, text: &str, pending: &mut Pending) -> Result<(), End> {
         let request = match parse(text) {
             Ok(request) => request,
             Err(error) => {
@@ -29,7 +30,9 @@ impl Session {
             }
             ClientFrame::Unsubscribe { topic } => self.unsubscribe(topic).await,
             ClientFrame::Invite { topic, username } => self.invite(topic, username).await,
-            ClientFrame::Message { target, content } => self.publish(target, content).await,
+            ClientFrame::Message { target, content } => {
+                self.publish(target, content, reference.clone(), pending)
+            }
             ClientFrame::NotificationsList { page } => {
                 frame_in("notifications_list");
                 let page = self
@@ -150,7 +153,15 @@ impl Session {
         Ok(Some(ServerFrame::Ok))
     }
 
-    async fn publish(&mut self, target: Target, content: String) -> Reply {
+    /// Starts a publish; its ack (or error) is sent when it commits, in
+    /// the order publishes were sent, while the socket keeps being served.
+    fn publish(
+        &mut self,
+        target: Target,
+        content: String,
+        reference: Option<Value>,
+        pending: &mut Pending,
+    ) -> Reply {
         frame_in("message");
         if !self.bucket.take() {
             return Err(FrameError::new(
@@ -158,18 +169,31 @@ impl Session {
                 "publishing too fast; slow down",
             ));
         }
-        let published = self
-            .state
-            .core
-            .publish(&self.actor, &target, &content)
-            .await
-            .map_err(frame_error)?;
-        let message = &published.message;
-        Ok(Some(ServerFrame::Ack {
-            id: message.id,
-            topic: published.label.clone(),
-            seq: message.seq,
-        }))
+        let (core, actor) = (self.state.core.clone(), self.actor.clone());
+        pending.push_back(Box::pin(async move {
+            let result = core.publish(&actor, &target, &content).await;
+            (reference, result)
+        }));
+        Ok(None)
+    }
+
+    pub(super) async fn on_published(
+        &mut self,
+        reference: Option<Value>,
+        result: Result<Published, ServiceError>,
+    ) -> Result<(), End> {
+        let frame = match result {
+            Ok(published) => {
+                let message = &published.message;
+                ServerFrame::Ack {
+                    id: message.id,
+                    topic: published.label.clone(),
+                    seq: message.seq,
+                }
+            }
+            Err(err) => ServerFrame::error(&frame_error(err)),
+        };
+        self.send(&frame, reference.as_ref()).await
     }
 
     async fn set_item(

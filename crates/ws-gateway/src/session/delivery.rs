@@ -9,11 +9,18 @@ use domain::model::StoredMessage;
 use domain::protocol::ServerFrame;
 use domain::store::{ChannelKind, Cursor};
 
-use super::{End, Session, Tracked, TrackedTag, close};
+use axum::extract::ws::Utf8Bytes;
+use tokio::time::Instant;
+
+use super::{End, Held, Session, Tracked, TrackedTag, close};
 use crate::hub::Outbound;
 
 /// Rows read per catch-up query.
 const PAGE: i64 = 500;
+/// Live frames held per channel while waiting for a missing seq.
+const MAX_HELD: usize = 256;
+/// How long a gap may stay open before the store fills it.
+const GAP_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 fn internal<E: std::fmt::Display>(err: E) -> End {
     tracing::error!(error = %err, "store failure during delivery");
@@ -79,6 +86,8 @@ impl Session {
                 label,
                 delivered,
                 dirty: false,
+                held: Default::default(),
+                held_since: None,
             },
         );
         if watch {
@@ -141,7 +150,7 @@ impl Session {
                 .map_err(internal)?;
             self.write_messages(channel_id, &label, &batch).await?;
             if (batch.len() as i64) < PAGE {
-                return Ok(());
+                return self.release_held(channel_id).await;
             }
             self.flush().await?;
         }
@@ -297,16 +306,14 @@ impl Session {
     async fn on_message(
         &mut self,
         message: &StoredMessage,
-        frame: Option<axum::extract::ws::Utf8Bytes>,
+        frame: Option<Utf8Bytes>,
         direct: Option<String>,
     ) -> Result<(), End> {
         let channel_id = message.channel_id;
         if !self.channels.contains_key(&channel_id) {
             let Some(label) = direct else { return Ok(()) };
-            let delivered = self
-                .state
-                .core
-                .store
+            let store = &self.state.core.store;
+            let delivered = store
                 .delivered_seq(channel_id, self.actor.id)
                 .await
                 .map_err(internal)?;
@@ -319,27 +326,68 @@ impl Session {
         if message.seq <= tracked.delivered {
             return Ok(());
         }
+        let frame = frame.unwrap_or_else(|| {
+            Utf8Bytes::from(
+                ServerFrame::Message(message.labelled(tracked.label.clone())).to_json(None),
+            )
+        });
+        let held = Held {
+            sender_id: message.sender_id,
+            created_at: message.created_at,
+            frame,
+        };
+        tracked.held.insert(message.seq, held);
         if message.seq > tracked.delivered + 1 {
-            return self.catch_up_channel(channel_id).await;
-        }
-        tracked.delivered = message.seq;
-        tracked.dirty = true;
-        if message.sender_id == self.actor.id {
+            // Most likely reordered on the way (publishes commit together
+            // and are announced concurrently): wait briefly for the missing
+            // ones before reading the store.
+            tracked.held_since.get_or_insert_with(Instant::now);
+            if tracked.held.len() > MAX_HELD {
+                return self.catch_up_channel(channel_id).await;
+            }
             return Ok(());
         }
-        self.oldest_unflushed.get_or_insert(message.created_at);
-        match frame {
-            Some(frame) => self.feed(frame, 0).await,
-            None => {
-                self.send(
-                    &ServerFrame::Message(
-                        message.labelled(tracked_label(&self.channels, channel_id)),
-                    ),
-                    None,
-                )
-                .await
+        self.release_held(channel_id).await
+    }
+
+    /// Writes held frames that are next in line.
+    async fn release_held(&mut self, channel_id: i64) -> Result<(), End> {
+        loop {
+            let Some(tracked) = self.channels.get_mut(&channel_id) else {
+                return Ok(());
+            };
+            let delivered = tracked.delivered;
+            tracked.held.retain(|&seq, _| seq > delivered);
+            let Some(held) = tracked.held.remove(&(delivered + 1)) else {
+                if tracked.held.is_empty() {
+                    tracked.held_since = None;
+                }
+                return Ok(());
+            };
+            tracked.delivered += 1;
+            tracked.dirty = true;
+            if held.sender_id != self.actor.id {
+                self.oldest_unflushed.get_or_insert(held.created_at);
+                self.feed(held.frame, 0).await?;
             }
         }
+    }
+
+    /// Gaps that did not fill themselves in time are filled from the store.
+    pub(super) async fn fill_stale_gaps(&mut self) -> Result<(), End> {
+        let stale: Vec<i64> = self
+            .channels
+            .iter()
+            .filter(|(_, t)| {
+                t.held_since
+                    .is_some_and(|since| since.elapsed() >= GAP_WAIT)
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for channel_id in stale {
+            self.catch_up_channel(channel_id).await?;
+        }
+        Ok(())
     }
 
     /// Hands positions that moved to the cursor book.
@@ -365,11 +413,4 @@ impl Session {
             );
         }
     }
-}
-
-fn tracked_label(channels: &std::collections::HashMap<i64, Tracked>, channel_id: i64) -> String {
-    channels
-        .get(&channel_id)
-        .map(|t| t.label.clone())
-        .unwrap_or_default()
 }

@@ -9,6 +9,8 @@ on_both_stores!(
     since_replays_history,
     delivered_messages_are_not_delivered_again,
     missed_notifications_and_direct_messages_arrive_on_connect,
+    reordered_events_are_delivered_in_seq_order,
+    a_lost_event_is_filled_from_the_store,
 );
 
 /// Reads message frames until `last` and returns their seqs.
@@ -145,4 +147,57 @@ async fn missed_notifications_and_direct_messages_arrive_on_connect(app: &TestGa
         (Some("@root"), Some("psst"))
     );
     client.expect_quiet().await;
+}
+
+/// Stores messages without announcing them, so a test decides what the
+/// bus carries and in which order.
+async fn store_quietly(
+    app: &TestGateway,
+    owner: &domain::model::Actor,
+    topic: &domain::model::Topic,
+    n: usize,
+) -> Vec<domain::events::Event> {
+    let mut events = vec![];
+    for i in 0..n {
+        let message = app
+            .db
+            .publish(topic.id, owner, &format!("q{i}"))
+            .await
+            .unwrap();
+        events.push(domain::events::Event::TopicMessage {
+            topic: topic.name.clone(),
+            message,
+        });
+    }
+    events
+}
+
+async fn reordered_events_are_delivered_in_seq_order(app: &TestGateway) {
+    let (alice, _) = app.user("alice").await;
+    let (_, bob_token) = app.user("bob").await;
+    let topic = app.topic(&alice, "news", false).await;
+    let mut bob = app.connect(&bob_token).await;
+    bob.request(json!({"action":"subscribe","topic_name":"news"}))
+        .await;
+    let events = store_quietly(app, &alice, &topic, 3).await;
+    for i in [2, 0, 1] {
+        app.core.bus.publish(events[i].clone()).await.unwrap();
+    }
+    assert_eq!(seqs_until(&mut bob, 3).await, [1, 2, 3]);
+    bob.expect_quiet().await;
+}
+
+async fn a_lost_event_is_filled_from_the_store(app: &TestGateway) {
+    let (alice, _) = app.user("alice").await;
+    let (_, bob_token) = app.user("bob").await;
+    let topic = app.topic(&alice, "news", false).await;
+    let mut bob = app.connect(&bob_token).await;
+    bob.request(json!({"action":"subscribe","topic_name":"news"}))
+        .await;
+    let events = store_quietly(app, &alice, &topic, 3).await;
+    // The event for seq 2 never travels.
+    app.core.bus.publish(events[0].clone()).await.unwrap();
+    app.core.bus.publish(events[2].clone()).await.unwrap();
+    assert_eq!(seqs_until(&mut bob, 3).await, [1, 2, 3]);
+    bob.expect_quiet().await;
 }
