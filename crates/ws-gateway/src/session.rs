@@ -108,6 +108,10 @@ pub struct Session {
     /// Commit time of the oldest message fed since the last flush.
     oldest_unflushed: Option<i64>,
     flushes: u64,
+    /// Frames written since the counters were last updated.
+    tally: [u64; 3],
+    /// Something (a frame, a ping, an automatic pong) awaits a flush.
+    needs_flush: bool,
 }
 
 impl Session {
@@ -133,6 +137,8 @@ impl Session {
             unflushed: [0; 3],
             oldest_unflushed: None,
             flushes: 0,
+            tally: [0; 3],
+            needs_flush: false,
         };
         let metrics = session.state.hub.metrics().clone();
         metrics.connections.increment(1.0);
@@ -170,6 +176,8 @@ impl Session {
                 () = tokio::time::sleep_until(expiry) => Err(End::Close(close::TOKEN_EXPIRED, "token expired")),
                 incoming = stream.next(), if pending.len() < MAX_IN_FLIGHT => {
                     last_heard = Instant::now();
+                    // A ping read here is answered by a pong the next flush sends.
+                    self.needs_flush = true;
                     self.on_incoming(incoming, &mut pending).await
                 }
                 Some((reference, result)) = pending.next(), if !pending.is_empty() => {
@@ -178,12 +186,14 @@ impl Session {
                 Some(out) = receiver.recv() => self.on_batch(out, receiver).await,
                 _ = cursor_tick.tick() => {
                     self.note_cursors();
+                    self.report_tally();
                     self.fill_stale_gaps().await
                 }
                 _ = ping.tick() => {
                     if last_heard.elapsed() > config.idle_timeout {
                         Err(End::Gone)
                     } else {
+                        self.needs_flush = true;
                         self.sink.feed(Message::Ping(Default::default())).await.map_err(|_| End::Gone)
                     }
                 }
@@ -288,6 +298,7 @@ impl Session {
 
     async fn feed(&mut self, text: Utf8Bytes, kind: usize) -> Result<(), End> {
         self.unflushed[kind] += 1;
+        self.needs_flush = true;
         self.sink
             .feed(Message::Text(text))
             .await
@@ -296,32 +307,42 @@ impl Session {
 
     /// Writes what was fed, then records metrics and cursors for it.
     async fn flush(&mut self) -> Result<(), End> {
-        self.sink.flush().await.map_err(|_| End::Gone)?;
-        let [messages, notifications, other] = std::mem::take(&mut self.unflushed);
-        if messages + notifications + other == 0 {
+        if !std::mem::take(&mut self.needs_flush) {
             return Ok(());
         }
-        let metrics = self.state.hub.metrics();
-        metrics.frames_out_messages.increment(messages);
-        metrics.frames_out_notifications.increment(notifications);
-        metrics.frames_out_other.increment(other);
-        metrics.deliveries.increment(messages + notifications);
+        self.sink.flush().await.map_err(|_| End::Gone)?;
+        let unflushed = std::mem::take(&mut self.unflushed);
+        for (total, now) in self.tally.iter_mut().zip(unflushed) {
+            *total += now;
+        }
         self.flushes += 1;
         if let Some(committed) = self.oldest_unflushed.take()
             && self.flushes % LATENCY_SAMPLE == 1
         {
             let lag_ms = domain::time::now_millis().saturating_sub(committed).max(0);
+            let metrics = self.state.hub.metrics();
             metrics
                 .delivery_latency
                 .record(Duration::from_millis(lag_ms as u64).as_secs_f64());
         }
-        self.note_cursors();
         Ok(())
+    }
+
+    /// Adds this session's frame counts to the shared counters (batched:
+    /// shared atomics bumped per frame would bounce between cores).
+    fn report_tally(&mut self) {
+        let [messages, notifications, other] = std::mem::take(&mut self.tally);
+        let metrics = self.state.hub.metrics();
+        metrics.frames_out_messages.increment(messages);
+        metrics.frames_out_notifications.increment(notifications);
+        metrics.frames_out_other.increment(other);
+        metrics.deliveries.increment(messages + notifications);
     }
 
     /// Saves progress, leaves the hub, and closes the socket.
     async fn finish(&mut self, end: End) {
         self.note_cursors();
+        self.report_tally();
         self.state.cursors.flush(&self.state.core.store).await;
         let keys: Vec<Key> = self
             .channels

@@ -326,6 +326,23 @@ impl Session {
         if message.seq <= tracked.delivered {
             return Ok(());
         }
+        if message.seq == tracked.delivered + 1 && tracked.held.is_empty() {
+            // The common case: the next seq, nothing waiting.
+            tracked.delivered = message.seq;
+            tracked.dirty = true;
+            if message.sender_id == self.actor.id {
+                return Ok(());
+            }
+            self.oldest_unflushed.get_or_insert(message.created_at);
+            return match frame {
+                Some(frame) => self.feed(frame, 0).await,
+                None => {
+                    let label = tracked.label.clone();
+                    self.send(&ServerFrame::Message(message.labelled(label)), None)
+                        .await
+                }
+            };
+        }
         let frame = frame.unwrap_or_else(|| {
             Utf8Bytes::from(
                 ServerFrame::Message(message.labelled(tracked.label.clone())).to_json(None),
