@@ -14,6 +14,7 @@ mod channels;
 mod cursors;
 mod group_commit;
 mod inbox;
+mod inbox_page;
 mod tags;
 mod users;
 

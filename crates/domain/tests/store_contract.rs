@@ -47,6 +47,7 @@ contract!(
     notification_backlog_follows_the_subscription_cursor,
     audit_records_old_and_new_values,
     tag_and_subscription_lifecycle,
+    inbox_counts_agree_with_pages_across_tags_and_states,
 );
 
 async fn user(store: &Store, name: &str) -> Actor {
@@ -626,4 +627,54 @@ async fn tag_and_subscription_lifecycle(db: &TestStore) {
         db.delete_tag(&root, tag.id).await,
         Err(StoreError::NotFound)
     ));
+}
+
+async fn inbox_counts_agree_with_pages_across_tags_and_states(db: &TestStore) {
+    let root = admin(db, "root").await;
+    let alice = user(db, "alice").await;
+    let news = db.create_tag(&root, "news").await.unwrap();
+    let ops = db.create_tag(&root, "ops").await.unwrap();
+    db.subscribe(&alice, alice.id, news.id).await.unwrap();
+    db.subscribe(&alice, alice.id, ops.id).await.unwrap();
+    let mut ids = vec![];
+    for i in 0..6 {
+        let tag = if i % 2 == 0 { news.id } else { ops.id };
+        ids.push(
+            db.create_notification(&root, tag, &i.to_string())
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    let item = |id| async move { db.inbox_item(alice.id, id).await.unwrap().unwrap() };
+    db.update_inbox_item(&alice, &item(ids[0]).await, None, Some(true))
+        .await
+        .unwrap();
+    db.read_all(&alice).await.unwrap();
+    db.update_inbox_item(&alice, &item(ids[1]).await, Some(false), None)
+        .await
+        .unwrap();
+    let late = db
+        .create_notification(&root, ops.id, "late")
+        .await
+        .unwrap()
+        .id;
+    for (filter, expected) in [
+        (None, vec![late, ids[5], ids[4], ids[3], ids[2], ids[1]]),
+        (Some(true), vec![late, ids[1]]),
+        (Some(false), vec![ids[5], ids[4], ids[3], ids[2]]),
+    ] {
+        let all = db.inbox_page(alice.id, filter, page(1, 100)).await.unwrap();
+        assert_eq!(all.count, expected.len() as i64, "{filter:?}");
+        assert_eq!(
+            all.results.iter().map(|i| i.id).collect::<Vec<_>>(),
+            expected,
+            "{filter:?}"
+        );
+        let second = db.inbox_page(alice.id, filter, page(2, 1)).await.unwrap();
+        assert_eq!(
+            second.results.iter().map(|i| i.id).collect::<Vec<_>>(),
+            expected[1..2].to_vec()
+        );
+    }
 }

@@ -8,7 +8,6 @@
 use super::audit::{Changes, record};
 use super::{Store, StoreError, flag};
 use crate::model::{Actor, InboxItem, Notification};
-use crate::paging::{Page, PageRequest};
 use crate::time::now_millis;
 
 /// The notifications in `$1`'s inbox, minus the ones it deleted.
@@ -23,7 +22,7 @@ const INBOX: &str = "FROM subscriptions s \
 const IS_READ: &str = "COALESCE(st.is_read, CASE WHEN n.id <= u.read_watermark THEN 1 ELSE 0 END)";
 
 #[derive(sqlx::FromRow)]
-struct ItemRow {
+pub(super) struct ItemRow {
     id: i64,
     tag_id: i64,
     seq: i64,
@@ -97,38 +96,6 @@ impl Store {
             timestamp: now,
             seq,
         })
-    }
-
-    /// Newest first; `unread` filters on the read flag.
-    pub async fn inbox_page(
-        &self,
-        user_id: i64,
-        unread: Option<bool>,
-        page: PageRequest,
-    ) -> Result<Page<InboxItem>, StoreError> {
-        // `$2` is the wanted is_read value, or NULL for all.
-        let want_read = unread.map(|unread| flag(!unread));
-        let filter = format!("AND ($2 IS NULL OR {IS_READ} = $2)");
-        let count: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {INBOX} {filter}"))
-            .bind(user_id)
-            .bind(want_read)
-            .fetch_one(&self.read)
-            .await?;
-        let rows: Vec<ItemRow> = sqlx::query_as(&format!(
-            "{} {filter} ORDER BY n.id DESC LIMIT $3 OFFSET $4",
-            item_select()
-        ))
-        .bind(user_id)
-        .bind(want_read)
-        .bind(page.limit())
-        .bind(page.offset())
-        .fetch_all(&self.read)
-        .await?;
-        Ok(Page::new(
-            page,
-            count,
-            rows.into_iter().map(Into::into).collect(),
-        ))
     }
 
     /// One item of `user_id`'s inbox; `None` if it is not theirs or deleted.
