@@ -73,7 +73,7 @@ impl Store {
             .await?;
             items.extend(rows.into_iter().map(InboxItem::from));
         }
-        items.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+        items.sort_unstable_by_key(|item| std::cmp::Reverse(item.id));
         let results = items
             .into_iter()
             .skip(page.offset() as usize)
