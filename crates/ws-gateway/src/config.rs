@@ -37,7 +37,7 @@ pub struct GatewayArgs {
     pub idle_timeout: Duration,
 
     /// Per-socket read buffer, in bytes (the main part of an idle socket's memory).
-    #[arg(long, env = "TIDINGS_WS_READ_BUFFER", default_value_t = 4096)]
+    #[arg(long, env = "TIDINGS_WS_READ_BUFFER", default_value_t = 1024)]
     pub read_buffer_bytes: usize,
 }
 
@@ -62,7 +62,7 @@ impl Default for GatewayConfig {
             publish_burst: 2000,
             ping_interval: Duration::from_secs(25),
             idle_timeout: Duration::from_secs(60),
-            read_buffer_bytes: 4096,
+            read_buffer_bytes: 1024,
         }
     }
 }

@@ -84,8 +84,7 @@ impl Core {
         username: &str,
         content: &str,
     ) -> Result<Published, ServiceError> {
-        let peer = self.peer(actor, username).await?;
-        let channel = self.store.direct_channel(actor.id, peer.id).await?;
+        let (peer, channel) = self.direct(actor, username).await?;
         let message = self.store.publish(channel, actor, content).await?;
         self.announce(Event::DirectMessage {
             to: peer.id,
@@ -96,6 +95,28 @@ impl Core {
             message,
             label: format!("@{}", peer.username),
         })
+    }
+
+    /// The peer and the conversation with them, created on first use.
+    async fn direct(&self, actor: &Actor, username: &str) -> Result<(User, i64), ServiceError> {
+        let key = (actor.id, username.to_owned());
+        let cached = self
+            .directs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(found) = cached {
+            return Ok(found);
+        }
+        let peer = self.peer(actor, username).await?;
+        let channel = self.store.direct_channel(actor.id, peer.id).await?;
+        let mut cache = self.directs.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= super::DIRECT_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(key, (peer.clone(), channel));
+        Ok((peer, channel))
     }
 
     async fn peer(&self, actor: &Actor, username: &str) -> Result<User, ServiceError> {
