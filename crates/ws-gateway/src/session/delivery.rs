@@ -246,13 +246,14 @@ impl Session {
                     .delivered_seq(*channel_id, self.actor.id)
                     .await
                     .map_err(internal)?;
-                self.track_channel(
-                    *channel_id,
-                    topic.clone(),
-                    delivered.unwrap_or(*from_seq),
-                    true,
-                )
-                .await;
+                // The membership may already be gone again (an unsubscribe
+                // handled before this queued event): then there is nothing
+                // to deliver.
+                let Some(delivered) = delivered else {
+                    return Ok(());
+                };
+                self.track_channel(*channel_id, topic.clone(), delivered.max(*from_seq), true)
+                    .await;
                 if let Some(by) = invited_by {
                     self.send(
                         &ServerFrame::Invited {
