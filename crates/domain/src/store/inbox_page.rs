@@ -28,7 +28,9 @@ struct Overrides {
     overridden_below_watermark: i64,
 }
 
-const IS_READ: &str = "COALESCE(st.is_read, CASE WHEN n.id <= $5 THEN 1 ELSE 0 END)";
+/// Explicitly marked, else read when at or below the read-all watermark.
+const READ: &str = "COALESCE((SELECT st.is_read FROM inbox_state st \
+     WHERE st.user_id = $1 AND st.notification_id = n.id), CASE WHEN n.id <= $5 THEN 1 ELSE 0 END)";
 
 impl Store {
     /// Newest first; `unread` filters on the read flag.
@@ -55,19 +57,28 @@ impl Store {
         let mut items = Vec::new();
         for range in ranges.iter().filter(|r| r.end_seq > r.start_seq) {
             count += self.range_count(user_id, range, watermark, unread).await?;
+            // Correlated lookups rather than a join keep the index walk
+            // visible to the planner: PostgreSQL cannot estimate how many
+            // rows survive a join filter and would sort the whole range.
+            let filter = if want_read.is_some() {
+                format!("AND {READ} = $6")
+            } else {
+                String::new()
+            };
             let rows: Vec<ItemRow> = sqlx::query_as(&format!(
-                "SELECT n.id, n.tag_id, n.seq, n.message, n.created_at, {IS_READ} AS is_read \
+                "SELECT n.id, n.tag_id, n.seq, n.message, n.created_at, {READ} AS is_read \
                  FROM notifications n \
-                 LEFT JOIN inbox_state st ON st.user_id = $1 AND st.notification_id = n.id \
-                 WHERE n.tag_id = $2 AND n.seq > $3 AND n.seq <= $4 AND COALESCE(st.is_deleted, 0) = 0 \
-                 AND ($6 IS NULL OR {IS_READ} = $6) ORDER BY n.seq DESC LIMIT $7"
+                 WHERE n.tag_id = $2 AND n.seq > $3 AND n.seq <= $4 \
+                 AND NOT EXISTS (SELECT 1 FROM inbox_state d \
+                     WHERE d.user_id = $1 AND d.notification_id = n.id AND d.is_deleted = 1) \
+                 {filter} ORDER BY n.seq DESC LIMIT $7"
             ))
             .bind(user_id)
             .bind(range.tag_id)
             .bind(range.start_seq)
             .bind(range.end_seq)
             .bind(watermark)
-            .bind(want_read)
+            .bind(want_read.unwrap_or(0))
             .bind(page.offset() + page.limit())
             .fetch_all(&self.read)
             .await?;
