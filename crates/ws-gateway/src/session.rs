@@ -165,15 +165,21 @@ impl Session {
         let mut pending = Pending::new();
         let kick = Arc::clone(&self.handle.kick);
         let shutdown = self.state.shutdown.clone();
+        // Built once, not per wake-up: a fresh timer or watch subscription
+        // for every frame delivered would cost more than the frame.
+        let shutting_down = shutdown.wait();
+        let kicked = kick.notified();
+        let expired = tokio::time::sleep_until(expiry);
+        tokio::pin!(shutting_down, kicked, expired);
         loop {
             let step = tokio::select! {
                 biased;
-                () = shutdown.wait() => Err(End::Close(close::GOING_AWAY, "server shutting down")),
-                () = kick.notified() => {
+                () = &mut shutting_down => Err(End::Close(close::GOING_AWAY, "server shutting down")),
+                () = &mut kicked => {
                     self.state.hub.metrics().slow_consumers.increment(1);
                     Err(End::Close(close::SLOW_CONSUMER, "slow consumer; reconnect to catch up"))
                 }
-                () = tokio::time::sleep_until(expiry) => Err(End::Close(close::TOKEN_EXPIRED, "token expired")),
+                () = &mut expired => Err(End::Close(close::TOKEN_EXPIRED, "token expired")),
                 incoming = stream.next(), if pending.len() < MAX_IN_FLIGHT => {
                     last_heard = Instant::now();
                     // A ping read here is answered by a pong the next flush sends.
