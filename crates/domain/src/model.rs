@@ -1,4 +1,4 @@
-//! The records clients see, in the exact shape PROTOCOL.md gives them.
+//! The records clients see, in the exact shape of the documented protocol.
 //!
 //! Store rows convert into these; REST bodies and WebSocket frames serialize
 //! them directly, so both surfaces show one shape.

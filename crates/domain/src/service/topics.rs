@@ -1,6 +1,6 @@
 //! Topics and their members.
 //!
-//! The rules (PROTOCOL.md): anyone reads and joins a public topic; only
+//! The rules (docs/protocol.md): anyone reads and joins a public topic; only
 //! members read, join or publish to a private one, and a member may bring
 //! others in. Admins may read and manage every topic; to publish to a
 //! private topic they, too, join it first.
