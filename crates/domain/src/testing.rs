@@ -3,8 +3,27 @@
 //! named by `TIDINGS_TEST_DATABASE_URL`.
 
 use std::ops::Deref;
+use std::sync::LazyLock;
 
+use crate::model::User;
+use crate::names::Username;
 use crate::store::Store;
+
+/// The password of every user made by [`user`].
+pub const TEST_PASSWORD: &str = "correct horse battery";
+
+/// Hashed once: argon2 per test user would dominate the suite's run time.
+static TEST_HASH: LazyLock<String> =
+    LazyLock::new(|| crate::auth::hash_password(TEST_PASSWORD).expect("hash"));
+
+/// Creates a user whose password is [`TEST_PASSWORD`].
+pub async fn user(store: &Store, name: &str, admin: bool) -> User {
+    let name = Username::parse(name).expect("a valid test username");
+    store
+        .create_user(None, &name, &TEST_HASH, admin)
+        .await
+        .expect("create a test user")
+}
 
 /// The environment variable naming the PostgreSQL server for tests.
 pub const POSTGRES_ENV: &str = "TIDINGS_TEST_DATABASE_URL";

@@ -3,20 +3,12 @@
 //! binary, so it cannot cut these tests' connections mid-way.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use std::sync::Arc;
-use std::time::Duration;
+use domain::bus::Bus;
+use domain::events::Key;
 
-use domain::bus::{Bus, Delivery, RedisBus};
-use domain::events::{Event, InboxChange, Key};
-use tokio::sync::broadcast::Receiver;
-
-async fn bus(prefix: &str) -> Option<Arc<RedisBus>> {
-    let Ok(url) = std::env::var("TIDINGS_TEST_REDIS_URL") else {
-        eprintln!("skipped: TIDINGS_TEST_REDIS_URL is not set");
-        return None;
-    };
-    Some(RedisBus::connect(&url, prefix, 1024).await.unwrap())
-}
+#[path = "common/redis_bus.rs"]
+mod redis_bus;
+use redis_bus::{bus, inbox, next_event};
 
 fn prefix() -> String {
     format!("t{}", uuid_like())
@@ -27,26 +19,6 @@ fn uuid_like() -> u128 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos()
-}
-
-async fn next_event(rx: &mut Receiver<Delivery>) -> Event {
-    loop {
-        let delivery = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        if let Delivery::Event(event) = delivery {
-            return (*event).clone();
-        }
-    }
-}
-
-fn inbox(user_id: i64, id: i64) -> Event {
-    Event::Inbox {
-        user_id,
-        id,
-        change: InboxChange::Read,
-    }
 }
 
 #[tokio::test]

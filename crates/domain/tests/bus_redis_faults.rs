@@ -3,40 +3,14 @@
 //! test binary.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use domain::bus::{Bus, Delivery, RedisBus};
-use domain::events::{Event, InboxChange, Key};
-use tokio::sync::broadcast::Receiver;
+use domain::bus::{Bus, Delivery};
+use domain::events::{Event, Key};
 
-async fn bus(prefix: &str) -> Option<Arc<RedisBus>> {
-    let Ok(url) = std::env::var("TIDINGS_TEST_REDIS_URL") else {
-        eprintln!("skipped: TIDINGS_TEST_REDIS_URL is not set");
-        return None;
-    };
-    Some(RedisBus::connect(&url, prefix, 1024).await.unwrap())
-}
-
-async fn next_event(rx: &mut Receiver<Delivery>) -> Event {
-    loop {
-        let delivery = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        if let Delivery::Event(event) = delivery {
-            return (*event).clone();
-        }
-    }
-}
-
-fn inbox(user_id: i64, id: i64) -> Event {
-    Event::Inbox {
-        user_id,
-        id,
-        change: InboxChange::Read,
-    }
-}
+#[path = "common/redis_bus.rs"]
+mod redis_bus;
+use redis_bus::{bus, inbox, next_event};
 
 #[tokio::test]
 async fn a_killed_subscription_reconnects_and_asks_for_a_resync() {

@@ -26,10 +26,6 @@ impl Shutdown {
         self.sender.send_replace(true);
     }
 
-    pub fn is_triggered(&self) -> bool {
-        *self.sender.borrow()
-    }
-
     /// Resolves once shutdown has been triggered.
     pub async fn wait(&self) {
         let mut receiver = self.sender.subscribe();

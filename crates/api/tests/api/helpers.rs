@@ -1,12 +1,11 @@
 //! A real API server on 127.0.0.1:0 over a fresh store, and an HTTP client.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use domain::auth::{JwtKeys, TokenType, hash_password};
+use domain::auth::{JwtKeys, TokenType};
 use domain::bus::LocalBus;
 use domain::model::User;
-use domain::names::Username;
 use domain::service::{Core, Limits};
 use domain::testing::{Flavor, TestStore};
 use ops::shutdown::Shutdown;
@@ -14,11 +13,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tidings_api::{ApiConfig, AppState};
 
-pub const PASSWORD: &str = "correct horse battery";
+pub use domain::testing::TEST_PASSWORD as PASSWORD;
 pub const SECRET: &[u8] = b"an-api-test-secret-of-32-bytes!!";
-
-/// Hashing once keeps tests fast; every test user shares this password.
-static HASH: LazyLock<String> = LazyLock::new(|| hash_password(PASSWORD).expect("hash"));
 
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
@@ -103,11 +99,7 @@ impl TestApp {
 
     /// Creates a user straight in the store; returns it and an access token.
     pub async fn user_with(&self, name: &str, admin: bool) -> (User, String) {
-        let user = self
-            .db
-            .create_user(None, &Username::parse(name).unwrap(), &HASH, admin)
-            .await
-            .unwrap();
+        let user = domain::testing::user(&self.db, name, admin).await;
         let token = self.keys.issue(&user, TokenType::Access).unwrap();
         (user, token)
     }

@@ -1,18 +1,15 @@
 //! An api and two gateways sharing one PostgreSQL database and Redis.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use domain::auth::{JwtKeys, TokenType, hash_password};
+use domain::auth::{JwtKeys, TokenType};
 use domain::model::User;
-use domain::names::Username;
 use domain::testing::TestStore;
 use tokio::process::Child;
 
 use crate::processes::{binary, free_port, start, wait_ready};
 
 pub const SECRET: &str = "a-cluster-test-secret-that-is-long-enough";
-static HASH: LazyLock<String> = LazyLock::new(|| hash_password("password123").unwrap());
 
 pub struct Cluster {
     pub api: String,
@@ -82,11 +79,7 @@ impl Cluster {
 
     /// A user and an access token.
     pub async fn user(&self, name: &str, admin: bool) -> (User, String) {
-        let user = self
-            .db
-            .create_user(None, &Username::parse(name).unwrap(), &HASH, admin)
-            .await
-            .unwrap();
+        let user = domain::testing::user(&self.db, name, admin).await;
         let token = self.keys.issue(&user, TokenType::Access).unwrap();
         (user, token)
     }

@@ -1,13 +1,12 @@
 //! A real gateway (and REST API, sharing its core and bus) on 127.0.0.1:0
 //! over a fresh store, and a WebSocket client for it.
 
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use domain::auth::{JwtKeys, TokenType, hash_password};
+use domain::auth::{JwtKeys, TokenType};
 use domain::bus::LocalBus;
 use domain::model::{Actor, User};
-use domain::names::Username;
 use domain::service::{Core, Limits};
 use domain::testing::{Flavor, TestStore};
 use ops::shutdown::Shutdown;
@@ -17,8 +16,6 @@ use tidings_gateway::{GatewayConfig, GatewayState};
 pub use crate::ws_client::{Client, PATIENCE};
 
 pub const SECRET: &[u8] = b"a-gateway-test-secret-of-32-byte";
-
-static HASH: LazyLock<String> = LazyLock::new(|| hash_password("password123").expect("hash"));
 
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
@@ -45,6 +42,7 @@ pub struct TestGateway {
     pub db: TestStore,
     pub keys: Arc<JwtKeys>,
     pub core: Arc<Core>,
+    pub hub: Arc<tidings_gateway::hub::Hub>,
     pub shutdown: Shutdown,
 }
 
@@ -76,6 +74,7 @@ impl TestGateway {
         );
         let shutdown = Shutdown::new();
         let state = GatewayState::start(core.clone(), keys.clone(), config, shutdown.clone());
+        let hub = state.hub.clone();
         let ws_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let ws = format!("ws://{}", ws_listener.local_addr().unwrap());
         tokio::spawn(tidings_gateway::serve(ws_listener, state));
@@ -97,16 +96,13 @@ impl TestGateway {
             db,
             keys,
             core,
+            hub,
             shutdown,
         })
     }
 
     pub async fn user_with(&self, name: &str, admin: bool) -> (Actor, String) {
-        let user: User = self
-            .db
-            .create_user(None, &Username::parse(name).unwrap(), &HASH, admin)
-            .await
-            .unwrap();
+        let user: User = domain::testing::user(&self.db, name, admin).await;
         let token = self.keys.issue(&user, TokenType::Access).unwrap();
         (user.into(), token)
     }
