@@ -8,7 +8,8 @@ use crate::helpers::{TestGateway, on_both_stores};
 
 on_both_stores!(
     rest_notifications_are_pushed_live,
-    inbox_actions_reach_every_socket
+    inbox_actions_reach_every_socket,
+    another_users_inbox_item_is_not_found_over_the_socket,
 );
 
 async fn rest_notifications_are_pushed_live(app: &TestGateway) {
@@ -106,4 +107,39 @@ async fn inbox_actions_reach_every_socket(app: &TestGateway) {
     let list = laptop.request(json!({"action":"notifications_list"})).await;
     assert_eq!(list["count"], 1);
     assert_eq!(list["results"][0]["is_read"], false);
+}
+
+async fn another_users_inbox_item_is_not_found_over_the_socket(app: &TestGateway) {
+    let (root, _) = app.user_with("root", true).await;
+    let (alice, alice_token) = app.user("alice").await;
+    let (_, bob_token) = app.user("bob").await;
+    let tag = app.core.create_tag(&root, "news").await.unwrap();
+    app.core
+        .subscribe_tag(&alice, alice.id, tag.id)
+        .await
+        .unwrap();
+    let id = app
+        .core
+        .create_notification(&root, tag.id, "for alice")
+        .await
+        .unwrap()
+        .id;
+    let mut mallory = app.connect(&bob_token).await;
+    for frame in [
+        json!({"action":"mark_read","id": id}),
+        json!({"action":"delete","id": id}),
+    ] {
+        let reply = mallory.request(frame.clone()).await;
+        assert_eq!(reply["code"], "not_found", "{frame}");
+    }
+    let mut owner = app.connect(&alice_token).await;
+    assert_eq!(owner.recv().await["id"], id, "still delivered, untouched");
+    let list = owner.request(json!({"action":"notifications_list"})).await;
+    assert_eq!(
+        (
+            list["count"].as_i64(),
+            list["results"][0]["is_read"].as_bool()
+        ),
+        (Some(1), Some(false))
+    );
 }

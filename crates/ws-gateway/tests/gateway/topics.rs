@@ -11,6 +11,7 @@ on_both_stores!(
     direct_messages_both_ways,
     every_socket_of_a_user_receives,
     unsubscribe_stops_delivery,
+    closed_sockets_leave_no_hub_entries,
 );
 
 async fn subscribe_publish_ack_and_no_echo(app: &TestGateway) {
@@ -212,4 +213,24 @@ async fn unsubscribe_stops_delivery(app: &TestGateway) {
         .request(json!({"action":"unsubscribe","topic_name":"news"}))
         .await;
     assert_eq!(again["code"], "not_subscribed");
+}
+
+async fn closed_sockets_leave_no_hub_entries(app: &TestGateway) {
+    let (alice, alice_token) = app.user("alice").await;
+    app.topic(&alice, "news", false).await;
+    let mut first = app.connect(&alice_token).await;
+    let mut second = app.connect(&alice_token).await;
+    first
+        .request(json!({"action":"subscribe","topic_name":"news"}))
+        .await;
+    assert!(
+        app.hub.watched_keys() >= 2,
+        "the user and the topic are watched"
+    );
+    for ws in [&mut first, &mut second] {
+        ws.send(json!({"action":"disconnect"})).await;
+        assert_eq!(ws.closed().await.0, 1000);
+    }
+    // The close frame is sent after the session has left the hub.
+    assert_eq!(app.hub.watched_keys(), 0);
 }
