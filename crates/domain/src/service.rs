@@ -3,6 +3,7 @@
 //! publish the same events. Each operation: check, store, then publish.
 
 mod inbox;
+mod memo;
 mod messages;
 mod tags;
 mod topics;
@@ -39,13 +40,16 @@ pub struct Core {
     pub bus: SharedBus,
     pub limits: Limits,
     /// Resolved direct conversations, `(sender id, peer name)` to the peer
-    /// and the conversation: neither ever changes once it exists, so a hit
-    /// saves two store reads per direct message.
-    directs: std::sync::Mutex<std::collections::HashMap<(i64, String), (crate::model::User, i64)>>,
+    /// and the conversation: a hit saves two store reads per direct message.
+    directs: memo::Memo<(i64, String), (crate::model::User, i64)>,
+    /// Topics by name, for publishing. A topic's id and privacy never
+    /// change; one deleted meanwhile (here or by another process) makes the
+    /// publish fail, and the name is then looked up afresh.
+    topics: memo::Memo<String, crate::model::Topic>,
 }
 
-/// Entries the direct-conversation cache holds before starting over.
-const DIRECT_CACHE_LIMIT: usize = 100_000;
+/// Entries each cache holds before starting over.
+const CACHE_LIMIT: usize = 100_000;
 
 impl Core {
     pub fn new(store: Store, bus: SharedBus, limits: Limits) -> Arc<Self> {
@@ -53,7 +57,8 @@ impl Core {
             store,
             bus,
             limits,
-            directs: Default::default(),
+            directs: memo::Memo::new(CACHE_LIMIT),
+            topics: memo::Memo::new(CACHE_LIMIT),
         })
     }
 

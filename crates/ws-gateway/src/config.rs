@@ -39,6 +39,12 @@ pub struct GatewayArgs {
     /// Per-socket read buffer, in bytes (the main part of an idle socket's memory).
     #[arg(long, env = "TIDINGS_WS_READ_BUFFER", default_value_t = 1024)]
     pub read_buffer_bytes: usize,
+
+    /// Frames fed to a socket are written once this many bytes are buffered
+    /// (or at the end of a burst): larger means fewer syscalls under load,
+    /// and this much memory kept by each socket that has had a burst.
+    #[arg(long, env = "TIDINGS_WS_WRITE_BUFFER", default_value_t = 16 * 1024)]
+    pub write_buffer_bytes: usize,
 }
 
 /// What sessions need of the settings.
@@ -51,6 +57,7 @@ pub struct GatewayConfig {
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
     pub read_buffer_bytes: usize,
+    pub write_buffer_bytes: usize,
 }
 
 impl Default for GatewayConfig {
@@ -63,6 +70,7 @@ impl Default for GatewayConfig {
             ping_interval: Duration::from_secs(25),
             idle_timeout: Duration::from_secs(60),
             read_buffer_bytes: 1024,
+            write_buffer_bytes: 16 * 1024,
         }
     }
 }
@@ -77,6 +85,7 @@ impl From<&GatewayArgs> for GatewayConfig {
             ping_interval: a.ping_interval,
             idle_timeout: a.idle_timeout,
             read_buffer_bytes: a.read_buffer_bytes,
+            write_buffer_bytes: a.write_buffer_bytes,
         }
     }
 }

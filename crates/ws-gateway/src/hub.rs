@@ -2,33 +2,45 @@
 //!
 //! One dispatcher task reads the bus, serializes each event's frame once,
 //! and hands the same bytes to every interested session through bounded
-//! queues. A full queue marks its session a slow consumer (it is closed
-//! with 4008 and catches up on reconnect); a lagging bus receiver makes
-//! every session resync from the store. Registry entries are removed when
+//! queues. Events that are already waiting on the bus are taken together
+//! and handed over as runs (consecutive events on one key, shared by every
+//! session watching it), so a burst of N messages to S sockets costs S
+//! queue pushes and wake-ups, not N x S. A session with too many frames
+//! queued is a slow consumer (it is closed with 4008 and catches up on
+//! reconnect); a lagging bus receiver makes every session resync from the
+//! store. Registry entries are removed when
 //! their last session goes, and the bus is told to stop routing that key.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
 use domain::bus::{Delivery, SharedBus};
 use domain::events::{Event, InboxChange, Key};
 use domain::protocol::ServerFrame;
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::{Notify, mpsc};
 
 use crate::metrics::GatewayMetrics;
 
 pub type SessionId = u64;
 
+/// The most bus events the dispatcher takes in one go.
+const MAX_DRAIN: usize = 256;
+
+/// An event and, when it has one shape for every recipient, its frame.
+#[derive(Debug)]
+pub struct Routed {
+    pub event: Arc<Event>,
+    pub frame: Option<Utf8Bytes>,
+}
+
 /// What the hub hands a session.
 #[derive(Debug, Clone)]
 pub enum Outbound {
-    /// An event and, when it has one shape for every recipient, its frame.
-    Event {
-        event: Arc<Event>,
-        frame: Option<Utf8Bytes>,
-    },
+    /// Consecutive events on one key, in bus order.
+    Events(Arc<[Routed]>),
     /// Events may have been lost: re-read delivery state from the store.
     Resync,
 }
@@ -37,8 +49,28 @@ pub enum Outbound {
 #[derive(Debug, Clone)]
 pub struct SessionHandle {
     pub queue: mpsc::Sender<Outbound>,
+    /// Events queued and not yet handled; the session subtracts what it handled.
+    pub backlog: Arc<AtomicUsize>,
+    /// The most events that may be queued before the session is a slow consumer.
+    pub limit: usize,
     /// Woken when the queue overflowed: the session must close with 4008.
     pub kick: Arc<Notify>,
+}
+
+impl SessionHandle {
+    pub fn new(queue: mpsc::Sender<Outbound>, limit: usize) -> Self {
+        Self {
+            queue,
+            backlog: Arc::default(),
+            limit,
+            kick: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Called by the session once it has handled `events` queued events.
+    pub fn handled(&self, events: usize) {
+        self.backlog.fetch_sub(events, Ordering::Relaxed);
+    }
 }
 
 type Registry = HashMap<Key, HashMap<SessionId, SessionHandle>>;
@@ -112,37 +144,75 @@ impl Hub {
         let hub = Arc::clone(self);
         let mut receiver = hub.bus.subscribe();
         tokio::spawn(async move {
+            let mut events = Vec::with_capacity(MAX_DRAIN);
             loop {
-                match receiver.recv().await {
-                    Ok(Delivery::Event(event)) => hub.dispatch(event),
-                    Ok(Delivery::Resync) => hub.resync_all(),
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::warn!(
-                            missed,
-                            "the hub fell behind the bus; sessions resync from the store"
-                        );
-                        hub.resync_all();
+                let mut next = Some(receiver.recv().await);
+                // Take whatever else is already waiting, up to a bound.
+                while let Some(received) = next.take() {
+                    match received {
+                        Ok(Delivery::Event(event)) => events.push(event),
+                        Ok(Delivery::Resync) => {
+                            hub.dispatch(&mut events);
+                            hub.resync_all();
+                        }
+                        Err(RecvError::Lagged(missed)) => {
+                            tracing::warn!(
+                                missed,
+                                "the hub fell behind the bus; sessions resync from the store"
+                            );
+                            hub.dispatch(&mut events);
+                            hub.resync_all();
+                        }
+                        Err(RecvError::Closed) => {
+                            hub.dispatch(&mut events);
+                            return;
+                        }
                     }
-                    Err(broadcast::error::RecvError::Closed) => break,
+                    if events.len() < MAX_DRAIN {
+                        next = match receiver.try_recv() {
+                            Ok(delivery) => Some(Ok(delivery)),
+                            Err(TryRecvError::Empty) => None,
+                            Err(TryRecvError::Lagged(missed)) => {
+                                Some(Err(RecvError::Lagged(missed)))
+                            }
+                            Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                        };
+                    }
                 }
+                hub.dispatch(&mut events);
             }
         })
     }
 
-    fn dispatch(&self, event: Arc<Event>) {
-        let key = event.key();
-        let frame = shared_frame(&event);
-        let registry = self.registry.read().unwrap_or_else(|e| e.into_inner());
-        let Some(sessions) = registry.get(&key) else {
+    /// Hands `events` (emptied) to the sessions watching their keys, as
+    /// runs of consecutive events on one key.
+    fn dispatch(&self, events: &mut Vec<Arc<Event>>) {
+        if events.is_empty() {
             return;
-        };
-        for handle in sessions.values() {
-            let out = Outbound::Event {
-                event: Arc::clone(&event),
-                frame: frame.clone(),
-            };
-            self.offer(handle, out);
         }
+        let registry = self.registry.read().unwrap_or_else(|e| e.into_inner());
+        let mut rest = events.as_slice();
+        while let Some(first) = rest.first() {
+            let key = first.key();
+            let len = rest.iter().take_while(|e| e.key() == key).count();
+            let (run, after) = rest.split_at(len);
+            rest = after;
+            let Some(sessions) = registry.get(&key) else {
+                continue;
+            };
+            let run: Arc<[Routed]> = run
+                .iter()
+                .map(|event| Routed {
+                    frame: shared_frame(event),
+                    event: Arc::clone(event),
+                })
+                .collect();
+            for handle in sessions.values() {
+                self.offer(handle, Outbound::Events(Arc::clone(&run)), run.len());
+            }
+        }
+        drop(registry);
+        events.clear();
     }
 
     fn resync_all(&self) {
@@ -151,13 +221,22 @@ impl Hub {
         let mut seen = std::collections::HashSet::new();
         for (id, handle) in registry.values().flat_map(|s| s.iter()) {
             if seen.insert(*id) {
-                self.offer(handle, Outbound::Resync);
+                self.offer(handle, Outbound::Resync, 1);
             }
         }
     }
 
-    fn offer(&self, handle: &SessionHandle, out: Outbound) {
+    /// Queues `out` (worth `events` events) unless the session already
+    /// has its limit queued; then it is kicked instead.
+    fn offer(&self, handle: &SessionHandle, out: Outbound, events: usize) {
+        let queued = handle.backlog.fetch_add(events, Ordering::Relaxed) + events;
+        if queued > handle.limit {
+            handle.backlog.fetch_sub(events, Ordering::Relaxed);
+            handle.kick.notify_one();
+            return;
+        }
         if let Err(mpsc::error::TrySendError::Full(_)) = handle.queue.try_send(out) {
+            handle.backlog.fetch_sub(events, Ordering::Relaxed);
             handle.kick.notify_one();
         }
     }

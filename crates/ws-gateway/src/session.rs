@@ -19,14 +19,14 @@ use domain::model::Actor;
 use domain::protocol::ServerFrame;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::GatewayState;
 use crate::hub::{Outbound, SessionHandle, SessionId};
 use crate::rate::TokenBucket;
 
-/// How many queued events one wake-up handles before flushing.
+/// How many queued events one wake-up handles (at least) before flushing.
 const BATCH: usize = 256;
 /// Publishes one socket may have waiting for their commit; beyond that the
 /// socket is not read until acks go out (backpressure, not buffering).
@@ -118,11 +118,9 @@ impl Session {
     /// Runs a connection to its end.
     pub async fn start(state: GatewayState, actor: Actor, expires_at: i64, socket: WebSocket) {
         let (sink, stream) = socket.split();
-        let (queue, mut receiver) = mpsc::channel(state.config.outbound_queue.max(1));
-        let handle = SessionHandle {
-            queue,
-            kick: Arc::new(Notify::new()),
-        };
+        let limit = state.config.outbound_queue.max(1);
+        let (queue, mut receiver) = mpsc::channel(limit);
+        let handle = SessionHandle::new(queue, limit);
         let bucket = TokenBucket::new(state.config.publish_rate, state.config.publish_burst);
         let id = state.hub.next_session_id();
         let mut session = Session {
@@ -228,19 +226,25 @@ impl Session {
         self.flush().await
     }
 
-    /// Handles one queued event and whatever else is already waiting.
+    /// Handles one queued run of events and whatever else is already waiting.
     async fn on_batch(
         &mut self,
         first: Outbound,
         receiver: &mut mpsc::Receiver<Outbound>,
     ) -> Result<(), End> {
-        self.on_outbound(first).await?;
-        for _ in 1..BATCH {
-            match receiver.try_recv() {
-                Ok(out) => self.on_outbound(out).await?,
-                Err(_) => break,
+        let mut handled = 0;
+        let mut next = Some(first);
+        while let Some(out) = next.take() {
+            handled += match &out {
+                Outbound::Events(run) => run.len(),
+                Outbound::Resync => 1,
+            };
+            self.on_outbound(out).await?;
+            if handled < BATCH {
+                next = receiver.try_recv().ok();
             }
         }
+        self.handle.handled(handled);
         Ok(())
     }
 

@@ -61,7 +61,7 @@ async fn accept(
     let config = &state.config;
     upgrade
         .read_buffer_size(config.read_buffer_bytes)
-        .write_buffer_size(config.read_buffer_bytes)
+        .write_buffer_size(config.write_buffer_bytes)
         // The hard cap sits above the protocol limit so an oversized frame
         // is read, measured and answered with 1009 rather than an I/O error.
         .max_message_size(config.max_frame_bytes.saturating_mul(4))

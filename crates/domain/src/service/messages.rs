@@ -45,12 +45,26 @@ impl Core {
         content: &str,
     ) -> Result<Published, ServiceError> {
         self.check_content(content)?;
-        match target {
-            Target::User(name) => self.publish_direct(actor, name.as_str(), content).await,
-            Target::Name(name) => match self.store.topic(name).await? {
-                Some(topic) => self.publish_topic(actor, &topic, content).await,
-                None => self.publish_direct(actor, name, content).await,
-            },
+        let name = match target {
+            Target::User(name) => return self.publish_direct(actor, name.as_str(), content).await,
+            Target::Name(name) => name,
+        };
+        if let Some(topic) = self.topics.get(name.as_str()) {
+            match self.publish_topic(actor, &topic, content).await {
+                // Nothing was stored: the topic may be gone (or gone and
+                // created again), so look the name up afresh.
+                Err(ServiceError::NotFound(_) | ServiceError::Forbidden(_)) => {
+                    self.topics.remove(name.as_str());
+                }
+                done => return done,
+            }
+        }
+        match self.store.topic(name).await? {
+            Some(topic) => {
+                self.topics.insert(topic.name.clone(), topic.clone());
+                self.publish_topic(actor, &topic, content).await
+            }
+            None => self.publish_direct(actor, name, content).await,
         }
     }
 
@@ -100,22 +114,12 @@ impl Core {
     /// The peer and the conversation with them, created on first use.
     async fn direct(&self, actor: &Actor, username: &str) -> Result<(User, i64), ServiceError> {
         let key = (actor.id, username.to_owned());
-        let cached = self
-            .directs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-            .cloned();
-        if let Some(found) = cached {
+        if let Some(found) = self.directs.get(&key) {
             return Ok(found);
         }
         let peer = self.peer(actor, username).await?;
         let channel = self.store.direct_channel(actor.id, peer.id).await?;
-        let mut cache = self.directs.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= super::DIRECT_CACHE_LIMIT {
-            cache.clear();
-        }
-        cache.insert(key, (peer.clone(), channel));
+        self.directs.insert(key, (peer.clone(), channel));
         Ok((peer, channel))
     }
 

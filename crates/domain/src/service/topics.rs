@@ -63,6 +63,7 @@ impl Core {
             ));
         }
         self.store.delete_topic(actor, &topic).await?;
+        self.topics.remove(topic.name.as_str());
         self.announce(Event::TopicDeleted {
             channel_id: topic.id,
         })

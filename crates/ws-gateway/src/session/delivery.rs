@@ -202,14 +202,22 @@ impl Session {
     }
 
     pub(super) async fn on_outbound(&mut self, out: Outbound) -> Result<(), End> {
-        let (event, frame) = match out {
+        match out {
             Outbound::Resync => {
                 self.load().await?;
-                return self.catch_up_all().await;
+                self.catch_up_all().await
             }
-            Outbound::Event { event, frame } => (event, frame),
-        };
-        match &*event {
+            Outbound::Events(run) => {
+                for routed in run.iter() {
+                    self.on_event(&routed.event, routed.frame.clone()).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_event(&mut self, event: &Event, frame: Option<Utf8Bytes>) -> Result<(), End> {
+        match event {
             Event::TopicMessage { message, .. } => self.on_message(message, frame, None).await,
             Event::DirectMessage { message, .. } => {
                 let peer_label = format!("@{}", message.sender);
