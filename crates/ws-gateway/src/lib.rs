@@ -17,6 +17,7 @@ pub mod rate;
 pub mod session;
 pub mod upgrade;
 
+use axum::serve::ListenerExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -90,6 +91,14 @@ pub fn router(state: GatewayState) -> Router {
 /// last cursors are saved.
 pub async fn serve(listener: TcpListener, state: GatewayState) -> std::io::Result<()> {
     let shutdown = state.shutdown.clone();
+    // Frames are written in bursts and flushed on purpose; Nagle's
+    // algorithm would hold a lone frame back until the previous one is
+    // acknowledged (up to a delayed-ACK timeout).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(%err, "could not set TCP_NODELAY");
+        }
+    });
     let result = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await;
