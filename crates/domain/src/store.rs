@@ -27,6 +27,7 @@ use sqlx::{Any, AnyPool, Executor};
 pub use audit::{AuditFilter, Changes};
 pub use channels::{ChannelKind, Membership};
 pub use cursors::Cursor;
+pub use group_commit::Announcement;
 pub use tags::TagSubscription;
 
 type Tx<'a> = sqlx::Transaction<'a, Any>;
@@ -104,7 +105,8 @@ impl Store {
                 let pool = pool_options(max_connections)
                     .connect_with(options(url)?)
                     .await?;
-                let publisher = group_commit::spawn(pool.clone());
+                let publisher =
+                    group_commit::spawn(pool.clone(), backend).map_err(sqlx::Error::Io)?;
                 Ok(Self {
                     read: pool.clone(),
                     write: pool,
@@ -119,15 +121,20 @@ impl Store {
                     std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
                 }
                 let url = sqlite_url(url);
-                let write = pool_options(1)
+                // An embedded database has no connection to lose: a ping
+                // before every checkout would only add a round trip to
+                // SQLite's worker thread.
+                let sqlite_pool = |n| pool_options(n).test_before_acquire(false);
+                let write = sqlite_pool(1)
                     .after_connect(|conn, _| Box::pin(async move { sqlite_pragmas(conn).await }))
                     .connect_with(options(&url)?)
                     .await?;
-                let read = pool_options(max_connections)
+                let read = sqlite_pool(max_connections)
                     .after_connect(|conn, _| Box::pin(async move { sqlite_pragmas(conn).await }))
                     .connect_with(options(&url)?)
                     .await?;
-                let publisher = group_commit::spawn(write.clone());
+                let publisher =
+                    group_commit::spawn(write.clone(), backend).map_err(sqlx::Error::Io)?;
                 Ok(Self {
                     read,
                     write,

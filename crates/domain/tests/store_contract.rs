@@ -35,6 +35,7 @@ contract!(
     topic_pages_count_and_order,
     seqs_start_at_one_and_have_no_gaps,
     concurrent_publishes_get_distinct_consecutive_seqs,
+    one_commit_of_many_channels_keeps_each_message_whole,
     history_can_leave_out_the_readers_own_messages,
     joining_starts_delivery_after_the_last_message,
     direct_channels_are_symmetric_and_named_by_peer,
@@ -238,6 +239,64 @@ async fn concurrent_publishes_get_distinct_consecutive_seqs(db: &TestStore) {
         .map(|m| m.seq)
         .collect();
     assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+}
+
+/// Hundreds of publishes at once share commits: more than one insert's
+/// worth per channel, two channels and a missing one in the same batch, and
+/// contents that look like SQL or parameters.
+async fn one_commit_of_many_channels_keeps_each_message_whole(db: &TestStore) {
+    let alice = user(db, "alice").await;
+    let mut topics = vec![];
+    for name in ["left", "right"] {
+        let topic = db
+            .create_topic(&alice, &topic_name(name), false)
+            .await
+            .unwrap();
+        topics.push(topic.id);
+    }
+    let tricky = ["'); DROP TABLE messages; --", "$1 ?2 :x", "ünï\"cödé\"", ""];
+    let tasks: Vec<_> = (0..300)
+        .map(|i| {
+            let (store, alice) = (db.store.clone(), alice.clone());
+            let channel = if i % 50 == 49 { 999_999 } else { topics[i % 2] };
+            let content = format!("{i}:{}", tricky[i % tricky.len()]);
+            tokio::spawn(async move {
+                let stored = store.publish(channel, &alice, &content).await;
+                (channel, content, stored)
+            })
+        })
+        .collect();
+    let mut by_channel: std::collections::HashMap<i64, Vec<(i64, String)>> = Default::default();
+    for task in tasks {
+        let (channel, content, stored) = task.await.unwrap();
+        if channel == 999_999 {
+            assert!(matches!(stored, Err(StoreError::NotFound)), "{stored:?}");
+            continue;
+        }
+        let stored = stored.unwrap();
+        assert_eq!((stored.channel_id, &stored.content), (channel, &content));
+        by_channel
+            .entry(channel)
+            .or_default()
+            .push((stored.seq, content));
+    }
+    for channel in topics {
+        let mut sent = by_channel.remove(&channel).unwrap();
+        sent.sort();
+        let kept: Vec<(i64, String)> = db
+            .messages_after(channel, 0, 1000, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.seq, m.content))
+            .collect();
+        assert!(sent.len() > 100);
+        assert_eq!(kept, sent);
+        assert_eq!(
+            kept.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+            (1..=sent.len() as i64).collect::<Vec<_>>()
+        );
+    }
 }
 
 async fn history_can_leave_out_the_readers_own_messages(db: &TestStore) {

@@ -17,7 +17,6 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use domain::events::Key;
 use domain::model::Actor;
 use domain::protocol::ServerFrame;
-use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -99,7 +98,9 @@ pub struct Session {
     actor: Actor,
     id: SessionId,
     handle: SessionHandle,
-    sink: SplitSink<WebSocket, Message>,
+    /// One task reads and writes the socket, so it is never split (a
+    /// split socket takes a lock on every read and write).
+    socket: WebSocket,
     channels: HashMap<i64, Tracked>,
     tags: HashMap<i64, TrackedTag>,
     bucket: TokenBucket,
@@ -117,7 +118,6 @@ pub struct Session {
 impl Session {
     /// Runs a connection to its end.
     pub async fn start(state: GatewayState, actor: Actor, expires_at: i64, socket: WebSocket) {
-        let (sink, stream) = socket.split();
         let limit = state.config.outbound_queue.max(1);
         let (queue, mut receiver) = mpsc::channel(limit);
         let handle = SessionHandle::new(queue, limit);
@@ -128,7 +128,7 @@ impl Session {
             actor,
             id,
             handle,
-            sink,
+            socket,
             channels: HashMap::new(),
             tags: HashMap::new(),
             bucket,
@@ -140,45 +140,40 @@ impl Session {
         };
         let metrics = session.state.hub.metrics().clone();
         metrics.connections.increment(1.0);
-        let end = session.run(stream, &mut receiver, expires_at).await;
+        let end = session.run(&mut receiver, expires_at).await;
         session.finish(end).await;
         metrics.connections.decrement(1.0);
     }
 
-    async fn run(
-        &mut self,
-        mut stream: SplitStream<WebSocket>,
-        receiver: &mut mpsc::Receiver<Outbound>,
-        expires_at: i64,
-    ) -> End {
+    async fn run(&mut self, receiver: &mut mpsc::Receiver<Outbound>, expires_at: i64) -> End {
         if let Err(end) = self.open().await {
             return end;
         }
         let config = self.state.config.clone();
         let expiry = deadline(expires_at);
-        let mut ping =
-            tokio::time::interval_at(Instant::now() + config.ping_interval, config.ping_interval);
+        // One timer for everything periodic (cursors, gap checks, pings,
+        // idle and token expiry): every timer in the select is polled on
+        // every wake-up, and wake-ups happen per burst of frames.
+        let mut tick = tokio::time::interval(CURSOR_EVERY.min(config.ping_interval));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_ping = Instant::now() + config.ping_interval;
         let mut last_heard = Instant::now();
-        let mut cursor_tick = tokio::time::interval(CURSOR_EVERY);
         let mut pending = Pending::new();
         let kick = Arc::clone(&self.handle.kick);
         let shutdown = self.state.shutdown.clone();
-        // Built once, not per wake-up: a fresh timer or watch subscription
-        // for every frame delivered would cost more than the frame.
+        // Built once, not per wake-up: a fresh watch subscription or
+        // notification for every frame delivered would cost more than the frame.
         let shutting_down = shutdown.wait();
         let kicked = kick.notified();
-        let expired = tokio::time::sleep_until(expiry);
-        tokio::pin!(shutting_down, kicked, expired);
+        tokio::pin!(shutting_down, kicked);
         loop {
             let step = tokio::select! {
-                biased;
                 () = &mut shutting_down => Err(End::Close(close::GOING_AWAY, "server shutting down")),
                 () = &mut kicked => {
                     self.state.hub.metrics().slow_consumers.increment(1);
                     Err(End::Close(close::SLOW_CONSUMER, "slow consumer; reconnect to catch up"))
                 }
-                () = &mut expired => Err(End::Close(close::TOKEN_EXPIRED, "token expired")),
-                incoming = stream.next(), if pending.len() < MAX_IN_FLIGHT => {
+                incoming = self.socket.next(), if pending.len() < MAX_IN_FLIGHT => {
                     last_heard = Instant::now();
                     // A ping read here is answered by a pong the next flush sends.
                     self.needs_flush = true;
@@ -188,17 +183,25 @@ impl Session {
                     self.on_published(reference, result).await
                 }
                 Some(out) = receiver.recv() => self.on_batch(out, receiver).await,
-                _ = cursor_tick.tick() => {
-                    self.note_cursors();
-                    self.report_tally();
-                    self.fill_stale_gaps().await
-                }
-                _ = ping.tick() => {
-                    if last_heard.elapsed() > config.idle_timeout {
+                now = tick.tick() => {
+                    if now >= expiry {
+                        Err(End::Close(close::TOKEN_EXPIRED, "token expired"))
+                    } else if now >= next_ping && last_heard.elapsed() > config.idle_timeout {
                         Err(End::Gone)
                     } else {
-                        self.needs_flush = true;
-                        self.sink.feed(Message::Ping(Default::default())).await.map_err(|_| End::Gone)
+                        self.note_cursors();
+                        self.report_tally();
+                        let pinged = if now >= next_ping {
+                            next_ping = now + config.ping_interval;
+                            self.needs_flush = true;
+                            self.socket.feed(Message::Ping(Default::default())).await.map_err(|_| End::Gone)
+                        } else {
+                            Ok(())
+                        };
+                        match pinged {
+                            Ok(()) => self.fill_stale_gaps().await,
+                            gone => gone,
+                        }
                     }
                 }
             };
@@ -283,11 +286,11 @@ impl Session {
         }
     }
 
-    async fn watch(&self, key: Key) {
+    async fn watch(&mut self, key: Key) {
         self.state.hub.watch(key, self.id, &self.handle).await;
     }
 
-    async fn unwatch(&self, key: Key) {
+    async fn unwatch(&mut self, key: Key) {
         self.state.hub.unwatch(key, self.id).await;
     }
 
@@ -309,7 +312,7 @@ impl Session {
     async fn feed(&mut self, text: Utf8Bytes, kind: usize) -> Result<(), End> {
         self.unflushed[kind] += 1;
         self.needs_flush = true;
-        self.sink
+        self.socket
             .feed(Message::Text(text))
             .await
             .map_err(|_| End::Gone)
@@ -320,7 +323,7 @@ impl Session {
         if !std::mem::take(&mut self.needs_flush) {
             return Ok(());
         }
-        self.sink.flush().await.map_err(|_| End::Gone)?;
+        self.socket.flush().await.map_err(|_| End::Gone)?;
         let unflushed = std::mem::take(&mut self.unflushed);
         for (total, now) in self.tally.iter_mut().zip(unflushed) {
             *total += now;
@@ -369,9 +372,9 @@ impl Session {
                 code,
                 reason: Utf8Bytes::from_static(reason),
             };
-            let _ = self.sink.send(Message::Close(Some(frame))).await;
+            let _ = self.socket.send(Message::Close(Some(frame))).await;
         }
-        let _ = self.sink.close().await;
+        let _ = self.socket.close().await;
     }
 }
 

@@ -107,8 +107,9 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
             per_second,
         )));
     }
+    let mut acks = report::histogram();
     for publisher in publishers {
-        publisher.await??;
+        acks.add(&publisher.await??)?;
     }
     let mut integrity = vec![];
     let mut latency = report::histogram();
@@ -133,6 +134,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
         .rate("deliveries_per_s", deliveries, elapsed)
         .rate("messages_per_s", total, elapsed)
         .latency("", &latency)
+        .latency("ack_", &acks)
         .set("lost", integrity.iter().map(|i| i.lost(total)).sum::<u64>())
         .set(
             "duplicated",
@@ -193,20 +195,33 @@ async fn receive(mut ws: Ws, total: u64, delivered: Arc<AtomicU64>) -> Received 
     got
 }
 
-/// Sends `messages` frames, never more than `window` unacknowledged.
-async fn publish(ws: Ws, topic: String, args: Args, per_second: u64) -> anyhow::Result<()> {
+/// Sends `messages` frames, never more than `window` unacknowledged;
+/// returns how long each took to be acknowledged (acks come in order).
+async fn publish(
+    ws: Ws,
+    topic: String,
+    args: Args,
+    per_second: u64,
+) -> anyhow::Result<Histogram<u64>> {
     let (mut sink, mut stream) = ws.split();
     let window = Arc::new(Semaphore::new(args.window.max(1)));
+    let sent_at = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
     let acks = {
         let window = window.clone();
+        let sent_at = sent_at.clone();
         let expected = args.messages;
         tokio::spawn(async move {
             let mut acked = 0;
+            let mut waits = report::histogram();
             while acked < expected {
                 match tokio::time::timeout(Duration::from_secs(30), stream.next()).await {
                     Ok(Some(Ok(Message::Text(text)))) if text.contains("\"ack\"") => {
                         acked += 1;
                         window.add_permits(1);
+                        let sent = sent_at.lock().ok().and_then(|mut q| q.pop_front());
+                        if let Some(sent) = sent {
+                            let _ = waits.record(Instant::elapsed(&sent).as_micros() as u64);
+                        }
                     }
                     Ok(Some(Ok(Message::Text(text)))) if text.contains("\"error\"") => {
                         anyhow::bail!("the server refused a message: {text}");
@@ -215,7 +230,7 @@ async fn publish(ws: Ws, topic: String, args: Args, per_second: u64) -> anyhow::
                     other => anyhow::bail!("publisher stream ended early: {other:?}"),
                 }
             }
-            Ok(())
+            Ok(waits)
         })
     };
     let mut tick = (per_second > 0).then(|| {
@@ -232,6 +247,9 @@ async fn publish(ws: Ws, topic: String, args: Args, per_second: u64) -> anyhow::
             r#"{{"action":"message","topic_name":"{topic}","content":"{}"}}"#,
             client::stamped(args.payload)
         );
+        if let Ok(mut queue) = sent_at.lock() {
+            queue.push_back(Instant::now());
+        }
         futures_util::SinkExt::send(&mut sink, Message::Text(frame.into())).await?;
     }
     acks.await?

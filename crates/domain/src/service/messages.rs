@@ -4,6 +4,7 @@ use super::{Core, ServiceError};
 use crate::events::Event;
 use crate::model::{Actor, Message, StoredMessage, Topic, User};
 use crate::names::Target;
+use crate::store::Announcement;
 
 /// A stored message and how its publisher names the channel.
 #[derive(Debug, Clone)]
@@ -80,12 +81,18 @@ impl Core {
                 "only members may publish to a private topic",
             ));
         }
-        let message = self.store.publish(topic.id, actor, content).await?;
-        self.announce(Event::TopicMessage {
-            topic: topic.name.clone(),
-            message: message.clone(),
-        })
-        .await;
+        let label = topic.name.clone();
+        let announce = Announcement {
+            bus: self.bus.clone(),
+            event: Box::new(move |message| Event::TopicMessage {
+                topic: label,
+                message: message.clone(),
+            }),
+        };
+        let message = self
+            .store
+            .publish_announced(topic.id, actor, content, Some(announce))
+            .await?;
         Ok(Published {
             message,
             label: topic.name.clone(),
@@ -99,12 +106,18 @@ impl Core {
         content: &str,
     ) -> Result<Published, ServiceError> {
         let (peer, channel) = self.direct(actor, username).await?;
-        let message = self.store.publish(channel, actor, content).await?;
-        self.announce(Event::DirectMessage {
-            to: peer.id,
-            message: message.clone(),
-        })
-        .await;
+        let to = peer.id;
+        let announce = Announcement {
+            bus: self.bus.clone(),
+            event: Box::new(move |message| Event::DirectMessage {
+                to,
+                message: message.clone(),
+            }),
+        };
+        let message = self
+            .store
+            .publish_announced(channel, actor, content, Some(announce))
+            .await?;
         Ok(Published {
             message,
             label: format!("@{}", peer.username),

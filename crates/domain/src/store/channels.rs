@@ -386,11 +386,25 @@ impl Store {
         sender: &Actor,
         content: &str,
     ) -> Result<StoredMessage, StoreError> {
+        self.publish_announced(channel_id, sender, content, None)
+            .await
+    }
+
+    /// Stores a message and, once committed, sends its announcement
+    /// before returning.
+    pub async fn publish_announced(
+        &self,
+        channel_id: i64,
+        sender: &Actor,
+        content: &str,
+        announce: Option<super::Announcement>,
+    ) -> Result<StoredMessage, StoreError> {
         let (reply, stored) = tokio::sync::oneshot::channel();
         let request = super::group_commit::PublishRequest {
             channel_id,
             sender: sender.clone(),
             content: content.to_owned(),
+            announce,
             reply,
         };
         let gone = || StoreError::Unavailable("the store's writer has stopped".into());

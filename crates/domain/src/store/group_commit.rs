@@ -3,13 +3,20 @@
 //! channel (reserving a run of seqs) and multi-row `INSERT`s. Each
 //! publisher still waits for the commit that holds its message, so an ack
 //! still means stored; under load, many acks share one fsync.
+//!
+//! A publish may carry its [`Announcement`]: the writer puts it on the bus
+//! as soon as the commit lands, in seq order, before the publisher hears
+//! back. Subscribers then do not wait for the publisher's task to be
+//! scheduled again, which under load is the longest wait on the way.
 
 use std::collections::HashMap;
 
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::StoreError;
+use super::{Backend, StoreError};
+use crate::bus::SharedBus;
+use crate::events::Event;
 use crate::model::{Actor, StoredMessage};
 use crate::time::now_millis;
 
@@ -22,17 +29,36 @@ pub(super) struct PublishRequest {
     pub channel_id: i64,
     pub sender: Actor,
     pub content: String,
+    pub announce: Option<Announcement>,
     pub reply: oneshot::Sender<Result<StoredMessage, StoreError>>,
 }
 
-/// Starts the writer; it ends when every sender is dropped.
-pub(super) fn spawn(pool: AnyPool) -> mpsc::Sender<PublishRequest> {
-    let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
-    tokio::spawn(run(pool, receiver));
-    sender
+/// The event that tells everyone about a stored message, and where to send it.
+pub struct Announcement {
+    pub bus: SharedBus,
+    pub event: Box<dyn FnOnce(&StoredMessage) -> Event + Send>,
 }
 
-async fn run(pool: AnyPool, mut receiver: mpsc::Receiver<PublishRequest>) {
+/// Starts the writer; it ends when every sender is dropped.
+///
+/// The writer runs on a thread of its own: on the shared runtime each of
+/// its steps (begin, write, commit) would wait its turn behind every socket
+/// being written, and an ack waits for all of them.
+pub(super) fn spawn(
+    pool: AnyPool,
+    backend: Backend,
+) -> std::io::Result<mpsc::Sender<PublishRequest>> {
+    let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("tidings-commit".into())
+        .spawn(move || runtime.block_on(run(pool, backend, receiver)))?;
+    Ok(sender)
+}
+
+async fn run(pool: AnyPool, backend: Backend, mut receiver: mpsc::Receiver<PublishRequest>) {
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -41,8 +67,14 @@ async fn run(pool: AnyPool, mut receiver: mpsc::Receiver<PublishRequest>) {
                 Err(_) => break,
             }
         }
-        match write(&pool, &batch).await {
+        let written = match backend {
+            Backend::Sqlite => write_in_one_trip(&pool, &batch).await,
+            Backend::Postgres => write(&pool, &batch).await,
+        };
+        match written {
             Ok(results) => {
+                let mut batch = batch;
+                announce(&mut batch, &results).await;
                 for (request, result) in batch.into_iter().zip(results) {
                     let _ = request.reply.send(result);
                 }
@@ -60,20 +92,134 @@ async fn run(pool: AnyPool, mut receiver: mpsc::Receiver<PublishRequest>) {
     }
 }
 
+/// Publishes the events of the messages just stored, in order. A bus
+/// failure does not undo the commit: gateways fill gaps from the store.
+async fn announce(batch: &mut [PublishRequest], results: &[Result<StoredMessage, StoreError>]) {
+    let publishes = batch
+        .iter_mut()
+        .zip(results)
+        .filter_map(|(request, result)| {
+            let announcement = request.announce.take()?;
+            let message = result.as_ref().ok()?;
+            let event = (announcement.event)(message);
+            Some(async move { announcement.bus.publish(event).await })
+        });
+    // Polled in order, so a pipelining bus (Redis) sends them in order.
+    for result in futures_util::future::join_all(publishes).await {
+        if let Err(err) = result {
+            tracing::warn!(%err, "event not published; gateways will catch up from the store");
+        }
+    }
+}
+
+/// The batch's requests by channel, channels in order of first appearance.
+fn by_channel(batch: &[PublishRequest]) -> (Vec<i64>, HashMap<i64, Vec<usize>>) {
+    let mut channels: Vec<i64> = Vec::new();
+    let mut by_channel: HashMap<i64, Vec<usize>> = HashMap::new();
+    for (i, request) in batch.iter().enumerate() {
+        by_channel
+            .entry(request.channel_id)
+            .or_insert_with(|| {
+                channels.push(request.channel_id);
+                Vec::new()
+            })
+            .push(i);
+    }
+    (channels, by_channel)
+}
+
+fn stored(request: &PublishRequest, id: i64, seq: i64, now: i64) -> StoredMessage {
+    StoredMessage {
+        id,
+        channel_id: request.channel_id,
+        seq,
+        sender_id: request.sender.id,
+        sender: request.sender.username.clone(),
+        content: request.content.clone(),
+        created_at: now,
+    }
+}
+
+/// SQLite: the whole transaction as one multi-statement query, so the
+/// batch crosses to SQLite's worker thread once instead of once per
+/// statement (each crossing is two thread wake-ups, and on a busy machine
+/// a wake-up can wait milliseconds for a core). Integers are ours and
+/// written inline; every content is a bound parameter. Each row's seq is
+/// computed in SQL from the channel's counter after the `UPDATE`, so a
+/// missing channel simply inserts nothing.
+async fn write_in_one_trip(
+    pool: &AnyPool,
+    batch: &[PublishRequest],
+) -> Result<Vec<Result<StoredMessage, StoreError>>, StoreError> {
+    use std::fmt::Write;
+    let now = now_millis();
+    let (channels, by_channel) = by_channel(batch);
+    let mut sql = String::from("BEGIN IMMEDIATE;");
+    let mut param = 0;
+    for &channel_id in &channels {
+        let members = &by_channel[&channel_id];
+        let count = members.len();
+        let _ = write!(
+            sql,
+            "UPDATE channels SET last_seq = last_seq + {count} WHERE id = {channel_id};"
+        );
+        for (chunk_start, chunk) in members.chunks(ROWS_PER_INSERT).enumerate() {
+            let values: Vec<String> = chunk
+                .iter()
+                .enumerate()
+                .map(|(k, &i)| {
+                    param += 1;
+                    let position = chunk_start * ROWS_PER_INSERT + k + 1;
+                    format!("({position}, {}, ${param})", batch[i].sender.id)
+                })
+                .collect();
+            let _ = write!(
+                sql,
+                "INSERT INTO messages (channel_id, seq, sender_id, content, created_at) \
+                 SELECT c.id, c.last_seq - {count} + v.column1, v.column2, v.column3, {now} \
+                 FROM channels AS c, (VALUES {}) AS v WHERE c.id = {channel_id} \
+                 RETURNING channel_id, seq, id;",
+                values.join(", ")
+            );
+        }
+    }
+    sql.push_str("COMMIT;");
+    let mut query = sqlx::query_as::<_, (i64, i64, i64)>(&sql).persistent(false);
+    for &channel_id in &channels {
+        for &i in &by_channel[&channel_id] {
+            query = query.bind(batch[i].content.as_str());
+        }
+    }
+    let mut conn = pool.acquire().await?;
+    let rows = match query.fetch_all(&mut *conn).await {
+        Ok(rows) => rows,
+        Err(err) => {
+            // The statements stop at the failure, inside the transaction.
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            return Err(err.into());
+        }
+    };
+    let mut inserted: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+    for (channel_id, seq, id) in rows {
+        inserted.entry(channel_id).or_default().push((seq, id));
+    }
+    let mut results: Vec<Result<StoredMessage, StoreError>> =
+        batch.iter().map(|_| Err(StoreError::NotFound)).collect();
+    for (channel_id, mut rows) in inserted {
+        rows.sort_unstable();
+        for (&i, (seq, id)) in by_channel[&channel_id].iter().zip(rows) {
+            results[i] = Ok(stored(&batch[i], id, seq, now));
+        }
+    }
+    Ok(results)
+}
+
 async fn write(
     pool: &AnyPool,
     batch: &[PublishRequest],
 ) -> Result<Vec<Result<StoredMessage, StoreError>>, StoreError> {
     let now = now_millis();
-    let mut channels: Vec<i64> = Vec::new();
-    let mut by_channel: HashMap<i64, Vec<usize>> = HashMap::new();
-    for (i, request) in batch.iter().enumerate() {
-        by_channel.entry(request.channel_id).or_insert_with(|| {
-            channels.push(request.channel_id);
-            Vec::new()
-        });
-        by_channel.entry(request.channel_id).or_default().push(i);
-    }
+    let (channels, by_channel) = by_channel(batch);
     let mut results: Vec<Result<StoredMessage, StoreError>> =
         batch.iter().map(|_| Err(StoreError::NotFound)).collect();
     let mut tx = pool.begin().await?;
@@ -98,15 +244,7 @@ async fn write(
             for &(i, seq) in chunk {
                 let request = &batch[i];
                 let id = ids.get(&seq).copied().ok_or(StoreError::NotFound)?;
-                results[i] = Ok(StoredMessage {
-                    id,
-                    channel_id,
-                    seq,
-                    sender_id: request.sender.id,
-                    sender: request.sender.username.clone(),
-                    content: request.content.clone(),
-                    created_at: now,
-                });
+                results[i] = Ok(stored(request, id, seq, now));
             }
         }
     }
