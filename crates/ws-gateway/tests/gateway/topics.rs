@@ -12,6 +12,7 @@ on_both_stores!(
     every_socket_of_a_user_receives,
     unsubscribe_stops_delivery,
     closed_sockets_leave_no_hub_entries,
+    a_topic_deleted_elsewhere_is_not_published_to,
 );
 
 async fn subscribe_publish_ack_and_no_echo(app: &TestGateway) {
@@ -233,4 +234,45 @@ async fn closed_sockets_leave_no_hub_entries(app: &TestGateway) {
     }
     // The close frame is sent after the session has left the hub.
     assert_eq!(app.hub.watched_keys(), 0);
+}
+
+/// Publishers remember topics by name. A topic deleted behind this
+/// process's back is noticed at the next publish; one deleted and created
+/// again as private takes none of the old topic's messages or rules.
+/// PostgreSQL never reuses an id, so there the deletion may come from
+/// another instance; SQLite serves one process, which deletes through the
+/// same core that remembers.
+async fn a_topic_deleted_elsewhere_is_not_published_to(app: &TestGateway) {
+    let (alice, alice_token) = app.user("alice").await;
+    let (carol, _) = app.user("carol").await;
+    let mut ws = app.connect(&alice_token).await;
+    let gone = app.topic(&alice, "gone", false).await;
+    let to_gone = json!({"action":"message","topic_name":"gone","content":"x"});
+    assert_eq!(ws.request(to_gone.clone()).await["type"], "ack");
+    app.core.store.delete_topic(&alice, &gone).await.unwrap();
+    assert_eq!(ws.request(to_gone).await["code"], "not_found");
+
+    let old = app.topic(&alice, "news", false).await;
+    let to_news = json!({"action":"message","topic_name":"news","content":"first"});
+    assert_eq!(ws.request(to_news.clone()).await["type"], "ack");
+    if app.db.url.starts_with("postgres") {
+        app.core.store.delete_topic(&alice, &old).await.unwrap();
+    } else {
+        app.core.delete_topic(&alice, "news").await.unwrap();
+    }
+    let name = domain::names::TopicName::parse("news").unwrap();
+    let new = app
+        .core
+        .store
+        .create_topic(&carol, &name, true)
+        .await
+        .unwrap();
+    assert_eq!(ws.request(to_news).await["code"], "forbidden");
+    let kept = app
+        .core
+        .store
+        .messages_after(new.id, 0, 10, None)
+        .await
+        .unwrap();
+    assert!(kept.is_empty());
 }
