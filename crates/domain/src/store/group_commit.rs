@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Backend, StoreError};
+use super::StoreError;
 use crate::bus::SharedBus;
 use crate::events::Event;
 use crate::model::{Actor, StoredMessage};
@@ -44,21 +44,18 @@ pub struct Announcement {
 /// The writer runs on a thread of its own: on the shared runtime each of
 /// its steps (begin, write, commit) would wait its turn behind every socket
 /// being written, and an ack waits for all of them.
-pub(super) fn spawn(
-    pool: AnyPool,
-    backend: Backend,
-) -> std::io::Result<mpsc::Sender<PublishRequest>> {
+pub(super) fn spawn(pool: AnyPool) -> std::io::Result<mpsc::Sender<PublishRequest>> {
     let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     std::thread::Builder::new()
         .name("tidings-commit".into())
-        .spawn(move || runtime.block_on(run(pool, backend, receiver)))?;
+        .spawn(move || runtime.block_on(run(pool, receiver)))?;
     Ok(sender)
 }
 
-async fn run(pool: AnyPool, backend: Backend, mut receiver: mpsc::Receiver<PublishRequest>) {
+async fn run(pool: AnyPool, mut receiver: mpsc::Receiver<PublishRequest>) {
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -67,11 +64,7 @@ async fn run(pool: AnyPool, backend: Backend, mut receiver: mpsc::Receiver<Publi
                 Err(_) => break,
             }
         }
-        let written = match backend {
-            Backend::Sqlite => write_in_one_trip(&pool, &batch).await,
-            Backend::Postgres => write(&pool, &batch).await,
-        };
-        match written {
+        match write(&pool, &batch).await {
             Ok(results) => {
                 let mut batch = batch;
                 announce(&mut batch, &results).await;
@@ -138,80 +131,6 @@ fn stored(request: &PublishRequest, id: i64, seq: i64, now: i64) -> StoredMessag
         content: request.content.clone(),
         created_at: now,
     }
-}
-
-/// SQLite: the whole transaction as one multi-statement query, so the
-/// batch crosses to SQLite's worker thread once instead of once per
-/// statement (each crossing is two thread wake-ups, and on a busy machine
-/// a wake-up can wait milliseconds for a core). Integers are ours and
-/// written inline; every content is a bound parameter. Each row's seq is
-/// computed in SQL from the channel's counter after the `UPDATE`, so a
-/// missing channel simply inserts nothing.
-async fn write_in_one_trip(
-    pool: &AnyPool,
-    batch: &[PublishRequest],
-) -> Result<Vec<Result<StoredMessage, StoreError>>, StoreError> {
-    use std::fmt::Write;
-    let now = now_millis();
-    let (channels, by_channel) = by_channel(batch);
-    let mut sql = String::from("BEGIN IMMEDIATE;");
-    let mut param = 0;
-    for &channel_id in &channels {
-        let members = &by_channel[&channel_id];
-        let count = members.len();
-        let _ = write!(
-            sql,
-            "UPDATE channels SET last_seq = last_seq + {count} WHERE id = {channel_id};"
-        );
-        for (chunk_start, chunk) in members.chunks(ROWS_PER_INSERT).enumerate() {
-            let values: Vec<String> = chunk
-                .iter()
-                .enumerate()
-                .map(|(k, &i)| {
-                    param += 1;
-                    let position = chunk_start * ROWS_PER_INSERT + k + 1;
-                    format!("({position}, {}, ${param})", batch[i].sender.id)
-                })
-                .collect();
-            let _ = write!(
-                sql,
-                "INSERT INTO messages (channel_id, seq, sender_id, content, created_at) \
-                 SELECT c.id, c.last_seq - {count} + v.column1, v.column2, v.column3, {now} \
-                 FROM channels AS c, (VALUES {}) AS v WHERE c.id = {channel_id} \
-                 RETURNING channel_id, seq, id;",
-                values.join(", ")
-            );
-        }
-    }
-    sql.push_str("COMMIT;");
-    let mut query = sqlx::query_as::<_, (i64, i64, i64)>(&sql).persistent(false);
-    for &channel_id in &channels {
-        for &i in &by_channel[&channel_id] {
-            query = query.bind(batch[i].content.as_str());
-        }
-    }
-    let mut conn = pool.acquire().await?;
-    let rows = match query.fetch_all(&mut *conn).await {
-        Ok(rows) => rows,
-        Err(err) => {
-            // The statements stop at the failure, inside the transaction.
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            return Err(err.into());
-        }
-    };
-    let mut inserted: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
-    for (channel_id, seq, id) in rows {
-        inserted.entry(channel_id).or_default().push((seq, id));
-    }
-    let mut results: Vec<Result<StoredMessage, StoreError>> =
-        batch.iter().map(|_| Err(StoreError::NotFound)).collect();
-    for (channel_id, mut rows) in inserted {
-        rows.sort_unstable();
-        for (&i, (seq, id)) in by_channel[&channel_id].iter().zip(rows) {
-            results[i] = Ok(stored(&batch[i], id, seq, now));
-        }
-    }
-    Ok(results)
 }
 
 async fn write(
