@@ -4,10 +4,11 @@
 //! publisher still waits for the commit that holds its message, so an ack
 //! still means stored; under load, many acks share one fsync.
 //!
-//! A publish may carry its [`Announcement`]: the writer puts it on the bus
-//! as soon as the commit lands, in seq order, before the publisher hears
-//! back. Subscribers then do not wait for the publisher's task to be
-//! scheduled again, which under load is the longest wait on the way.
+//! A publish may carry its [`Announcement`]: as soon as the commit lands,
+//! the writer's announcer puts it on the bus, in seq order, while the
+//! publisher hears back. Subscribers then do not wait for the publisher's
+//! task to be scheduled again, which under load is the longest wait on the
+//! way, and the next commit does not wait for the bus.
 
 use std::collections::HashMap;
 
@@ -22,6 +23,8 @@ use crate::time::now_millis;
 
 /// The most publishes one transaction takes.
 const MAX_BATCH: usize = 512;
+/// Commits whose events may wait for the bus before the writer waits too.
+const ANNOUNCE_BACKLOG: usize = 1024;
 /// Rows per `INSERT` statement (5 parameters each).
 const ROWS_PER_INSERT: usize = 100;
 
@@ -56,6 +59,8 @@ pub(super) fn spawn(pool: AnyPool) -> std::io::Result<mpsc::Sender<PublishReques
 }
 
 async fn run(pool: AnyPool, mut receiver: mpsc::Receiver<PublishRequest>) {
+    let (announcer, announcements) = mpsc::channel(ANNOUNCE_BACKLOG);
+    tokio::spawn(announce(announcements));
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -66,8 +71,10 @@ async fn run(pool: AnyPool, mut receiver: mpsc::Receiver<PublishRequest>) {
         }
         match write(&pool, &batch).await {
             Ok(results) => {
-                let mut batch = batch;
-                announce(&mut batch, &results).await;
+                let events = events(&mut batch, &results);
+                if !events.is_empty() {
+                    let _ = announcer.send(events).await;
+                }
                 for (request, result) in batch.into_iter().zip(results) {
                     let _ = request.reply.send(result);
                 }
@@ -85,22 +92,35 @@ async fn run(pool: AnyPool, mut receiver: mpsc::Receiver<PublishRequest>) {
     }
 }
 
-/// Publishes the events of the messages just stored, in order. A bus
-/// failure does not undo the commit: gateways fill gaps from the store.
-async fn announce(batch: &mut [PublishRequest], results: &[Result<StoredMessage, StoreError>]) {
-    let publishes = batch
+/// The announcements of the messages just stored, in commit order.
+fn events(
+    batch: &mut [PublishRequest],
+    results: &[Result<StoredMessage, StoreError>],
+) -> Vec<(SharedBus, Event)> {
+    batch
         .iter_mut()
         .zip(results)
         .filter_map(|(request, result)| {
             let announcement = request.announce.take()?;
             let message = result.as_ref().ok()?;
-            let event = (announcement.event)(message);
-            Some(async move { announcement.bus.publish(event).await })
-        });
-    // Polled in order, so a pipelining bus (Redis) sends them in order.
-    for result in futures_util::future::join_all(publishes).await {
-        if let Err(err) = result {
-            tracing::warn!(%err, "event not published; gateways will catch up from the store");
+            Some((announcement.bus, (announcement.event)(message)))
+        })
+        .collect()
+}
+
+/// Puts committed events on the bus, one commit's worth at a time and in
+/// order, beside the writer: the next commit does not wait for the bus. A
+/// bus failure does not undo the commit: gateways fill gaps from the store.
+async fn announce(mut commits: mpsc::Receiver<Vec<(SharedBus, Event)>>) {
+    while let Some(events) = commits.recv().await {
+        let publishes = events
+            .into_iter()
+            .map(|(bus, event)| async move { bus.publish(event).await });
+        // Polled in order, so a pipelining bus (Redis) sends them in order.
+        for result in futures_util::future::join_all(publishes).await {
+            if let Err(err) = result {
+                tracing::warn!(%err, "event not published; gateways will catch up from the store");
+            }
         }
     }
 }

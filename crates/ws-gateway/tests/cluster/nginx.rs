@@ -2,6 +2,7 @@
 //! processes: REST and WebSocket (query and path token) through it.
 
 use std::process::Stdio;
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::json;
@@ -11,7 +12,8 @@ use crate::processes::{free_port, wait_ready};
 use crate::ws_client::Client;
 
 /// Stops nginx the way it expects (SIGTERM to the master, which takes its
-/// workers down; SIGKILL would orphan them).
+/// workers down; SIGKILL would orphan them, and orphans keep the test's
+/// output pipes open), then waits until the master has exited.
 struct StopNginx(u32);
 
 impl Drop for StopNginx {
@@ -19,6 +21,20 @@ impl Drop for StopNginx {
         let _ = std::process::Command::new("kill")
             .args(["-TERM", &self.0.to_string()])
             .status();
+        let stat = format!("/proc/{}/stat", self.0);
+        for _ in 0..250 {
+            let exited = std::fs::read_to_string(&stat).map_or(true, |s| {
+                s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            });
+            if exited {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
@@ -83,7 +99,6 @@ async fn rest_and_websockets_through_nginx() {
         .args(["-g", &global])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let _stop = StopNginx(nginx.id().unwrap());
