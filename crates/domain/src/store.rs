@@ -105,7 +105,7 @@ impl Store {
                 let pool = pool_options(max_connections)
                     .connect_with(options(url)?)
                     .await?;
-                let publisher = group_commit::spawn(pool.clone()).map_err(sqlx::Error::Io)?;
+                let publisher = group_commit::spawn(pool.clone(), backend);
                 Ok(Self {
                     read: pool.clone(),
                     write: pool,
@@ -132,7 +132,7 @@ impl Store {
                     .after_connect(|conn, _| Box::pin(async move { sqlite_pragmas(conn).await }))
                     .connect_with(options(&url)?)
                     .await?;
-                let publisher = group_commit::spawn(write.clone()).map_err(sqlx::Error::Io)?;
+                let publisher = group_commit::spawn(write.clone(), backend);
                 Ok(Self {
                     read,
                     write,

@@ -50,10 +50,16 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
             (integrity, latency, Instant::now())
         }));
     }
+    let mut sockets = vec![];
+    for (i, (_, token)) in senders.iter().enumerate() {
+        sockets.push(client::connect(&t.ws_url(i, token), t.source(args.pairs + i), false).await?);
+    }
+    // The clock starts once every socket is open: handshakes are the
+    // `connect` scenario's business.
+    let cpu_before = report::own_cpu_seconds();
     let started = Instant::now();
     let mut writers = vec![];
-    for (i, (_, token)) in senders.iter().enumerate() {
-        let ws = client::connect(&t.ws_url(i, token), t.source(args.pairs + i), false).await?;
+    for (i, ws) in sockets.into_iter().enumerate() {
         let peer = receivers[i].0.username.clone();
         let (messages, window) = (args.messages, args.window.max(1) as u64);
         writers.push(tokio::spawn(async move {
@@ -103,6 +109,12 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
         .latency("", &latency)
         .set("lost", lost)
         .set("duplicated", duplicated)
-        .set("out_of_order", out_of_order);
+        .set("out_of_order", out_of_order)
+        .set("seconds", (elapsed.as_secs_f64() * 1000.0).round() / 1000.0)
+        .set(
+            "client_cpu_percent",
+            ((report::own_cpu_seconds() - cpu_before) / elapsed.as_secs_f64().max(1e-9) * 100.0)
+                .round(),
+        );
     Ok(out)
 }

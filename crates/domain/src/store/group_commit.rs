@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::StoreError;
+use super::{Backend, StoreError};
 use crate::bus::SharedBus;
 use crate::events::Event;
 use crate::model::{Actor, StoredMessage};
@@ -39,26 +39,17 @@ pub(super) struct PublishRequest {
 /// The event that tells everyone about a stored message, and where to send it.
 pub struct Announcement {
     pub bus: SharedBus,
-    pub event: Box<dyn FnOnce(&StoredMessage) -> Event + Send>,
+    pub event: Box<dyn FnOnce(&StoredMessage) -> Event + Send + Sync>,
 }
 
 /// Starts the writer; it ends when every sender is dropped.
-///
-/// The writer runs on a thread of its own: on the shared runtime each of
-/// its steps (begin, write, commit) would wait its turn behind every socket
-/// being written, and an ack waits for all of them.
-pub(super) fn spawn(pool: AnyPool) -> std::io::Result<mpsc::Sender<PublishRequest>> {
+pub(super) fn spawn(pool: AnyPool, backend: Backend) -> mpsc::Sender<PublishRequest> {
     let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    std::thread::Builder::new()
-        .name("tidings-commit".into())
-        .spawn(move || runtime.block_on(run(pool, receiver)))?;
-    Ok(sender)
+    tokio::spawn(run(pool, backend, receiver));
+    sender
 }
 
-async fn run(pool: AnyPool, mut receiver: mpsc::Receiver<PublishRequest>) {
+async fn run(pool: AnyPool, backend: Backend, mut receiver: mpsc::Receiver<PublishRequest>) {
     let (announcer, announcements) = mpsc::channel(ANNOUNCE_BACKLOG);
     tokio::spawn(announce(announcements));
     while let Some(first) = receiver.recv().await {
@@ -69,7 +60,7 @@ async fn run(pool: AnyPool, mut receiver: mpsc::Receiver<PublishRequest>) {
                 Err(_) => break,
             }
         }
-        match write(&pool, &batch).await {
+        match write(&pool, backend, &batch).await {
             Ok(results) => {
                 let events = events(&mut batch, &results);
                 if !events.is_empty() {
@@ -108,20 +99,43 @@ fn events(
         .collect()
 }
 
-/// Puts committed events on the bus, one commit's worth at a time and in
-/// order, beside the writer: the next commit does not wait for the bus. A
-/// bus failure does not undo the commit: gateways fill gaps from the store.
+/// Puts committed events on the bus in commit order, beside the writer:
+/// the next commit does not wait for the bus, and a pipelining bus (Redis)
+/// has several commits' events under way at once. A bus failure does not
+/// undo the commit: gateways fill gaps from the store.
 async fn announce(mut commits: mpsc::Receiver<Vec<(SharedBus, Event)>>) {
-    while let Some(events) = commits.recv().await {
-        let publishes = events
-            .into_iter()
-            .map(|(bus, event)| async move { bus.publish(event).await });
-        // Polled in order, so a pipelining bus (Redis) sends them in order.
-        for result in futures_util::future::join_all(publishes).await {
-            if let Err(err) = result {
-                tracing::warn!(%err, "event not published; gateways will catch up from the store");
+    use futures_util::StreamExt;
+    let mut under_way = futures_util::stream::FuturesOrdered::new();
+    loop {
+        tokio::select! {
+            commit = commits.recv() => match commit {
+                // Polled in the order pushed, so their events go out in order.
+                Some(events) => under_way.push_back(futures_util::future::join_all(
+                    events
+                        .into_iter()
+                        .map(|(bus, event)| async move { bus.publish(event).await }),
+                )),
+                None => break,
+            },
+            Some(results) = under_way.next(), if !under_way.is_empty() => {
+                for result in results {
+                    if let Err(err) = result {
+                        tracing::warn!(%err, "event not published; gateways will catch up from the store");
+                    }
+                }
             }
         }
+    }
+    while under_way.next().await.is_some() {}
+}
+
+/// The `n`-th (1-based) bind parameter. SQLite gets plain `?`: it looks a
+/// numbered parameter's name up by scanning a list, so a statement with
+/// hundreds of `$n` costs time quadratic in their number to bind.
+fn param(backend: Backend, n: usize) -> String {
+    match backend {
+        Backend::Sqlite => "?".to_owned(),
+        Backend::Postgres => format!("${n}"),
     }
 }
 
@@ -153,8 +167,13 @@ fn stored(request: &PublishRequest, id: i64, seq: i64, now: i64) -> StoredMessag
     }
 }
 
+/// One transaction for the whole batch: one `UPDATE` reserves a run of
+/// seqs in every channel, then multi-row `INSERT`s store the messages. A
+/// statement per channel would make a batch spread over many conversations
+/// cost a round trip per conversation.
 async fn write(
     pool: &AnyPool,
+    backend: Backend,
     batch: &[PublishRequest],
 ) -> Result<Vec<Result<StoredMessage, StoreError>>, StoreError> {
     let now = now_millis();
@@ -162,60 +181,88 @@ async fn write(
     let mut results: Vec<Result<StoredMessage, StoreError>> =
         batch.iter().map(|_| Err(StoreError::NotFound)).collect();
     let mut tx = pool.begin().await?;
-    for channel_id in channels {
-        let members = &by_channel[&channel_id];
+    let reserved = reserve(&mut tx, backend, &channels, &by_channel).await?;
+    let mut rows: Vec<(usize, i64)> = Vec::with_capacity(batch.len());
+    for channel_id in &channels {
+        // A channel that is gone reserved nothing; its publishes stay NotFound.
+        let Some(&last) = reserved.get(channel_id) else {
+            continue;
+        };
+        let members = &by_channel[channel_id];
         let count = members.len() as i64;
-        let last: Option<i64> = sqlx::query_scalar(
-            "UPDATE channels SET last_seq = last_seq + $2 WHERE id = $1 RETURNING last_seq",
-        )
-        .bind(channel_id)
-        .bind(count)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(last) = last else { continue };
-        let seqs: Vec<(usize, i64)> = members
-            .iter()
-            .enumerate()
-            .map(|(n, &i)| (i, last - count + 1 + n as i64))
-            .collect();
-        for chunk in seqs.chunks(ROWS_PER_INSERT) {
-            let ids = insert(&mut tx, chunk, batch, now).await?;
-            for &(i, seq) in chunk {
-                let request = &batch[i];
-                let id = ids.get(&seq).copied().ok_or(StoreError::NotFound)?;
-                results[i] = Ok(stored(request, id, seq, now));
-            }
+        rows.extend(
+            members
+                .iter()
+                .enumerate()
+                .map(|(n, &i)| (i, last - count + 1 + n as i64)),
+        );
+    }
+    for chunk in rows.chunks(ROWS_PER_INSERT) {
+        let ids = insert(&mut tx, backend, chunk, batch, now).await?;
+        for &(i, seq) in chunk {
+            let request = &batch[i];
+            let id = ids
+                .get(&(request.channel_id, seq))
+                .copied()
+                .ok_or(StoreError::NotFound)?;
+            results[i] = Ok(stored(request, id, seq, now));
         }
     }
     tx.commit().await?;
     Ok(results)
 }
 
-/// One multi-row insert; returns the new ids by seq.
-async fn insert(
+/// Moves each channel's `last_seq` past its publishes; returns the new
+/// `last_seq` of every channel that exists.
+async fn reserve(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    rows: &[(usize, i64)],
-    batch: &[PublishRequest],
-    now: i64,
+    backend: Backend,
+    channels: &[i64],
+    by_channel: &HashMap<i64, Vec<usize>>,
 ) -> Result<HashMap<i64, i64>, StoreError> {
-    let values: Vec<String> = (0..rows.len())
-        .map(|r| {
-            let p = r * 5;
+    let values: Vec<String> = (0..channels.len())
+        .map(|c| {
             format!(
-                "(${}, ${}, ${}, ${}, ${})",
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4,
-                p + 5
+                "({}, {})",
+                param(backend, 2 * c + 1),
+                param(backend, 2 * c + 2)
             )
         })
         .collect();
     let sql = format!(
-        "INSERT INTO messages (channel_id, seq, sender_id, content, created_at) VALUES {} RETURNING seq, id",
+        "WITH v (id, n) AS (VALUES {}) \
+         UPDATE channels SET last_seq = last_seq + (SELECT v.n FROM v WHERE v.id = channels.id) \
+         WHERE id IN (SELECT v.id FROM v) RETURNING id, last_seq",
         values.join(", ")
     );
     let mut query = sqlx::query_as::<_, (i64, i64)>(&sql);
+    for channel_id in channels {
+        query = query
+            .bind(*channel_id)
+            .bind(by_channel[channel_id].len() as i64);
+    }
+    Ok(query.fetch_all(&mut **tx).await?.into_iter().collect())
+}
+
+/// One multi-row insert; returns the new ids by channel and seq.
+async fn insert(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    rows: &[(usize, i64)],
+    batch: &[PublishRequest],
+    now: i64,
+) -> Result<HashMap<(i64, i64), i64>, StoreError> {
+    let values: Vec<String> = (0..rows.len())
+        .map(|r| {
+            let p: Vec<String> = (1..=5).map(|k| param(backend, r * 5 + k)).collect();
+            format!("({})", p.join(", "))
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO messages (channel_id, seq, sender_id, content, created_at) VALUES {} RETURNING channel_id, seq, id",
+        values.join(", ")
+    );
+    let mut query = sqlx::query_as::<_, (i64, i64, i64)>(&sql);
     for &(i, seq) in rows {
         let request = &batch[i];
         query = query
@@ -225,5 +272,10 @@ async fn insert(
             .bind(&request.content)
             .bind(now);
     }
-    Ok(query.fetch_all(&mut **tx).await?.into_iter().collect())
+    Ok(query
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .map(|(channel_id, seq, id)| ((channel_id, seq), id))
+        .collect())
 }
