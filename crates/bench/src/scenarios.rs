@@ -5,6 +5,7 @@ pub mod connect;
 pub mod fanout;
 pub mod idle;
 pub mod inbox;
+pub mod nats;
 pub mod notify;
 pub mod topics;
 

@@ -12,6 +12,7 @@ use hdrhistogram::Histogram;
 use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 
+use super::nats;
 use crate::client::{self, Ws};
 use crate::report::{self, Integrity, Report};
 use crate::setup::{Target, TargetArgs};
@@ -39,6 +40,9 @@ pub struct Args {
     /// The target is the bare reference server (no auth, no store).
     #[arg(long)]
     pub bare: bool,
+    /// The target is nats-server's WebSocket listener (core NATS, a second reference).
+    #[arg(long, conflicts_with = "bare")]
+    pub nats: bool,
 }
 
 struct Received {
@@ -48,11 +52,16 @@ struct Received {
 }
 
 pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
-    let (urls, topic_name, label) = if args.bare {
+    let (urls, topic_name, label) = if args.bare || args.nats {
         let urls: Vec<String> = (0..args.subscribers + args.publishers)
             .map(|i| format!("{}/", target.ws[i % target.ws.len()]))
             .collect();
-        (urls, "bare".to_owned(), "bare reference")
+        let label = if args.nats {
+            "nats-server"
+        } else {
+            "bare reference"
+        };
+        (urls, "bare".to_owned(), label)
     } else {
         let t = Target::open(target).await?;
         let subs = t.users("s", args.subscribers, false).await?;
@@ -74,7 +83,13 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     let delivered = Arc::new(AtomicU64::new(0));
 
     let subscribers: Vec<Ws> = stream::iter(urls[..args.subscribers].iter().enumerate())
-        .map(|(i, url)| client::connect(url, source(i), args.bare))
+        .map(|(i, url)| async move {
+            let mut ws = client::connect(url, source(i), args.bare || args.nats).await?;
+            if args.nats {
+                nats::handshake(&mut ws, true).await?;
+            }
+            anyhow::Ok(ws)
+        })
         .buffer_unordered(64)
         .collect::<Vec<_>>()
         .await
@@ -82,7 +97,21 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
         .collect::<Result<_, _>>()?;
     let receivers: Vec<_> = subscribers
         .into_iter()
-        .map(|ws| tokio::spawn(receive(ws, total, delivered.clone())))
+        .map(|ws| {
+            let delivered = delivered.clone();
+            tokio::spawn(async move {
+                if args.nats {
+                    let got = nats::receive(ws, total, delivered).await;
+                    Received {
+                        integrity: got.integrity,
+                        latency: got.latency,
+                        last: got.last,
+                    }
+                } else {
+                    receive(ws, total, delivered).await
+                }
+            })
+        })
         .collect();
 
     let cpu_before = report::own_cpu_seconds();
@@ -94,12 +123,24 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     );
     let mut publishers = vec![];
     for (i, url) in urls[args.subscribers..].iter().enumerate() {
-        let ws = client::connect(url, source(args.subscribers + i), args.bare).await?;
+        let mut ws =
+            client::connect(url, source(args.subscribers + i), args.bare || args.nats).await?;
         let per_second = if args.rate == 0 {
             0
         } else {
             (args.rate / args.publishers as u64).max(1)
         };
+        if args.nats {
+            nats::handshake(&mut ws, false).await?;
+            let first = i as u64 * args.messages;
+            let (messages, window, payload) = (args.messages, args.window, args.payload);
+            publishers.push(tokio::spawn(async move {
+                nats::publish(ws, first, messages, window, payload, per_second).await?;
+                // Core NATS acknowledges nothing per message: no ack latencies.
+                anyhow::Ok(report::histogram())
+            }));
+            continue;
+        }
         publishers.push(tokio::spawn(publish(
             ws,
             topic_name.clone(),
