@@ -1,6 +1,6 @@
 //! Group commit for publishes: one writer task takes every publish waiting
-//! at that moment and stores them in one transaction, one `UPDATE` per
-//! channel (reserving a run of seqs) and multi-row `INSERT`s. Each
+//! at that moment and stores them in one transaction, one `UPDATE`
+//! (reserving a run of seqs in each channel) and multi-row `INSERT`s. Each
 //! publisher still waits for the commit that holds its message, so an ack
 //! still means stored; under load, many acks share one fsync.
 //!
