@@ -126,14 +126,13 @@ impl Core {
 
     /// The peer and the conversation with them, created on first use.
     async fn direct(&self, actor: &Actor, username: &str) -> Result<(User, i64), ServiceError> {
-        let key = (actor.id, username.to_owned());
-        if let Some(found) = self.directs.get(&key) {
-            return Ok(found);
-        }
-        let peer = self.peer(actor, username).await?;
-        let channel = self.store.direct_channel(actor.id, peer.id).await?;
-        self.directs.insert(key, (peer.clone(), channel));
-        Ok((peer, channel))
+        self.directs
+            .get_or_try((actor.id, username.to_owned()), || async {
+                let peer = self.peer(actor, username).await?;
+                let channel = self.store.direct_channel(actor.id, peer.id).await?;
+                Ok((peer, channel))
+            })
+            .await
     }
 
     async fn peer(&self, actor: &Actor, username: &str) -> Result<User, ServiceError> {
