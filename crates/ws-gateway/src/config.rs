@@ -16,7 +16,7 @@ pub struct GatewayArgs {
     #[arg(long, env = "TIDINGS_MAX_FRAME_BYTES", default_value_t = 64 * 1024)]
     pub max_frame_bytes: usize,
 
-    /// Frames queued for one socket before it counts as a slow consumer (closed with 4008).
+    /// Events queued for one socket before it counts as a slow consumer (closed with 4008).
     #[arg(long, env = "TIDINGS_OUTBOUND_QUEUE", default_value_t = 4096)]
     pub outbound_queue: usize,
 
