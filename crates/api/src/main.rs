@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use clap::Parser;
 use ops::settings::CommonArgs;
 use ops::shutdown::Shutdown;
@@ -22,13 +21,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     ops::logs::init(cli.common.log_format);
-    let secret = cli
-        .common
-        .jwt_secret
-        .clone()
-        .context("JWT_SECRET is required when the api runs on its own")?;
-    let keys = ops::boot::keys(&cli.common, &secret)?;
-    let core = ops::boot::core(&cli.common).await?;
+    let (core, keys) = ops::boot::standalone(&cli.common, "api").await?;
     if let Some(password) =
         ops::boot::ensure_admin(&core.store, cli.api.admin_password.as_ref()).await?
     {
@@ -39,9 +32,7 @@ async fn main() -> anyhow::Result<()> {
         keys: Arc::new(keys),
         config: Arc::new(ApiConfig::from(&cli.api)),
     };
-    let listener = tokio::net::TcpListener::bind(cli.api.api_addr)
-        .await
-        .with_context(|| format!("binding {}", cli.api.api_addr))?;
+    let listener = ops::boot::bind(cli.api.api_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "REST API listening");
     let shutdown = Shutdown::new();
     shutdown.on_signals();

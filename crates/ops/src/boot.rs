@@ -39,6 +39,25 @@ pub fn keys(args: &CommonArgs, secret: &Secret) -> anyhow::Result<JwtKeys> {
     .context("JWT_SECRET is too short: use at least 32 bytes (e.g. `openssl rand -hex 32`)")
 }
 
+/// Keys and core for a process that runs one role on its own (`api`,
+/// `ws-gateway`): the secret must be given, since there is no local file
+/// to keep a generated one beside and every instance must share it.
+pub async fn standalone(args: &CommonArgs, role: &str) -> anyhow::Result<(Arc<Core>, JwtKeys)> {
+    let secret = args
+        .jwt_secret
+        .as_ref()
+        .with_context(|| format!("JWT_SECRET is required when the {role} runs on its own"))?;
+    let keys = keys(args, secret)?;
+    Ok((core(args).await?, keys))
+}
+
+/// Listens on `addr`, naming it in the error.
+pub async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding {addr}"))
+}
+
 /// On an empty store, creates the `admin` user. Returns the password when
 /// it was generated, so the caller can print it once.
 pub async fn ensure_admin(

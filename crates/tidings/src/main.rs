@@ -59,12 +59,8 @@ async fn serve(cli: &Cli) -> anyhow::Result<()> {
     }
     let shutdown = Shutdown::new();
     shutdown.on_signals();
-    let api_listener = tokio::net::TcpListener::bind(cli.api.api_addr)
-        .await
-        .with_context(|| format!("binding {}", cli.api.api_addr))?;
-    let ws_listener = tokio::net::TcpListener::bind(cli.gateway.ws_addr)
-        .await
-        .with_context(|| format!("binding {}", cli.gateway.ws_addr))?;
+    let api_listener = ops::boot::bind(cli.api.api_addr).await?;
+    let ws_listener = ops::boot::bind(cli.gateway.ws_addr).await?;
     println!(
         "REST API:  http://{}/api/  (OpenAPI at /api/openapi.json)",
         api_listener.local_addr()?

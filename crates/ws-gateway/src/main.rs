@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use anyhow::Context;
 use clap::Parser;
 use ops::settings::CommonArgs;
 use ops::shutdown::Shutdown;
@@ -22,13 +21,7 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     ops::logs::init(cli.common.log_format);
-    let secret = cli
-        .common
-        .jwt_secret
-        .clone()
-        .context("JWT_SECRET is required when the gateway runs on its own")?;
-    let keys = ops::boot::keys(&cli.common, &secret)?;
-    let core = ops::boot::core(&cli.common).await?;
+    let (core, keys) = ops::boot::standalone(&cli.common, "gateway").await?;
     let shutdown = Shutdown::new();
     shutdown.on_signals();
     let state = GatewayState::start(
@@ -37,9 +30,7 @@ async fn main() -> anyhow::Result<()> {
         GatewayConfig::from(&cli.gateway),
         shutdown,
     );
-    let listener = tokio::net::TcpListener::bind(cli.gateway.ws_addr)
-        .await
-        .with_context(|| format!("binding {}", cli.gateway.ws_addr))?;
+    let listener = ops::boot::bind(cli.gateway.ws_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "WebSocket gateway listening");
     tidings_gateway::serve(listener, state).await?;
     core.store.close().await;
