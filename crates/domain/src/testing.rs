@@ -25,6 +25,33 @@ pub async fn user(store: &Store, name: &str, admin: bool) -> User {
         .expect("create a test user")
 }
 
+/// The signing secret of [`keys`], for tests that forge their own tokens.
+pub const TEST_SECRET: &[u8] = b"a-test-signing-secret-of-32-byte";
+
+/// Signing keys over [`TEST_SECRET`]: access tokens for an hour, refresh
+/// tokens for a day.
+pub fn keys() -> std::sync::Arc<crate::auth::JwtKeys> {
+    let hour = std::time::Duration::from_secs(3600);
+    std::sync::Arc::new(crate::auth::JwtKeys::new(TEST_SECRET, hour, 24 * hour).expect("test keys"))
+}
+
+/// Cuts every pub/sub connection the Redis server at `url` holds, as a
+/// network failure would; returns how many were cut.
+pub async fn kill_redis_pubsub(url: &str) -> i64 {
+    let mut admin = redis::Client::open(url)
+        .expect("a Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to Redis");
+    redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query_async(&mut admin)
+        .await
+        .expect("CLIENT KILL")
+}
+
 /// The environment variable naming the PostgreSQL server for tests.
 pub const POSTGRES_ENV: &str = "TIDINGS_TEST_DATABASE_URL";
 
@@ -52,6 +79,15 @@ pub enum Flavor {
 impl TestStore {
     /// A fresh store of `flavor`; `None` for PostgreSQL when no server is
     /// configured (the test then reports itself skipped).
+    /// A core over this store with an in-process bus and default limits.
+    pub fn core(&self) -> std::sync::Arc<crate::service::Core> {
+        crate::service::Core::new(
+            self.store.clone(),
+            std::sync::Arc::new(crate::bus::LocalBus::default()),
+            crate::service::Limits::default(),
+        )
+    }
+
     pub async fn fresh(flavor: Flavor) -> Option<Self> {
         match flavor {
             Flavor::Sqlite => Some(Self::sqlite().await),

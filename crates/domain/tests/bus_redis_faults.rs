@@ -21,18 +21,7 @@ async fn a_killed_subscription_reconnects_and_asks_for_a_resync() {
     let mut rx = gateway.subscribe();
     gateway.watch(Key::Tag(5)).await;
     let url = std::env::var("TIDINGS_TEST_REDIS_URL").unwrap();
-    let mut admin = redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    let killed: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+    let killed = domain::testing::kill_redis_pubsub(&url).await;
     assert!(killed >= 1);
     // The next delivery is the resync, after which events flow again.
     loop {

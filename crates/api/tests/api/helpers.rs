@@ -14,7 +14,7 @@ use serde_json::Value;
 use tidings_api::{ApiConfig, AppState};
 
 pub use domain::testing::TEST_PASSWORD as PASSWORD;
-pub const SECRET: &[u8] = b"an-api-test-secret-of-32-bytes!!";
+pub use domain::testing::TEST_SECRET as SECRET;
 
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
@@ -59,19 +59,8 @@ impl TestApp {
 
     pub async fn spawn_with(flavor: Flavor, config: ApiConfig) -> Option<Self> {
         let db = TestStore::fresh(flavor).await?;
-        let keys = Arc::new(
-            JwtKeys::new(
-                SECRET,
-                Duration::from_secs(3600),
-                Duration::from_secs(86400),
-            )
-            .unwrap(),
-        );
-        let core = Core::new(
-            db.store.clone(),
-            Arc::new(LocalBus::default()),
-            Limits::default(),
-        );
+        let keys = domain::testing::keys();
+        let core = db.core();
         let state = AppState {
             core,
             keys: keys.clone(),

@@ -51,22 +51,11 @@ async fn killing_the_gateways_redis_subscriptions_loses_nothing() {
             assert_eq!(response.status(), 201);
         }
     });
-    let mut admin = redis::Client::open(cluster.redis_url.as_str())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
     // Cut every pub/sub connection twice while the publisher runs.
     for _ in 0..2 {
         let first = on_b.recv().await["seq"].as_i64().unwrap();
         assert!(first >= 1);
-        let _: i64 = redis::cmd("CLIENT")
-            .arg("KILL")
-            .arg("TYPE")
-            .arg("pubsub")
-            .query_async(&mut admin)
-            .await
-            .unwrap();
+        domain::testing::kill_redis_pubsub(&cluster.redis_url).await;
     }
     publisher.await.unwrap();
     let seen_by_carol = all_messages(&mut on_a).await;

@@ -15,7 +15,7 @@ use tidings_gateway::{GatewayConfig, GatewayState};
 
 pub use crate::ws_client::{Client, PATIENCE};
 
-pub const SECRET: &[u8] = b"a-gateway-test-secret-of-32-byte";
+pub use domain::testing::TEST_SECRET as SECRET;
 
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
@@ -59,19 +59,8 @@ impl TestGateway {
 
     pub async fn spawn_with(flavor: Flavor, config: GatewayConfig) -> Option<Self> {
         let db = TestStore::fresh(flavor).await?;
-        let keys = Arc::new(
-            JwtKeys::new(
-                SECRET,
-                Duration::from_secs(3600),
-                Duration::from_secs(86400),
-            )
-            .unwrap(),
-        );
-        let core = Core::new(
-            db.store.clone(),
-            Arc::new(LocalBus::default()),
-            Limits::default(),
-        );
+        let keys = domain::testing::keys();
+        let core = db.core();
         let shutdown = Shutdown::new();
         let state = GatewayState::start(core.clone(), keys.clone(), config, shutdown.clone());
         let hub = state.hub.clone();
