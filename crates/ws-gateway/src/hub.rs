@@ -5,11 +5,11 @@
 //! queues. Events that are already waiting on the bus are taken together
 //! and handed over as runs (consecutive events on one key, shared by every
 //! session watching it), so a burst of N messages to S sockets costs S
-//! queue pushes and wake-ups, not N x S. A session with too many frames
+//! queue pushes and wake-ups, not N x S. A session with too many events
 //! queued is a slow consumer (it is closed with 4008 and catches up on
 //! reconnect); a lagging bus receiver makes every session resync from the
-//! store. Registry entries are removed when
-//! their last session goes, and the bus is told to stop routing that key.
+//! store. Registry entries are removed when their last session goes, and
+//! the bus is told to stop routing that key.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -48,7 +48,8 @@ pub enum Outbound {
 /// How the hub reaches one session.
 #[derive(Debug, Clone)]
 pub struct SessionHandle {
-    pub queue: mpsc::Sender<Outbound>,
+    /// Bounded by `backlog`, which counts events rather than runs.
+    pub queue: mpsc::UnboundedSender<Outbound>,
     /// Events queued and not yet handled; the session subtracts what it handled.
     pub backlog: Arc<AtomicUsize>,
     /// The most events that may be queued before the session is a slow consumer.
@@ -58,7 +59,7 @@ pub struct SessionHandle {
 }
 
 impl SessionHandle {
-    pub fn new(queue: mpsc::Sender<Outbound>, limit: usize) -> Self {
+    pub fn new(queue: mpsc::UnboundedSender<Outbound>, limit: usize) -> Self {
         Self {
             queue,
             backlog: Arc::default(),
@@ -235,10 +236,8 @@ impl Hub {
             handle.kick.notify_one();
             return;
         }
-        if let Err(mpsc::error::TrySendError::Full(_)) = handle.queue.try_send(out) {
-            handle.backlog.fetch_sub(events, Ordering::Relaxed);
-            handle.kick.notify_one();
-        }
+        // A send fails only when the session is gone; it unregisters itself.
+        let _ = handle.queue.send(out);
     }
 }
 

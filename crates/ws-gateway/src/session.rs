@@ -119,7 +119,7 @@ impl Session {
     /// Runs a connection to its end.
     pub async fn start(state: GatewayState, actor: Actor, expires_at: i64, socket: WebSocket) {
         let limit = state.config.outbound_queue.max(1);
-        let (queue, mut receiver) = mpsc::channel(limit);
+        let (queue, mut receiver) = mpsc::unbounded_channel();
         let handle = SessionHandle::new(queue, limit);
         let bucket = TokenBucket::new(state.config.publish_rate, state.config.publish_burst);
         let id = state.hub.next_session_id();
@@ -145,7 +145,11 @@ impl Session {
         metrics.connections.decrement(1.0);
     }
 
-    async fn run(&mut self, receiver: &mut mpsc::Receiver<Outbound>, expires_at: i64) -> End {
+    async fn run(
+        &mut self,
+        receiver: &mut mpsc::UnboundedReceiver<Outbound>,
+        expires_at: i64,
+    ) -> End {
         if let Err(end) = self.open().await {
             return end;
         }
@@ -233,7 +237,7 @@ impl Session {
     async fn on_batch(
         &mut self,
         first: Outbound,
-        receiver: &mut mpsc::Receiver<Outbound>,
+        receiver: &mut mpsc::UnboundedReceiver<Outbound>,
     ) -> Result<(), End> {
         let mut handled = 0;
         let mut next = Some(first);

@@ -52,9 +52,10 @@ impl Core {
         };
         if let Some(topic) = self.topics.get(name.as_str()) {
             match self.publish_topic(actor, &topic, content).await {
-                // Nothing was stored: the topic may be gone (or gone and
-                // created again), so look the name up afresh.
-                Err(ServiceError::NotFound(_) | ServiceError::Forbidden(_)) => {
+                // Nothing was stored: the topic is gone (ids are never
+                // reused, so a new topic by that name has another), so look
+                // the name up afresh.
+                Err(ServiceError::NotFound(_)) => {
                     self.topics.remove(name.as_str());
                 }
                 done => return done,
