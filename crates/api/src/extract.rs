@@ -50,15 +50,25 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok_or_else(|| {
                 ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
             })?;
-        let claims = state.keys.verify(token.trim(), TokenType::Access)?;
-        let user = state
-            .core
-            .store
-            .user_by_id(claims.uid)
-            .await?
-            .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
+        let user = token_user(state, token.trim(), TokenType::Access).await?;
         Ok(Self(user.into()))
     }
+}
+
+/// The user a token of `kind` names, as stored now: a deleted account's
+/// tokens stop working.
+pub async fn token_user(
+    state: &AppState,
+    token: &str,
+    kind: TokenType,
+) -> Result<domain::model::User, ApiError> {
+    let claims = state.keys.verify(token, kind)?;
+    state
+        .core
+        .store
+        .user_by_id(claims.uid)
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))
 }
 
 /// Like [`AuthUser`] when a token is present, `None` when not.

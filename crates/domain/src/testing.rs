@@ -35,6 +35,17 @@ pub fn keys() -> std::sync::Arc<crate::auth::JwtKeys> {
     std::sync::Arc::new(crate::auth::JwtKeys::new(TEST_SECRET, hour, 24 * hour).expect("test keys"))
 }
 
+/// A token signed with `secret` over hand-written `claims`, for tests that
+/// try expired, forged or mistyped tokens.
+pub fn forge_token(claims: &serde_json::Value, secret: &[u8]) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .expect("sign test claims")
+}
+
 /// Cuts every pub/sub connection the Redis server at `url` holds, as a
 /// network failure would; returns how many were cut.
 pub async fn kill_redis_pubsub(url: &str) -> i64 {

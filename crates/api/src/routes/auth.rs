@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::Json;
+use crate::extract::{Json, token_user};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -75,13 +75,7 @@ pub async fn refresh(
     State(state): State<AppState>,
     Json(body): Json<RefreshBody>,
 ) -> Result<Json<AccessToken>, ApiError> {
-    let claims = state.keys.verify(&body.refresh, TokenType::Refresh)?;
-    let user = state
-        .core
-        .store
-        .user_by_id(claims.uid)
-        .await?
-        .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))?;
+    let user = token_user(&state, &body.refresh, TokenType::Refresh).await?;
     Ok(Json(AccessToken {
         access: state.keys.issue(&user, TokenType::Access)?,
     }))

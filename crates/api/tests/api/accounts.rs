@@ -116,14 +116,8 @@ async fn expired_unsigned_and_forged_tokens_are_refused(app: &TestApp) {
     let (user, _) = app.user("alice").await;
     let now = chrono_now();
     let claims = |exp: i64| json!({"sub":"alice","uid":user.id,"iat":now - 100,"exp":exp,"jti":"x","token_type":"access"});
-    let sign = |claims: serde_json::Value, secret: &[u8]| {
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::default(),
-            &claims,
-            &jsonwebtoken::EncodingKey::from_secret(secret),
-        )
-        .unwrap()
-    };
+    let sign =
+        |claims: serde_json::Value, secret: &[u8]| domain::testing::forge_token(&claims, secret);
     let expired = sign(claims(now - 10), SECRET);
     let forged = sign(claims(now + 600), b"some-other-secret-of-32-bytes!!!");
     let valid = sign(claims(now + 600), SECRET);

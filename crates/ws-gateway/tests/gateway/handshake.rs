@@ -54,14 +54,8 @@ async fn bad_tokens_get_401_and_no_upgrade(app: &TestGateway) {
     let (alice, _) = app.user("alice").await;
     let now = domain::time::now_millis() / 1000;
     let claims = |exp: i64, kind: &str| json!({"sub":"alice","uid":alice.id,"iat":now - 100,"exp":exp,"jti":"j","token_type":kind});
-    let sign = |claims: serde_json::Value, secret: &[u8]| {
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::default(),
-            &claims,
-            &jsonwebtoken::EncodingKey::from_secret(secret),
-        )
-        .unwrap()
-    };
+    let sign =
+        |claims: serde_json::Value, secret: &[u8]| domain::testing::forge_token(&claims, secret);
     let valid = sign(claims(now + 600, "access"), SECRET);
     let payload = valid.split('.').nth(1).unwrap().to_owned();
     let cases = [
