@@ -1,12 +1,9 @@
 //! A real API server on 127.0.0.1:0 over a fresh store, and an HTTP client.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use domain::auth::{JwtKeys, TokenType};
-use domain::bus::LocalBus;
 use domain::model::User;
-use domain::service::{Core, Limits};
 use domain::testing::{Flavor, TestStore};
 use ops::shutdown::Shutdown;
 use reqwest::{Method, StatusCode};

@@ -2,12 +2,10 @@
 //! over a fresh store, and a WebSocket client for it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use domain::auth::{JwtKeys, TokenType};
-use domain::bus::LocalBus;
 use domain::model::{Actor, User};
-use domain::service::{Core, Limits};
+use domain::service::Core;
 use domain::testing::{Flavor, TestStore};
 use ops::shutdown::Shutdown;
 use serde_json::Value;
