@@ -6,8 +6,8 @@
 //! leaves this module: callers get model types and [`StoreError`].
 //!
 //! SQLite allows one writer at a time; rather than retrying `SQLITE_BUSY`
-//! we give it a single-connection write pool, so writers queue in-process
-//! while readers proceed in parallel on WAL snapshots.
+//! we give it a single write connection (see [`writer`]), so writers queue
+//! in-process while readers proceed in parallel on WAL snapshots.
 
 mod audit;
 mod channels;
@@ -17,8 +17,10 @@ mod inbox;
 mod inbox_page;
 mod tags;
 mod users;
+mod writer;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -82,7 +84,7 @@ fn conflict(what: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
 #[derive(Clone, Debug)]
 pub struct Store {
     read: AnyPool,
-    write: AnyPool,
+    write: writer::Writes,
     backend: Backend,
     publisher: tokio::sync::mpsc::Sender<group_commit::PublishRequest>,
 }
@@ -105,10 +107,15 @@ impl Store {
                 let pool = pool_options(max_connections)
                     .connect_with(options(url)?)
                     .await?;
-                let publisher = group_commit::spawn(pool.clone(), backend);
+                // The group-commit writer holds its own connection, opened
+                // from its own thread on first use; other writes run
+                // concurrently from the pool.
+                let held = writer::Held::lazy(options(url)?, backend);
+                let publisher =
+                    group_commit::spawn(Arc::new(held), backend).map_err(sqlx::Error::Io)?;
                 Ok(Self {
                     read: pool.clone(),
-                    write: pool,
+                    write: writer::Writes::Pool(pool),
                     backend,
                     publisher,
                 })
@@ -124,18 +131,16 @@ impl Store {
                 // before every checkout would only add a round trip to
                 // SQLite's worker thread.
                 let sqlite_pool = |n| pool_options(n).test_before_acquire(false);
-                let write = sqlite_pool(1)
-                    .after_connect(|conn, _| Box::pin(async move { sqlite_pragmas(conn).await }))
-                    .connect_with(options(&url)?)
-                    .await?;
+                let write = Arc::new(writer::Held::open(options(&url)?, backend).await?);
                 let read = sqlite_pool(max_connections)
                     .after_connect(|conn, _| Box::pin(async move { sqlite_pragmas(conn).await }))
                     .connect_with(options(&url)?)
                     .await?;
-                let publisher = group_commit::spawn(write.clone(), backend);
+                let publisher =
+                    group_commit::spawn(write.clone(), backend).map_err(sqlx::Error::Io)?;
                 Ok(Self {
                     read,
-                    write,
+                    write: writer::Writes::Held(write),
                     backend,
                     publisher,
                 })
@@ -148,7 +153,7 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("../../migrations/sqlite"),
             Backend::Postgres => sqlx::migrate!("../../migrations/postgres"),
         };
-        migrator.run(&self.write).await?;
+        migrator.run(&mut *self.writer().await?).await?;
         Ok(())
     }
 
@@ -160,8 +165,15 @@ impl Store {
 
     /// Runs one statement of administration (`CREATE DATABASE`, tests).
     pub async fn execute_raw(&self, sql: &str) -> Result<(), StoreError> {
-        sqlx::raw_sql(sql).execute(&self.write).await?;
+        sqlx::raw_sql(sql)
+            .execute(&mut *self.writer().await?)
+            .await?;
         Ok(())
+    }
+
+    /// A connection to write on; writes on SQLite take turns on one.
+    async fn writer(&self) -> Result<writer::WriteConnection, StoreError> {
+        self.write.connection().await
     }
 
     pub async fn close(&self) {
@@ -214,6 +226,23 @@ async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Erro
     Ok(())
 }
 
+/// The bind parameters of a multi-row `VALUES` list: `rows` tuples of
+/// `columns` each. SQLite gets plain `?`: it looks a numbered parameter's
+/// name up by scanning a list, so a statement with hundreds of `$n` costs
+/// time quadratic in their number to bind.
+fn values_list(backend: Backend, rows: usize, columns: usize) -> String {
+    let row = |r: usize| {
+        let params: Vec<String> = (1..=columns)
+            .map(|c| match backend {
+                Backend::Sqlite => "?".to_owned(),
+                Backend::Postgres => format!("${}", r * columns + c),
+            })
+            .collect();
+        format!("({})", params.join(", "))
+    };
+    (0..rows).map(row).collect::<Vec<_>>().join(", ")
+}
+
 /// Flags are stored as 0/1 (see the migrations).
 fn flag(value: bool) -> i64 {
     i64::from(value)
@@ -221,8 +250,17 @@ fn flag(value: bool) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::sqlite_file;
+    use super::{Backend, sqlite_file, values_list};
     use std::path::PathBuf;
+
+    #[test]
+    fn numbers_postgres_parameters_across_rows() {
+        assert_eq!(
+            values_list(Backend::Postgres, 2, 3),
+            "($1, $2, $3), ($4, $5, $6)"
+        );
+        assert_eq!(values_list(Backend::Sqlite, 2, 2), "(?, ?), (?, ?)");
+    }
 
     #[test]
     fn finds_the_sqlite_file() {

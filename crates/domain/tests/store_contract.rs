@@ -40,6 +40,7 @@ contract!(
     joining_starts_delivery_after_the_last_message,
     direct_channels_are_symmetric_and_named_by_peer,
     cursors_only_move_forward,
+    a_flush_of_many_cursors_moves_each_forward_only,
     deleting_a_topic_frees_its_name_and_messages,
     inbox_holds_notifications_since_subscribing,
     inbox_flags_and_filters,
@@ -393,6 +394,62 @@ async fn cursors_only_move_forward(db: &TestStore) {
         (topics[0].label(), topics[0].delivered_seq),
         ("news".to_string(), 7)
     );
+}
+
+/// More cursors than one statement takes, of both kinds, some of them
+/// behind where they already are.
+async fn a_flush_of_many_cursors_moves_each_forward_only(db: &TestStore) {
+    let root = admin(db, "root").await;
+    let alice = user(db, "alice").await;
+    let mut channels = vec![];
+    for i in 0..700 {
+        let topic = db
+            .create_topic(&alice, &topic_name(&format!("t{i}")), false)
+            .await
+            .unwrap();
+        channels.push(topic.id);
+    }
+    let mut subs = vec![];
+    for i in 0..3 {
+        let tag = db.create_tag(&root, &format!("tag{i}")).await.unwrap();
+        subs.push(db.subscribe(&alice, alice.id, tag.id).await.unwrap().id);
+    }
+    let channel = |channel_id| Cursor::Channel {
+        channel_id,
+        user_id: alice.id,
+    };
+    db.advance_cursors(&[
+        (channel(channels[0]), 50),
+        (Cursor::Subscription { id: subs[0] }, 50),
+    ])
+    .await
+    .unwrap();
+    let mut flush: Vec<(Cursor, i64)> = channels
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| (channel(id), i as i64 + 1))
+        .collect();
+    flush.extend(subs.iter().map(|&id| (Cursor::Subscription { id }, 9)));
+    db.advance_cursors(&flush).await.unwrap();
+    assert_eq!(
+        db.delivered_seq(channels[0], alice.id).await.unwrap(),
+        Some(50)
+    );
+    for (i, &id) in channels.iter().enumerate().skip(1) {
+        assert_eq!(
+            db.delivered_seq(id, alice.id).await.unwrap(),
+            Some(i as i64 + 1)
+        );
+    }
+    let seqs: Vec<i64> = db
+        .tag_subscriptions(alice.id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.delivered_seq)
+        .collect();
+    assert_eq!(seqs.iter().filter(|&&s| s == 50).count(), 1);
+    assert_eq!(seqs.iter().filter(|&&s| s == 9).count(), 2);
 }
 
 async fn deleting_a_topic_frees_its_name_and_messages(db: &TestStore) {

@@ -5,6 +5,8 @@
 //! membership row per member carrying its delivery cursor. A reconnecting
 //! member's backlog is then one range scan on `messages (channel_id, seq)`.
 
+use sqlx::Connection;
+
 use super::audit::{Changes, record};
 use super::users::claim_name;
 use super::{Store, StoreError, conflict, flag};
@@ -116,7 +118,8 @@ impl Store {
         private: bool,
     ) -> Result<Topic, StoreError> {
         let now = now_millis();
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         claim_name(&mut tx, name.as_str()).await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO channels (kind, name, private, owner_id, created_at) \
@@ -205,7 +208,8 @@ impl Store {
 
     /// Deletes a topic with its members and messages, freeing its name.
     pub async fn delete_topic(&self, actor: &Actor, topic: &Topic) -> Result<(), StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         let deleted = sqlx::query("DELETE FROM channels WHERE id = $1 AND kind = 'topic'")
             .bind(topic.id)
             .execute(&mut *tx)
@@ -270,7 +274,8 @@ impl Store {
         user_id: i64,
         username: &str,
     ) -> Result<Option<i64>, StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         let cursor: Option<i64> = sqlx::query_scalar(
             "INSERT INTO memberships (channel_id, user_id, joined_at, delivered_seq) \
              SELECT id, $2, $3, last_seq FROM channels WHERE id = $1 \
@@ -307,7 +312,8 @@ impl Store {
         user_id: i64,
         username: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         let gone = sqlx::query("DELETE FROM memberships WHERE channel_id = $1 AND user_id = $2")
             .bind(topic.id)
             .bind(user_id)
@@ -351,7 +357,8 @@ impl Store {
         }
         let key = direct_key(a, b);
         let now = now_millis();
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query(
             "INSERT INTO channels (kind, direct_key, private, created_at) VALUES ('direct', $1, 1, $2) \
              ON CONFLICT (direct_key) DO NOTHING",

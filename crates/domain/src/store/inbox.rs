@@ -5,6 +5,8 @@
 //! Per-user state is sparse: `inbox_state` holds a row only for items a user
 //! changed, and "read all" moves a watermark instead of touching every item.
 
+use sqlx::Connection;
+
 use super::audit::{Changes, record};
 use super::{Store, StoreError, flag};
 use crate::model::{Actor, InboxItem, Notification};
@@ -61,7 +63,8 @@ impl Store {
         message: &str,
     ) -> Result<Notification, StoreError> {
         let now = now_millis();
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         let seq: i64 = sqlx::query_scalar(
             "UPDATE tags SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
         )
@@ -118,7 +121,8 @@ impl Store {
     ) -> Result<InboxItem, StoreError> {
         let read = is_read.unwrap_or(item.is_read);
         let deleted = is_deleted.unwrap_or(false);
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query(
             "INSERT INTO inbox_state (user_id, notification_id, is_read, is_deleted, updated_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id, notification_id) DO UPDATE \
@@ -153,7 +157,8 @@ impl Store {
 
     /// Marks every item read; returns how many were unread.
     pub async fn read_all(&self, actor: &Actor) -> Result<i64, StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         let unread: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {INBOX} AND {IS_READ} = 0"))
             .bind(actor.id)
             .fetch_one(&mut *tx)

@@ -5,6 +5,8 @@
 //! the subscriber's inbox, so a notification is one row however many users
 //! follow its tag.
 
+use sqlx::Connection;
+
 use super::audit::{Changes, record};
 use super::{Store, StoreError, conflict};
 use crate::model::{Actor, Subscription, Tag};
@@ -37,7 +39,8 @@ impl From<SubscriptionRow> for Subscription {
 
 impl Store {
     pub async fn create_tag(&self, actor: &Actor, name: &str) -> Result<Tag, StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         let id: i64 =
             sqlx::query_scalar("INSERT INTO tags (name, created_at) VALUES ($1, $2) RETURNING id")
                 .bind(name)
@@ -81,7 +84,8 @@ impl Store {
 
     /// Deletes a tag with its subscriptions and notifications.
     pub async fn delete_tag(&self, actor: &Actor, id: i64) -> Result<(), StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         let name: String = sqlx::query_scalar("DELETE FROM tags WHERE id = $1 RETURNING name")
             .bind(id)
             .fetch_optional(&mut *tx)
@@ -107,7 +111,8 @@ impl Store {
         user_id: i64,
         tag_id: i64,
     ) -> Result<Subscription, StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         let row: SubscriptionRow = sqlx::query_as(
             "INSERT INTO subscriptions (user_id, tag_id, start_seq, delivered_seq, created_at) \
              SELECT $1, id, last_seq, last_seq, $3 FROM tags WHERE id = $2 \
@@ -167,7 +172,8 @@ impl Store {
         actor: &Actor,
         sub: &Subscription,
     ) -> Result<(), StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         let ended = sqlx::query(
             "UPDATE subscriptions SET end_seq = (SELECT last_seq FROM tags WHERE tags.id = subscriptions.tag_id) \
              WHERE id = $1 AND end_seq IS NULL",

@@ -1,5 +1,7 @@
 //! Users and the shared name registry.
 
+use sqlx::Connection;
+
 use super::audit::{Changes, record};
 use super::{Store, StoreError, Tx, conflict, flag};
 use crate::model::{Actor, User};
@@ -49,7 +51,8 @@ impl Store {
         password_hash: &str,
         is_admin: bool,
     ) -> Result<User, StoreError> {
-        let mut tx = self.write.begin().await?;
+        let mut conn = self.writer().await?;
+        let mut tx = conn.begin().await?;
         claim_name(&mut tx, username.as_str()).await?;
         let user: User = sqlx::query_as::<_, UserRow>(
             "INSERT INTO users (username, password_hash, is_admin, created_at) \
