@@ -15,6 +15,30 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// Runs the future `make` builds on a thread of its own, with a one-thread
+/// runtime. A publisher's acks then come in as they arrive, instead of
+/// waiting behind a thousand subscriber tasks: with a cap on messages in
+/// flight, a late ack would throttle the publisher and measure the tool.
+pub async fn on_own_thread<F, Fut, T>(make: F) -> anyhow::Result<T>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+    T: Send + 'static,
+{
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("bench-publisher".into())
+        .spawn(move || {
+            let outcome = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| runtime.block_on(make()));
+            let _ = done.send(outcome);
+        })?;
+    result.await?
+}
+
 /// A progress bar over a shared counter, refreshed by its own task.
 pub fn progress(label: &str, total: u64, counter: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
     let bar = ProgressBar::new(total);

@@ -11,14 +11,16 @@
 //! store. Registry entries are removed when their last session goes, and
 //! the bus is told to stop routing that key.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use axum::extract::ws::Utf8Bytes;
 use domain::bus::{Delivery, SharedBus};
+// Keys are server-assigned ids: a fast hash, not SipHash (a measurable
+// share of each delivery's CPU).
 use domain::events::{Event, InboxChange, Key};
 use domain::protocol::ServerFrame;
+use foldhash::HashMap;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{Notify, mpsc};
 

@@ -9,14 +9,16 @@
 mod actions;
 mod delivery;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+// Keys are server-assigned ids: a fast hash, not SipHash (a measurable
+// share of each delivery's CPU).
 use domain::events::Key;
 use domain::model::Actor;
 use domain::protocol::ServerFrame;
+use foldhash::HashMap;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -129,8 +131,8 @@ impl Session {
             id,
             handle,
             socket,
-            channels: HashMap::new(),
-            tags: HashMap::new(),
+            channels: HashMap::default(),
+            tags: HashMap::default(),
             bucket,
             unflushed: [0; 3],
             oldest_unflushed: None,

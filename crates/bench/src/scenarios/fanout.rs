@@ -121,36 +121,38 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
         total * args.subscribers as u64,
         delivered.clone(),
     );
+    let per_second = if args.rate == 0 {
+        0
+    } else {
+        (args.rate / args.publishers as u64).max(1)
+    };
     let mut publishers = vec![];
     for (i, url) in urls[args.subscribers..].iter().enumerate() {
-        let mut ws =
-            client::connect(url, source(args.subscribers + i), args.bare || args.nats).await?;
-        let per_second = if args.rate == 0 {
-            0
-        } else {
-            (args.rate / args.publishers as u64).max(1)
-        };
-        if args.nats {
-            nats::handshake(&mut ws, false).await?;
-            let first = i as u64 * args.messages;
-            let (messages, window, payload) = (args.messages, args.window, args.payload);
-            publishers.push(tokio::spawn(async move {
-                nats::publish(ws, first, messages, window, payload, per_second).await?;
+        let (url, source) = (url.clone(), source(args.subscribers + i));
+        let (args, topic_name) = (args.clone(), topic_name.clone());
+        publishers.push(super::on_own_thread(move || async move {
+            let mut ws = client::connect(&url, source, args.bare || args.nats).await?;
+            if args.nats {
+                nats::handshake(&mut ws, false).await?;
+                let first = i as u64 * args.messages;
+                nats::publish(
+                    ws,
+                    first,
+                    args.messages,
+                    args.window,
+                    args.payload,
+                    per_second,
+                )
+                .await?;
                 // Core NATS acknowledges nothing per message: no ack latencies.
-                anyhow::Ok(report::histogram())
-            }));
-            continue;
-        }
-        publishers.push(tokio::spawn(publish(
-            ws,
-            topic_name.clone(),
-            args.clone(),
-            per_second,
-        )));
+                return Ok(report::histogram());
+            }
+            publish(ws, topic_name, args, per_second).await
+        }));
     }
     let mut acks = report::histogram();
-    for publisher in publishers {
-        acks.add(&publisher.await??)?;
+    for publisher in futures_util::future::join_all(publishers).await {
+        acks.add(&publisher?)?;
     }
     let mut integrity = vec![];
     let mut latency = report::histogram();
