@@ -47,7 +47,8 @@ async fn server() -> Server {
         publish_burst: 1_000_000,
         ..GatewayConfig::default()
     };
-    let gateway = GatewayState::start(core.clone(), keys.clone(), config, shutdown.clone());
+    let gateway =
+        GatewayState::start(core.clone(), keys.clone(), config, shutdown.clone()).unwrap();
     let ws = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let args = vec![

@@ -79,7 +79,7 @@ async fn serve(cli: &Cli) -> anyhow::Result<()> {
         keys,
         GatewayConfig::from(&cli.gateway),
         shutdown.clone(),
-    );
+    )?;
     let (api_result, ws_result) = tokio::join!(
         tidings_api::serve(api_listener, tidings_api::router(api), shutdown.clone()),
         tidings_gateway::serve(ws_listener, gateway),

@@ -142,49 +142,61 @@ impl Hub {
         self.registry.read().map_or(0, |r| r.len())
     }
 
-    /// Reads the bus until it closes.
-    pub fn spawn_dispatcher(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
-        let hub = Arc::clone(self);
-        let mut receiver = hub.bus.subscribe();
-        tokio::spawn(async move {
-            let mut events = Vec::with_capacity(MAX_DRAIN);
-            loop {
-                let mut next = Some(receiver.recv().await);
-                // Take whatever else is already waiting, up to a bound.
-                while let Some(received) = next.take() {
-                    match received {
-                        Ok(Delivery::Event(event)) => events.push(event),
-                        Ok(Delivery::Resync) => {
-                            hub.dispatch(&mut events);
-                            hub.resync_all();
-                        }
-                        Err(RecvError::Lagged(missed)) => {
-                            tracing::warn!(
-                                missed,
-                                "the hub fell behind the bus; sessions resync from the store"
-                            );
-                            hub.dispatch(&mut events);
-                            hub.resync_all();
-                        }
-                        Err(RecvError::Closed) => {
-                            hub.dispatch(&mut events);
-                            return;
-                        }
-                    }
-                    if events.len() < MAX_DRAIN {
-                        next = match receiver.try_recv() {
-                            Ok(delivery) => Some(Ok(delivery)),
-                            Err(TryRecvError::Empty) => None,
-                            Err(TryRecvError::Lagged(missed)) => {
-                                Some(Err(RecvError::Lagged(missed)))
+    /// Reads the bus on a thread of its own until the bus closes or the
+    /// hub is dropped.
+    ///
+    /// On the shared runtime the dispatcher, woken once per commit, waited
+    /// behind the sessions the previous fan-out had woken (a thousand of
+    /// them): several milliseconds on every message's way. Its work is
+    /// short and never waits on anything but the bus, so a thread of its
+    /// own hands each commit on as soon as it lands.
+    pub fn spawn_dispatcher(self: &Arc<Self>) -> std::io::Result<()> {
+        let hub = Arc::downgrade(self);
+        let mut receiver = self.bus.subscribe();
+        std::thread::Builder::new()
+            .name("tidings-hub".into())
+            .spawn(move || {
+                let mut events = Vec::with_capacity(MAX_DRAIN);
+                loop {
+                    let mut next = Some(receiver.blocking_recv());
+                    // Only a live gateway is dispatched to; a dropped one ends the thread.
+                    let Some(hub) = hub.upgrade() else { return };
+                    // Take whatever else is already waiting, up to a bound.
+                    while let Some(received) = next.take() {
+                        match received {
+                            Ok(Delivery::Event(event)) => events.push(event),
+                            Ok(Delivery::Resync) => {
+                                hub.dispatch(&mut events);
+                                hub.resync_all();
                             }
-                            Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
-                        };
+                            Err(RecvError::Lagged(missed)) => {
+                                tracing::warn!(
+                                    missed,
+                                    "the hub fell behind the bus; sessions resync from the store"
+                                );
+                                hub.dispatch(&mut events);
+                                hub.resync_all();
+                            }
+                            Err(RecvError::Closed) => {
+                                hub.dispatch(&mut events);
+                                return;
+                            }
+                        }
+                        if events.len() < MAX_DRAIN {
+                            next = match receiver.try_recv() {
+                                Ok(delivery) => Some(Ok(delivery)),
+                                Err(TryRecvError::Empty) => None,
+                                Err(TryRecvError::Lagged(missed)) => {
+                                    Some(Err(RecvError::Lagged(missed)))
+                                }
+                                Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                            };
+                        }
                     }
+                    hub.dispatch(&mut events);
                 }
-                hub.dispatch(&mut events);
-            }
-        })
+            })?;
+        Ok(())
     }
 
     /// Hands `events` (emptied) to the sessions watching their keys, as

@@ -55,20 +55,20 @@ impl GatewayState {
         keys: Arc<JwtKeys>,
         config: GatewayConfig,
         shutdown: Shutdown,
-    ) -> Self {
+    ) -> std::io::Result<Self> {
         ops::health::metrics_handle();
         let hub = Hub::new(core.bus.clone(), GatewayMetrics::default());
-        hub.spawn_dispatcher();
+        hub.spawn_dispatcher()?;
         let cursors = Arc::new(CursorBook::default());
         cursors.spawn_flusher(core.store.clone(), CURSOR_FLUSH_EVERY, shutdown.clone());
-        Self {
+        Ok(Self {
             core,
             keys,
             config: Arc::new(config),
             hub,
             cursors,
             shutdown,
-        }
+        })
     }
 }
 

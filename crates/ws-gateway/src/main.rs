@@ -29,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
         Arc::new(keys),
         GatewayConfig::from(&cli.gateway),
         shutdown,
-    );
+    )?;
     let listener = ops::boot::bind(cli.gateway.ws_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "WebSocket gateway listening");
     tidings_gateway::serve(listener, state).await?;

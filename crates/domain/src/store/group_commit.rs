@@ -56,16 +56,12 @@ pub(super) fn spawn(
     backend: Backend,
 ) -> std::io::Result<mpsc::Sender<PublishRequest>> {
     let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
-    // The announcer stays on the caller's runtime, with the bus's own
-    // connections and tasks.
-    let (announcer, announcements) = mpsc::channel(ANNOUNCE_BACKLOG);
-    tokio::spawn(announce(announcements));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     std::thread::Builder::new()
         .name("tidings-writer".into())
-        .spawn(move || runtime.block_on(run(connection, backend, receiver, announcer)))?;
+        .spawn(move || runtime.block_on(run(connection, backend, receiver)))?;
     Ok(sender)
 }
 
@@ -73,8 +69,11 @@ async fn run(
     connection: Arc<Held>,
     backend: Backend,
     mut receiver: mpsc::Receiver<PublishRequest>,
-    announcer: mpsc::Sender<Vec<(SharedBus, Event)>>,
 ) {
+    // Beside the writer on its thread: a commit's events go out as soon as
+    // it lands, without waiting for a turn on the shared runtime.
+    let (announcer, announcements) = mpsc::channel(ANNOUNCE_BACKLOG);
+    let announcing = tokio::spawn(announce(announcements));
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -106,6 +105,9 @@ async fn run(
             }
         }
     }
+    // The runtime ends with this function: let the last events out first.
+    drop(announcer);
+    let _ = announcing.await;
 }
 
 /// The announcements of the messages just stored, in commit order.

@@ -60,7 +60,8 @@ impl TestGateway {
         let keys = domain::testing::keys();
         let core = db.core();
         let shutdown = Shutdown::new();
-        let state = GatewayState::start(core.clone(), keys.clone(), config, shutdown.clone());
+        let state =
+            GatewayState::start(core.clone(), keys.clone(), config, shutdown.clone()).unwrap();
         let hub = state.hub.clone();
         let ws_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let ws = format!("ws://{}", ws_listener.local_addr().unwrap());
