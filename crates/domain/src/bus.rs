@@ -39,6 +39,16 @@ pub trait Bus: Send + Sync + 'static {
     /// Sends an event to every interested gateway, this process included.
     async fn publish(&self, event: Event) -> Result<(), BusError>;
 
+    /// Sends `events` in order. A bus across the network sends them in
+    /// one round trip: a commit of hundreds of direct messages is one
+    /// request, not hundreds.
+    async fn publish_all(&self, events: Vec<Event>) -> Result<(), BusError> {
+        for event in events {
+            self.publish(event).await?;
+        }
+        Ok(())
+    }
+
     /// A receiver of everything this process has declared interest in.
     fn subscribe(&self) -> broadcast::Receiver<Delivery>;
 

@@ -47,3 +47,19 @@ async fn events_reach_only_gateways_watching_their_key() {
     assert!(api.ping().await.is_ok());
     assert_eq!(api.name(), "redis");
 }
+
+#[tokio::test]
+async fn a_batch_arrives_whole_and_in_order() {
+    let prefix = prefix();
+    let (Some(api), Some(gateway)) = (bus(&prefix).await, bus(&prefix).await) else {
+        return;
+    };
+    let mut rx = gateway.subscribe();
+    gateway.watch(Key::User(1)).await;
+    gateway.watch(Key::User(2)).await;
+    let batch: Vec<_> = (0..50).map(|i| inbox(1 + i % 2, i)).collect();
+    api.publish_all(batch.clone()).await.unwrap();
+    for expected in batch {
+        assert_eq!(next_event(&mut rx).await, expected);
+    }
+}

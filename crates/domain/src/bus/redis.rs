@@ -95,6 +95,11 @@ fn unavailable(err: redis::RedisError) -> BusError {
 #[async_trait]
 impl Bus for RedisBus {
     async fn publish(&self, event: Event) -> Result<(), BusError> {
+        self.publish_all(vec![event]).await
+    }
+
+    /// One pipeline of `PUBLISH`es, in order.
+    async fn publish_all(&self, events: Vec<Event>) -> Result<(), BusError> {
         if self.publish_failed.load(Ordering::Acquire)
             && self
                 .send(self.resync_channel(), String::new())
@@ -103,11 +108,17 @@ impl Bus for RedisBus {
         {
             self.publish_failed.store(false, Ordering::Release);
         }
-        let payload =
-            serde_json::to_string(&event).map_err(|e| BusError::Unavailable(e.to_string()))?;
-        let result = self
-            .send(event.key().channel_name(&self.prefix), payload)
-            .await;
+        let mut pipe = redis::pipe();
+        for event in &events {
+            let payload =
+                serde_json::to_string(event).map_err(|e| BusError::Unavailable(e.to_string()))?;
+            pipe.cmd("PUBLISH")
+                .arg(event.key().channel_name(&self.prefix))
+                .arg(payload)
+                .ignore();
+        }
+        let mut conn = self.publisher.clone();
+        let result = pipe.query_async::<()>(&mut conn).await;
         if result.is_err() {
             self.publish_failed.store(true, Ordering::Release);
         }

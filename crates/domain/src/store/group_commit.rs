@@ -138,9 +138,9 @@ async fn announce(mut commits: mpsc::Receiver<Vec<(SharedBus, Event)>>) {
             commit = commits.recv() => match commit {
                 // Polled in the order pushed, so their events go out in order.
                 Some(events) => under_way.push_back(futures_util::future::join_all(
-                    events
+                    by_bus(events)
                         .into_iter()
-                        .map(|(bus, event)| async move { bus.publish(event).await }),
+                        .map(|(bus, events)| async move { bus.publish_all(events).await }),
                 )),
                 None => break,
             },
@@ -154,6 +154,19 @@ async fn announce(mut commits: mpsc::Receiver<Vec<(SharedBus, Event)>>) {
         }
     }
     while under_way.next().await.is_some() {}
+}
+
+/// A commit's events grouped by bus (there is one in practice), each group
+/// in commit order.
+fn by_bus(events: Vec<(SharedBus, Event)>) -> Vec<(SharedBus, Vec<Event>)> {
+    let mut groups: Vec<(SharedBus, Vec<Event>)> = Vec::new();
+    for (bus, event) in events {
+        match groups.iter_mut().find(|(b, _)| Arc::ptr_eq(b, &bus)) {
+            Some((_, group)) => group.push(event),
+            None => groups.push((bus, vec![event])),
+        }
+    }
+    groups
 }
 
 /// The batch's requests by channel, channels in order of first appearance.
