@@ -107,11 +107,17 @@ impl Held {
     }
 }
 
+/// As long as the pool waits for a connection, so a database that does not
+/// answer fails the writes waiting on it instead of hanging them.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn connect(
     options: &AnyConnectOptions,
     backend: Backend,
 ) -> Result<AnyConnection, StoreError> {
-    let mut conn = options.connect().await?;
+    let mut conn = tokio::time::timeout(CONNECT_TIMEOUT, options.connect())
+        .await
+        .map_err(|_| StoreError::Unavailable("no answer from the database".into()))??;
     if backend == Backend::Sqlite {
         super::sqlite_pragmas(&mut conn).await?;
     }
