@@ -12,7 +12,7 @@
 //! the bus is told to stop routing that key.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 
 use axum::extract::ws::Utf8Bytes;
 use domain::bus::{Delivery, SharedBus};
@@ -21,6 +21,7 @@ use domain::bus::{Delivery, SharedBus};
 use domain::events::{Event, InboxChange, Key};
 use domain::protocol::ServerFrame;
 use foldhash::HashMap;
+use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{Notify, mpsc};
 
@@ -152,50 +153,10 @@ impl Hub {
     /// own hands each commit on as soon as it lands.
     pub fn spawn_dispatcher(self: &Arc<Self>) -> std::io::Result<()> {
         let hub = Arc::downgrade(self);
-        let mut receiver = self.bus.subscribe();
+        let receiver = self.bus.subscribe();
         std::thread::Builder::new()
             .name("tidings-hub".into())
-            .spawn(move || {
-                let mut events = Vec::with_capacity(MAX_DRAIN);
-                loop {
-                    let mut next = Some(receiver.blocking_recv());
-                    // Only a live gateway is dispatched to; a dropped one ends the thread.
-                    let Some(hub) = hub.upgrade() else { return };
-                    // Take whatever else is already waiting, up to a bound.
-                    while let Some(received) = next.take() {
-                        match received {
-                            Ok(Delivery::Event(event)) => events.push(event),
-                            Ok(Delivery::Resync) => {
-                                hub.dispatch(&mut events);
-                                hub.resync_all();
-                            }
-                            Err(RecvError::Lagged(missed)) => {
-                                tracing::warn!(
-                                    missed,
-                                    "the hub fell behind the bus; sessions resync from the store"
-                                );
-                                hub.dispatch(&mut events);
-                                hub.resync_all();
-                            }
-                            Err(RecvError::Closed) => {
-                                hub.dispatch(&mut events);
-                                return;
-                            }
-                        }
-                        if events.len() < MAX_DRAIN {
-                            next = match receiver.try_recv() {
-                                Ok(delivery) => Some(Ok(delivery)),
-                                Err(TryRecvError::Empty) => None,
-                                Err(TryRecvError::Lagged(missed)) => {
-                                    Some(Err(RecvError::Lagged(missed)))
-                                }
-                                Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
-                            };
-                        }
-                    }
-                    hub.dispatch(&mut events);
-                }
-            })?;
+            .spawn(move || dispatch_until_closed(&hub, receiver))?;
         Ok(())
     }
 
@@ -252,6 +213,48 @@ impl Hub {
         }
         // A send fails only when the session is gone; it unregisters itself.
         let _ = handle.queue.send(out);
+    }
+}
+
+/// The dispatcher thread's loop: takes every event waiting on the bus (up
+/// to a bound) and hands it to the hub, while the hub lives.
+fn dispatch_until_closed(hub: &Weak<Hub>, mut receiver: broadcast::Receiver<Delivery>) {
+    let mut events = Vec::with_capacity(MAX_DRAIN);
+    loop {
+        let mut next = Some(receiver.blocking_recv());
+        // Only a live gateway is dispatched to; a dropped one ends the thread.
+        let Some(hub) = hub.upgrade() else { return };
+        // Take whatever else is already waiting, up to a bound.
+        while let Some(received) = next.take() {
+            match received {
+                Ok(Delivery::Event(event)) => events.push(event),
+                Ok(Delivery::Resync) => {
+                    hub.dispatch(&mut events);
+                    hub.resync_all();
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    tracing::warn!(
+                        missed,
+                        "the hub fell behind the bus; sessions resync from the store"
+                    );
+                    hub.dispatch(&mut events);
+                    hub.resync_all();
+                }
+                Err(RecvError::Closed) => {
+                    hub.dispatch(&mut events);
+                    return;
+                }
+            }
+            if events.len() < MAX_DRAIN {
+                next = match receiver.try_recv() {
+                    Ok(delivery) => Some(Ok(delivery)),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Lagged(missed)) => Some(Err(RecvError::Lagged(missed))),
+                    Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
+                };
+            }
+        }
+        hub.dispatch(&mut events);
     }
 }
 
