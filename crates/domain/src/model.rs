@@ -70,6 +70,15 @@ pub struct StoredMessage {
     pub created_at: i64,
 }
 
+/// Who hears about a stored message: a topic's members, or the other
+/// side of a direct conversation. The store carries it through a commit
+/// untouched, so whoever announces commits knows where each one goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    Topic { name: String },
+    Direct { to: i64 },
+}
+
 /// A message as pushed and as listed in history: direct messages carry
 /// `"topic":"@peer"` from the reader's side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

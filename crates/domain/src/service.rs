@@ -2,6 +2,7 @@
 //! REST API and the WebSocket gateway so both enforce the same rules and
 //! publish the same events. Each operation: check, store, then publish.
 
+mod announcer;
 mod inbox;
 mod memo;
 mod messages;
@@ -10,7 +11,7 @@ mod topics;
 
 use std::sync::Arc;
 
-pub use messages::Published;
+pub use messages::{Checked, Published, Queued};
 
 use crate::bus::SharedBus;
 use crate::events::Event;
@@ -52,7 +53,14 @@ pub struct Core {
 const CACHE_LIMIT: usize = 100_000;
 
 impl Core {
+    /// A core over `store` and `bus`. The first core over a store announces
+    /// its commits (see [`announcer`]); there is one per process.
     pub fn new(store: Store, bus: SharedBus, limits: Limits) -> Arc<Self> {
+        if let Some(feed) = store.commit_feed()
+            && let Err(err) = announcer::spawn(feed, bus.clone())
+        {
+            tracing::error!(%err, "could not start the announcer thread");
+        }
         Arc::new(Self {
             store,
             bus,

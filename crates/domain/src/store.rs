@@ -27,9 +27,10 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Executor};
 
 pub use audit::{AuditFilter, Changes};
+pub use channels::Receipt;
 pub use channels::{ChannelKind, Membership};
 pub use cursors::Cursor;
-pub use group_commit::Announcement;
+pub use group_commit::Committed;
 pub use tags::TagSubscription;
 
 type Tx<'a> = sqlx::Transaction<'a, Any>;
@@ -87,6 +88,7 @@ pub struct Store {
     write: writer::Writes,
     backend: Backend,
     publisher: tokio::sync::mpsc::Sender<group_commit::PublishRequest>,
+    feed: group_commit::CommitFeed,
 }
 
 impl Store {
@@ -111,13 +113,15 @@ impl Store {
                 // from its own thread on first use; other writes run
                 // concurrently from the pool.
                 let held = writer::Held::lazy(options(url)?, backend);
-                let publisher =
-                    group_commit::spawn(Arc::new(held), backend).map_err(sqlx::Error::Io)?;
+                let feed = group_commit::CommitFeed::default();
+                let publisher = group_commit::spawn(Arc::new(held), backend, feed.clone())
+                    .map_err(sqlx::Error::Io)?;
                 Ok(Self {
                     read: pool.clone(),
                     write: writer::Writes::Pool(pool),
                     backend,
                     publisher,
+                    feed,
                 })
             }
             Backend::Sqlite => {
@@ -136,13 +140,15 @@ impl Store {
                     .after_connect(|conn, _| Box::pin(async move { sqlite_pragmas(conn).await }))
                     .connect_with(options(&url)?)
                     .await?;
-                let publisher =
-                    group_commit::spawn(write.clone(), backend).map_err(sqlx::Error::Io)?;
+                let feed = group_commit::CommitFeed::default();
+                let publisher = group_commit::spawn(write.clone(), backend, feed.clone())
+                    .map_err(sqlx::Error::Io)?;
                 Ok(Self {
                     read,
                     write: writer::Writes::Held(write),
                     backend,
                     publisher,
+                    feed,
                 })
             }
         }
@@ -155,6 +161,13 @@ impl Store {
         };
         migrator.run(&mut *self.writer().await?).await?;
         Ok(())
+    }
+
+    /// Every commit's announced messages from now on, in commit order; `None`
+    /// when someone else already listens (there is one announcer per store).
+    pub fn commit_feed(&self) -> Option<tokio::sync::mpsc::Receiver<Vec<Committed>>> {
+        let (sender, receiver) = tokio::sync::mpsc::channel(group_commit::FEED_BACKLOG);
+        self.feed.set(sender).ok().map(|()| receiver)
     }
 
     /// A round trip to the database, for `/readyz`.

@@ -28,6 +28,7 @@ use domain::auth::JwtKeys;
 use domain::service::Core;
 use ops::shutdown::Shutdown;
 use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
 
 pub use config::{GatewayArgs, GatewayConfig};
 
@@ -46,6 +47,8 @@ pub struct GatewayState {
     pub hub: Arc<Hub>,
     pub cursors: Arc<CursorBook>,
     pub shutdown: Shutdown,
+    /// Every session, so shutdown can wait for each to finish its work.
+    pub sessions: TaskTracker,
 }
 
 impl GatewayState {
@@ -68,6 +71,7 @@ impl GatewayState {
             hub,
             cursors,
             shutdown,
+            sessions: TaskTracker::new(),
         })
     }
 }
@@ -87,8 +91,10 @@ pub fn router(state: GatewayState) -> Router {
         .layer(axum::middleware::from_fn(ops::health::track))
 }
 
-/// Serves until shutdown; sessions close themselves with 1001, then the
-/// last cursors are saved.
+/// Serves until shutdown, then waits for every session to finish: each
+/// acknowledges the publishes it read, closes with 1001 and hands over how
+/// far its client got; then the last cursors are saved. Only after this
+/// returns may the store close.
 pub async fn serve(listener: TcpListener, state: GatewayState) -> std::io::Result<()> {
     let shutdown = state.shutdown.clone();
     // Frames are written in bursts and flushed on purpose; Nagle's
@@ -102,6 +108,9 @@ pub async fn serve(listener: TcpListener, state: GatewayState) -> std::io::Resul
     let result = axum::serve(listener, router(state.clone()))
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await;
+    // Upgraded sockets outlive the HTTP server: wait for them.
+    state.sessions.close();
+    state.sessions.wait().await;
     state.cursors.flush(&state.core.store).await;
     result
 }

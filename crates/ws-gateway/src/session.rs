@@ -3,11 +3,14 @@
 //! `run` is a `select!` over the socket, the hub queue, timers and
 //! shutdown. Frames are fed to the socket as they come and flushed once per
 //! wake-up, so a burst costs one syscall, not one per frame. Delivery state
-//! (how far each channel and tag has been written) lives here; the store's
-//! copy is refreshed in batches through the [`CursorBook`](crate::cursors).
+//! (how far each channel and tag has been written, and how far the client
+//! provably received, see [`proof`]) lives here; the store's copy of the
+//! received positions is refreshed in batches through the
+//! [`CursorBook`](crate::cursors).
 
 mod actions;
 mod delivery;
+mod proof;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +40,11 @@ const CURSOR_EVERY: Duration = Duration::from_millis(250);
 /// One flush in this many records the delivery latency (a sample keeps the
 /// histogram cheap at millions of deliveries per second).
 const LATENCY_SAMPLE: u64 = 16;
+/// How long a closing session waits for the client's close frame, which
+/// proves it read everything before ours.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// How long a session shutting down waits for its publishes to commit.
+const DRAIN_WAIT: Duration = Duration::from_secs(10);
 
 /// Publishes under way, acknowledged in the order they were sent.
 pub(crate) type Pending = futures_util::stream::FuturesOrdered<
@@ -73,7 +81,11 @@ pub mod close {
 /// A channel this session delivers, and how far.
 struct Tracked {
     label: String,
+    /// Written to the socket up to here.
     delivered: i64,
+    /// The client provably received up to here (see [`proof`]).
+    confirmed: i64,
+    /// `confirmed` moved since the cursor book was last told.
     dirty: bool,
     /// Live frames that arrived ahead of a missing seq, waiting for it.
     held: std::collections::BTreeMap<i64, Held>,
@@ -92,6 +104,7 @@ struct Held {
 struct TrackedTag {
     subscription_id: i64,
     delivered: i64,
+    confirmed: i64,
     dirty: bool,
 }
 
@@ -115,6 +128,14 @@ pub struct Session {
     tally: [u64; 3],
     /// Something (a frame, a ping, an automatic pong) awaits a flush.
     needs_flush: bool,
+    /// Pings sent, and what each proves once answered.
+    proofs: proof::Proofs,
+    /// Frames were written since the last ping.
+    unproven: bool,
+    /// A confirmed position moved since the cursor book was last told.
+    unsaved: bool,
+    /// Resolves once the last publish read is queued for commit.
+    turn: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl Session {
@@ -139,6 +160,10 @@ impl Session {
             flushes: 0,
             tally: [0; 3],
             needs_flush: false,
+            proofs: proof::Proofs::default(),
+            unproven: false,
+            unsaved: false,
+            turn: None,
         };
         let metrics = session.state.hub.metrics().clone();
         metrics.connections.increment(1.0);
@@ -174,7 +199,10 @@ impl Session {
         tokio::pin!(shutting_down, kicked);
         loop {
             let step = tokio::select! {
-                () = &mut shutting_down => Err(End::Close(close::GOING_AWAY, "server shutting down")),
+                () = &mut shutting_down => {
+                    self.drain(&mut pending).await;
+                    Err(End::Close(close::GOING_AWAY, "server shutting down"))
+                }
                 () = &mut kicked => {
                     self.state.hub.metrics().slow_consumers.increment(1);
                     Err(End::Close(close::SLOW_CONSUMER, "slow consumer; reconnect to catch up"))
@@ -197,10 +225,14 @@ impl Session {
                     } else {
                         self.note_cursors();
                         self.report_tally();
-                        let pinged = if now >= next_ping {
-                            next_ping = now + config.ping_interval;
-                            self.needs_flush = true;
-                            self.socket.feed(Message::Ping(Default::default())).await.map_err(|_| End::Gone)
+                        // A ping goes out on schedule, and sooner while
+                        // written frames wait for their proof.
+                        let due = now >= next_ping;
+                        let pinged = if due || (self.unproven && !self.proofs.awaiting()) {
+                            if due {
+                                next_ping = now + config.ping_interval;
+                            }
+                            self.ping().await
                         } else {
                             Ok(())
                         };
@@ -218,6 +250,31 @@ impl Session {
                 return end;
             }
         }
+    }
+
+    /// Answers every publish already read before closing for shutdown: an
+    /// acknowledged publish is stored, and a stored one is acknowledged.
+    async fn drain(&mut self, pending: &mut Pending) {
+        let acked = tokio::time::timeout(DRAIN_WAIT, async {
+            while let Some((reference, result)) = pending.next().await {
+                self.on_published(reference, result).await?;
+            }
+            self.flush().await
+        });
+        if let Ok(Err(_)) | Err(_) = acked.await {
+            tracing::debug!(session = self.id, "socket gone before its last acks");
+        }
+    }
+
+    /// Sends a ping that proves, once answered, everything written so far.
+    async fn ping(&mut self) -> Result<(), End> {
+        let payload = self.proofs.ping(self.written());
+        self.unproven = false;
+        self.needs_flush = true;
+        self.socket
+            .feed(Message::Ping(bytes::Bytes::copy_from_slice(&payload)))
+            .await
+            .map_err(|_| End::Gone)
     }
 
     /// Registers interest, then reads the store, then says welcome and
@@ -288,7 +345,12 @@ impl Session {
                 self.send(&ServerFrame::error(&error), None).await
             }
             // Pongs are queued by the socket itself and go out with the next flush.
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Ok(()),
+            Some(Ok(Message::Ping(_))) => Ok(()),
+            Some(Ok(Message::Pong(payload))) => {
+                let proven = self.proofs.pong(&payload);
+                self.confirm(proven);
+                Ok(())
+            }
         }
     }
 
@@ -358,11 +420,8 @@ impl Session {
         metrics.deliveries.increment(messages + notifications);
     }
 
-    /// Saves progress, leaves the hub, and closes the socket.
+    /// Leaves the hub, closes the socket, and saves what the client received.
     async fn finish(&mut self, end: End) {
-        self.note_cursors();
-        self.report_tally();
-        self.state.cursors.flush(&self.state.core.store).await;
         let keys: Vec<Key> = self
             .channels
             .keys()
@@ -378,9 +437,36 @@ impl Session {
                 code,
                 reason: Utf8Bytes::from_static(reason),
             };
-            let _ = self.socket.send(Message::Close(Some(frame))).await;
+            if self.socket.send(Message::Close(Some(frame))).await.is_ok()
+                && self.close_answered().await
+            {
+                // The client's close frame comes after everything we wrote
+                // before ours: it has all of it.
+                let written = self.written();
+                self.confirm(written);
+            }
         }
+        // Saved before the socket closes: a client that reconnects once it
+        // sees the end of this one starts where this one stopped.
+        self.note_cursors();
+        self.report_tally();
+        self.state.cursors.flush(&self.state.core.store).await;
         let _ = self.socket.close().await;
+    }
+
+    /// Reads until the client answers our close frame (or goes away, or
+    /// takes too long); whether it answered.
+    async fn close_answered(&mut self) -> bool {
+        let answered = tokio::time::timeout(CLOSE_WAIT, async {
+            loop {
+                match self.socket.next().await {
+                    Some(Ok(Message::Close(_))) => return true,
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => return false,
+                }
+            }
+        });
+        answered.await.unwrap_or(false)
     }
 }
 

@@ -59,6 +59,9 @@ async fn accept(
         }
     };
     let config = &state.config;
+    // Taken before the upgrade completes, so shutdown cannot miss a
+    // session that is just starting.
+    let tracked = state.sessions.token();
     upgrade
         .read_buffer_size(config.read_buffer_bytes)
         .write_buffer_size(config.write_buffer_bytes)
@@ -66,7 +69,10 @@ async fn accept(
         // is read, measured and answered with 1009 rather than an I/O error.
         .max_message_size(config.max_frame_bytes.saturating_mul(4))
         .max_frame_size(config.max_frame_bytes.saturating_mul(4))
-        .on_upgrade(move |socket| Session::start(state, actor, expires_at, socket))
+        .on_upgrade(move |socket| async move {
+            Session::start(state, actor, expires_at, socket).await;
+            drop(tracked);
+        })
 }
 
 async fn authenticate(state: &GatewayState, token: Option<&str>) -> Result<(Actor, i64), String> {

@@ -1,10 +1,9 @@
 //! Publishing and reading messages, in topics and direct conversations.
 
 use super::{Core, ServiceError};
-use crate::events::Event;
-use crate::model::{Actor, Message, StoredMessage, Topic, User};
+use crate::model::{Actor, Audience, Message, StoredMessage, Topic, User};
 use crate::names::Target;
-use crate::store::Announcement;
+use crate::store::{Receipt, StoreError};
 
 /// A stored message and how its publisher names the channel.
 #[derive(Debug, Clone)]
@@ -12,6 +11,27 @@ pub struct Published {
     pub message: StoredMessage,
     /// The topic name, or `@peer` for a direct message.
     pub label: String,
+}
+
+/// A publish that passed its checks and is ready to queue.
+#[derive(Debug)]
+pub struct Checked {
+    channel_id: i64,
+    audience: Audience,
+    label: String,
+    content: String,
+    /// The topic came from the cache and may be gone since.
+    cached: bool,
+}
+
+/// A publish with its place in the commit queue.
+#[derive(Debug)]
+pub struct Queued {
+    receipt: Receipt,
+    label: String,
+    /// The content again, when the topic came from the cache: if the topic
+    /// turns out gone, the name is resolved afresh and published to.
+    retry: Option<String>,
 }
 
 impl Published {
@@ -38,38 +58,96 @@ impl Core {
         Ok(())
     }
 
-    /// Publishes to a topic, or to a user when the target names one.
+    /// Publishes to a topic, or to a user when the target names one, and
+    /// waits for the commit.
     pub async fn publish(
         &self,
         actor: &Actor,
         target: &Target,
         content: &str,
     ) -> Result<Published, ServiceError> {
-        self.check_content(content)?;
+        let checked = self
+            .check_publish(actor, target, content.to_owned())
+            .await?;
+        let queued = self.queue_publish(actor, checked).await?;
+        self.committed(actor, queued).await
+    }
+
+    /// Resolves the target and applies every rule, without queuing. Checks
+    /// of one client may run concurrently; [`Core::queue_publish`] then
+    /// fixes their order.
+    pub async fn check_publish(
+        &self,
+        actor: &Actor,
+        target: &Target,
+        content: String,
+    ) -> Result<Checked, ServiceError> {
+        self.check_content(&content)?;
         let name = match target {
-            Target::User(name) => return self.publish_direct(actor, name.as_str(), content).await,
+            Target::User(name) => return self.check_direct(actor, name.as_str(), content).await,
             Target::Name(name) => name,
         };
         if let Some(topic) = self.topics.get(name.as_str()) {
-            match self.publish_topic(actor, &topic, content).await {
-                // Nothing was stored: the topic is gone (ids are never
-                // reused, so a new topic by that name has another), so look
-                // the name up afresh.
-                Err(ServiceError::NotFound(_)) => {
-                    self.topics.remove(name.as_str());
-                }
-                done => return done,
-            }
+            return self.check_topic(actor, &topic, content, true).await;
         }
         match self.store.topic(name).await? {
             Some(topic) => {
                 self.topics.insert(topic.name.clone(), topic.clone());
-                self.publish_topic(actor, &topic, content).await
+                self.check_topic(actor, &topic, content, false).await
             }
-            None => self.publish_direct(actor, name, content).await,
+            None => self.check_direct(actor, name, content).await,
         }
     }
 
+    /// Queues a checked publish for the group commit. Publishes queued one
+    /// after another get increasing seqs in that order.
+    pub async fn queue_publish(
+        &self,
+        actor: &Actor,
+        checked: Checked,
+    ) -> Result<Queued, ServiceError> {
+        let retry = checked.cached.then(|| checked.content.clone());
+        let receipt = self
+            .store
+            .queue_publish(
+                checked.channel_id,
+                actor,
+                checked.content,
+                Some(checked.audience),
+            )
+            .await?;
+        Ok(Queued {
+            receipt,
+            label: checked.label,
+            retry,
+        })
+    }
+
+    /// Waits for a queued publish to commit.
+    pub async fn committed(
+        &self,
+        actor: &Actor,
+        queued: Queued,
+    ) -> Result<Published, ServiceError> {
+        match (queued.receipt.committed().await, queued.retry) {
+            (Ok(message), _) => Ok(Published {
+                message,
+                label: queued.label,
+            }),
+            // Nothing was stored: the remembered topic is gone (ids are
+            // never reused, so a new topic by that name has another).
+            // Look the name up afresh, with its rules.
+            (Err(StoreError::NotFound), Some(content)) => {
+                self.topics.remove(&queued.label);
+                let target = Target::parse(&queued.label)
+                    .map_err(|_| ServiceError::NotFound("topic or user"))?;
+                Box::pin(self.publish(actor, &target, &content)).await
+            }
+            (Err(err), _) => Err(err.into()),
+        }
+    }
+
+    /// Publishes to a known topic and waits for the commit.
     pub async fn publish_topic(
         &self,
         actor: &Actor,
@@ -77,51 +155,49 @@ impl Core {
         content: &str,
     ) -> Result<Published, ServiceError> {
         self.check_content(content)?;
+        let checked = self
+            .check_topic(actor, topic, content.to_owned(), false)
+            .await?;
+        let queued = self.queue_publish(actor, checked).await?;
+        self.committed(actor, queued).await
+    }
+
+    async fn check_topic(
+        &self,
+        actor: &Actor,
+        topic: &Topic,
+        content: String,
+        cached: bool,
+    ) -> Result<Checked, ServiceError> {
         if topic.private && !self.store.is_member(topic.id, actor.id).await? {
             return Err(ServiceError::Forbidden(
                 "only members may publish to a private topic",
             ));
         }
-        let label = topic.name.clone();
-        let announce = Announcement {
-            bus: self.bus.clone(),
-            event: Box::new(move |message| Event::TopicMessage {
-                topic: label,
-                message: message.clone(),
-            }),
-        };
-        let message = self
-            .store
-            .publish_announced(topic.id, actor, content, Some(announce))
-            .await?;
-        Ok(Published {
-            message,
+        Ok(Checked {
+            channel_id: topic.id,
+            audience: Audience::Topic {
+                name: topic.name.clone(),
+            },
             label: topic.name.clone(),
+            content,
+            cached,
         })
     }
 
-    async fn publish_direct(
+    async fn check_direct(
         &self,
         actor: &Actor,
         username: &str,
-        content: &str,
-    ) -> Result<Published, ServiceError> {
-        let (peer, channel) = self.direct(actor, username).await?;
-        let to = peer.id;
-        let announce = Announcement {
-            bus: self.bus.clone(),
-            event: Box::new(move |message| Event::DirectMessage {
-                to,
-                message: message.clone(),
-            }),
-        };
-        let message = self
-            .store
-            .publish_announced(channel, actor, content, Some(announce))
-            .await?;
-        Ok(Published {
-            message,
+        content: String,
+    ) -> Result<Checked, ServiceError> {
+        let (peer, channel_id) = self.direct(actor, username).await?;
+        Ok(Checked {
+            channel_id,
+            audience: Audience::Direct { to: peer.id },
             label: format!("@{}", peer.username),
+            content,
+            cached: false,
         })
     }
 

@@ -10,10 +10,24 @@ use sqlx::Connection;
 use super::audit::{Changes, record};
 use super::users::claim_name;
 use super::{Store, StoreError, conflict, flag};
-use crate::model::{Actor, Member, StoredMessage, Topic};
+use crate::model::{Actor, Audience, Member, StoredMessage, Topic};
 use crate::names::TopicName;
 use crate::paging::{Page, PageRequest};
 use crate::time::now_millis;
+
+/// A queued publish, resolved when its commit lands.
+#[derive(Debug)]
+pub struct Receipt(tokio::sync::oneshot::Receiver<Result<StoredMessage, StoreError>>);
+
+impl Receipt {
+    pub async fn committed(self) -> Result<StoredMessage, StoreError> {
+        self.0.await.map_err(|_| writer_gone())?
+    }
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Unavailable("the store's writer has stopped".into())
+}
 
 /// What a membership is a membership of.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -386,37 +400,42 @@ impl Store {
         Ok(id)
     }
 
-    /// Stores a message under the channel's next seq.
+    /// Stores a message under the channel's next seq, announcing it to nobody.
     pub async fn publish(
         &self,
         channel_id: i64,
         sender: &Actor,
         content: &str,
     ) -> Result<StoredMessage, StoreError> {
-        self.publish_announced(channel_id, sender, content, None)
+        self.queue_publish(channel_id, sender, content.to_owned(), None)
+            .await?
+            .committed()
             .await
     }
 
-    /// Stores a message and, once committed, sends its announcement
-    /// before returning.
-    pub async fn publish_announced(
+    /// Queues a message for the next group commit and returns once it has
+    /// its place: messages queued one after another are stored in that
+    /// order. The [`Receipt`] resolves when the message is committed.
+    pub async fn queue_publish(
         &self,
         channel_id: i64,
         sender: &Actor,
-        content: &str,
-        announce: Option<super::Announcement>,
-    ) -> Result<StoredMessage, StoreError> {
+        content: String,
+        audience: Option<Audience>,
+    ) -> Result<Receipt, StoreError> {
         let (reply, stored) = tokio::sync::oneshot::channel();
         let request = super::group_commit::PublishRequest {
             channel_id,
             sender: sender.clone(),
-            content: content.to_owned(),
-            announce,
+            content,
+            audience,
             reply,
         };
-        let gone = || StoreError::Unavailable("the store's writer has stopped".into());
-        self.publisher.send(request).await.map_err(|_| gone())?;
-        stored.await.map_err(|_| gone())?
+        self.publisher
+            .send(request)
+            .await
+            .map_err(|_| writer_gone())?;
+        Ok(Receipt(stored))
     }
 
     /// Messages with `seq > after`, oldest first. With `skip_sender`, that

@@ -4,29 +4,31 @@
 //! publisher still waits for the commit that holds its message, so an ack
 //! still means stored; under load, many acks share one fsync.
 //!
-//! A publish may carry its [`Announcement`]: as soon as the commit lands,
-//! the writer's announcer puts it on the bus, in seq order, while the
-//! publisher hears back. Subscribers then do not wait for the publisher's
-//! task to be scheduled again, which under load is the longest wait on the
-//! way, and the next commit does not wait for the bus.
+//! Publishes are stored in the order they were queued: the queue is FIFO,
+//! and within a batch each channel's seqs follow queue order. A caller that
+//! queues in the order its client sent gets seqs in that order.
+//!
+//! Each commit's messages also go, in commit order, to the [`CommitFeed`]
+//! when someone has opened it (the service, which announces them). The
+//! feed is fed before publishers hear back, so subscribers do not wait for
+//! the publisher's task to be scheduled again, which under load is the
+//! longest wait on the way.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use sqlx::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::writer::Held;
 use super::{Backend, StoreError, values_list};
-use crate::bus::SharedBus;
-use crate::events::Event;
-use crate::model::{Actor, StoredMessage};
+use crate::model::{Actor, Audience, StoredMessage};
 use crate::time::now_millis;
 
 /// The most publishes one transaction takes.
 const MAX_BATCH: usize = 512;
-/// Commits whose events may wait for the bus before the writer waits too.
-const ANNOUNCE_BACKLOG: usize = 1024;
+/// Commits that may wait in the feed before the writer waits too.
+pub(super) const FEED_BACKLOG: usize = 1024;
 /// Rows per `INSERT` statement (5 parameters each).
 const ROWS_PER_INSERT: usize = 100;
 
@@ -34,15 +36,20 @@ pub(super) struct PublishRequest {
     pub channel_id: i64,
     pub sender: Actor,
     pub content: String,
-    pub announce: Option<Announcement>,
+    /// `None`: stored without being announced (tools, tests).
+    pub audience: Option<Audience>,
     pub reply: oneshot::Sender<Result<StoredMessage, StoreError>>,
 }
 
-/// The event that tells everyone about a stored message, and where to send it.
-pub struct Announcement {
-    pub bus: SharedBus,
-    pub event: Box<dyn FnOnce(&StoredMessage) -> Event + Send + Sync>,
+/// A stored message and who should hear of it.
+#[derive(Debug, Clone)]
+pub struct Committed {
+    pub audience: Audience,
+    pub message: StoredMessage,
 }
+
+/// Where the writer hands each commit's messages, once someone listens.
+pub(super) type CommitFeed = Arc<OnceLock<mpsc::Sender<Vec<Committed>>>>;
 
 /// Starts the writer on a thread of its own; it ends when every sender is
 /// dropped.
@@ -54,6 +61,7 @@ pub struct Announcement {
 pub(super) fn spawn(
     connection: Arc<Held>,
     backend: Backend,
+    feed: CommitFeed,
 ) -> std::io::Result<mpsc::Sender<PublishRequest>> {
     let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -61,7 +69,7 @@ pub(super) fn spawn(
         .build()?;
     std::thread::Builder::new()
         .name("tidings-writer".into())
-        .spawn(move || runtime.block_on(run(connection, backend, receiver)))?;
+        .spawn(move || runtime.block_on(run(connection, backend, receiver, feed)))?;
     Ok(sender)
 }
 
@@ -69,11 +77,8 @@ async fn run(
     connection: Arc<Held>,
     backend: Backend,
     mut receiver: mpsc::Receiver<PublishRequest>,
+    feed: CommitFeed,
 ) {
-    // Beside the writer on its thread: a commit's events go out as soon as
-    // it lands, without waiting for a turn on the shared runtime.
-    let (announcer, announcements) = mpsc::channel(ANNOUNCE_BACKLOG);
-    let announcing = tokio::spawn(announce(announcements));
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -84,9 +89,9 @@ async fn run(
         }
         match write(&connection, backend, &batch).await {
             Ok(results) => {
-                let events = events(&mut batch, &results);
-                if !events.is_empty() {
-                    let _ = announcer.send(events).await;
+                let committed = committed(&mut batch, &results);
+                if let (Some(feed), false) = (feed.get(), committed.is_empty()) {
+                    let _ = feed.send(committed).await;
                 }
                 for (request, result) in batch.into_iter().zip(results) {
                     let _ = request.reply.send(result);
@@ -105,68 +110,23 @@ async fn run(
             }
         }
     }
-    // The runtime ends with this function: let the last events out first.
-    drop(announcer);
-    let _ = announcing.await;
 }
 
-/// The announcements of the messages just stored, in commit order.
-fn events(
+/// The messages just stored that someone should hear of, in commit order.
+fn committed(
     batch: &mut [PublishRequest],
     results: &[Result<StoredMessage, StoreError>],
-) -> Vec<(SharedBus, Event)> {
+) -> Vec<Committed> {
     batch
         .iter_mut()
         .zip(results)
         .filter_map(|(request, result)| {
-            let announcement = request.announce.take()?;
-            let message = result.as_ref().ok()?;
-            Some((announcement.bus, (announcement.event)(message)))
+            Some(Committed {
+                audience: request.audience.take()?,
+                message: result.as_ref().ok()?.clone(),
+            })
         })
         .collect()
-}
-
-/// Puts committed events on the bus in commit order, beside the writer:
-/// the next commit does not wait for the bus, and a pipelining bus (Redis)
-/// has several commits' events under way at once. A bus failure does not
-/// undo the commit: gateways fill gaps from the store.
-async fn announce(mut commits: mpsc::Receiver<Vec<(SharedBus, Event)>>) {
-    use futures_util::StreamExt;
-    let mut under_way = futures_util::stream::FuturesOrdered::new();
-    loop {
-        tokio::select! {
-            commit = commits.recv() => match commit {
-                // Polled in the order pushed, so their events go out in order.
-                Some(events) => under_way.push_back(futures_util::future::join_all(
-                    by_bus(events)
-                        .into_iter()
-                        .map(|(bus, events)| async move { bus.publish_all(events).await }),
-                )),
-                None => break,
-            },
-            Some(results) = under_way.next(), if !under_way.is_empty() => {
-                for result in results {
-                    if let Err(err) = result {
-                        tracing::warn!(%err, "event not published; gateways will catch up from the store");
-                    }
-                }
-            }
-        }
-    }
-    while under_way.next().await.is_some() {}
-}
-
-/// A commit's events grouped by bus (there is one in practice), each group
-/// in commit order.
-fn by_bus(events: Vec<(SharedBus, Event)>) -> Vec<(SharedBus, Vec<Event>)> {
-    let mut groups: Vec<(SharedBus, Vec<Event>)> = Vec::new();
-    for (bus, event) in events {
-        match groups.iter_mut().find(|(b, _)| Arc::ptr_eq(b, &bus)) {
-            Some((_, group)) => group.push(event),
-            None => groups.push((bus, vec![event])),
-        }
-    }
-    groups
 }
 
 /// The batch's requests by channel, channels in order of first appearance.

@@ -155,6 +155,11 @@ impl Session {
 
     /// Starts a publish; its ack (or error) is sent when it commits, in
     /// the order publishes were sent, while the socket keeps being served.
+    ///
+    /// Publishes are checked concurrently (a private topic's membership,
+    /// a new conversation's peer), but each waits for the one sent before
+    /// it to be queued before queuing itself, so the store assigns seqs in
+    /// the order the client sent them.
     fn publish(
         &mut self,
         target: Target,
@@ -170,8 +175,24 @@ impl Session {
             ));
         }
         let (core, actor) = (self.state.core.clone(), self.actor.clone());
+        // Dropped once this publish is queued (or failed, or abandoned):
+        // the next one's turn.
+        let (queued, turn) = tokio::sync::oneshot::channel::<()>();
+        let previous = self.turn.replace(turn);
         pending.push_back(Box::pin(async move {
-            let result = core.publish(&actor, &target, &content).await;
+            let checked = core.check_publish(&actor, &target, content).await;
+            if let Some(previous) = previous {
+                let _ = previous.await;
+            }
+            let queued_publish = match checked {
+                Ok(checked) => core.queue_publish(&actor, checked).await,
+                Err(err) => Err(err),
+            };
+            drop(queued);
+            let result = match queued_publish {
+                Ok(queued_publish) => core.committed(&actor, queued_publish).await,
+                Err(err) => Err(err),
+            };
             (reference, result)
         }));
         Ok(None)

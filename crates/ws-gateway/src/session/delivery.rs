@@ -12,6 +12,7 @@ use domain::store::{ChannelKind, Cursor};
 use axum::extract::ws::Utf8Bytes;
 use tokio::time::Instant;
 
+use super::proof::Stream;
 use super::{End, Held, Session, Tracked, TrackedTag, close};
 use crate::hub::Outbound;
 
@@ -85,6 +86,7 @@ impl Session {
             Tracked {
                 label,
                 delivered,
+                confirmed: delivered,
                 dirty: false,
                 held: Default::default(),
                 held_since: None,
@@ -110,6 +112,7 @@ impl Session {
             TrackedTag {
                 subscription_id,
                 delivered,
+                confirmed: delivered,
                 dirty: false,
             },
         );
@@ -169,7 +172,7 @@ impl Session {
         }
         if let (Some(last), Some(tracked)) = (batch.last(), self.channels.get_mut(&channel_id)) {
             tracked.delivered = tracked.delivered.max(last.seq);
-            tracked.dirty = true;
+            self.unproven = true;
         }
         Ok(())
     }
@@ -192,7 +195,7 @@ impl Session {
             }
             if let (Some(last), Some(tracked)) = (last, self.tags.get_mut(&tag_id)) {
                 tracked.delivered = last;
-                tracked.dirty = true;
+                self.unproven = true;
             }
             if !full {
                 return Ok(());
@@ -232,7 +235,7 @@ impl Session {
                 }
                 if *seq == tracked.delivered + 1 {
                     tracked.delivered = *seq;
-                    tracked.dirty = true;
+                    self.unproven = true;
                     if let Some(frame) = frame {
                         self.oldest_unflushed.get_or_insert(notification.timestamp);
                         return self.feed(frame, 1).await;
@@ -338,7 +341,7 @@ impl Session {
         if message.seq == tracked.delivered + 1 && tracked.held.is_empty() {
             // The common case: the next seq, nothing waiting.
             tracked.delivered = message.seq;
-            tracked.dirty = true;
+            self.unproven = true;
             if message.sender_id == self.actor.id {
                 return Ok(());
             }
@@ -391,7 +394,7 @@ impl Session {
                 return Ok(());
             };
             tracked.delivered += 1;
-            tracked.dirty = true;
+            self.unproven = true;
             if held.sender_id != self.actor.id {
                 self.oldest_unflushed.get_or_insert(held.created_at);
                 self.feed(held.frame, 0).await?;
@@ -416,8 +419,48 @@ impl Session {
         Ok(())
     }
 
-    /// Hands positions that moved to the cursor book.
+    /// The positions written beyond what the client confirmed.
+    pub(super) fn written(&self) -> Vec<(Stream, i64)> {
+        let channels = self
+            .channels
+            .iter()
+            .filter(|(_, t)| t.delivered > t.confirmed)
+            .map(|(&id, t)| (Stream::Channel(id), t.delivered));
+        let tags = self
+            .tags
+            .iter()
+            .filter(|(_, t)| t.delivered > t.confirmed)
+            .map(|(&id, t)| (Stream::Tag(id), t.delivered));
+        channels.chain(tags).collect()
+    }
+
+    /// The client received these positions (a channel or tag left since
+    /// has nothing to save).
+    pub(super) fn confirm(&mut self, proven: Vec<(Stream, i64)>) {
+        for (stream, seq) in proven {
+            let (confirmed, dirty) = match stream {
+                Stream::Channel(id) => match self.channels.get_mut(&id) {
+                    Some(t) => (&mut t.confirmed, &mut t.dirty),
+                    None => continue,
+                },
+                Stream::Tag(id) => match self.tags.get_mut(&id) {
+                    Some(t) => (&mut t.confirmed, &mut t.dirty),
+                    None => continue,
+                },
+            };
+            if seq > *confirmed {
+                *confirmed = seq;
+                *dirty = true;
+                self.unsaved = true;
+            }
+        }
+    }
+
+    /// Hands confirmed positions that moved to the cursor book.
     pub(super) fn note_cursors(&mut self) {
+        if !std::mem::take(&mut self.unsaved) {
+            return;
+        }
         let user_id = self.actor.id;
         for (&channel_id, tracked) in self.channels.iter_mut().filter(|(_, t)| t.dirty) {
             tracked.dirty = false;
@@ -426,7 +469,7 @@ impl Session {
                     channel_id,
                     user_id,
                 },
-                tracked.delivered,
+                tracked.confirmed,
             );
         }
         for tracked in self.tags.values_mut().filter(|t| t.dirty) {
@@ -435,7 +478,7 @@ impl Session {
                 Cursor::Subscription {
                     id: tracked.subscription_id,
                 },
-                tracked.delivered,
+                tracked.confirmed,
             );
         }
     }

@@ -72,21 +72,30 @@ impl Client {
     }
 
     /// Reads until the server closes; returns the close code and reason.
+    /// Like any well-behaved client, it answers the close frame and reads
+    /// on until the server ends the connection.
     pub async fn closed(&mut self) -> (u16, String) {
-        loop {
+        let closed = loop {
             let next = tokio::time::timeout(PATIENCE, self.socket.next())
                 .await
                 .expect("a close in time");
             match next {
                 Some(Ok(Message::Close(Some(frame)))) => {
-                    return (u16::from(frame.code), frame.reason.to_string());
+                    break (u16::from(frame.code), frame.reason.to_string());
                 }
                 Some(Ok(Message::Close(None))) | None => {
-                    return (u16::from(CloseCode::Status), String::new());
+                    break (u16::from(CloseCode::Status), String::new());
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(err)) => panic!("socket error before close: {err}"),
             }
-        }
+        };
+        self.until_end().await;
+        closed
+    }
+
+    /// Reads (answering a close frame on the way) until the connection ends.
+    pub async fn until_end(&mut self) {
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(PATIENCE, self.socket.next()).await {}
     }
 }

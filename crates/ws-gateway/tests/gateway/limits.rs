@@ -95,6 +95,7 @@ async fn a_slow_consumer_is_closed_with_4008_and_catches_up() {
         }
     };
     assert_eq!(close, Some(4008));
+    slow.until_end().await;
     assert!(
         (seqs.len() as i64) < TOTAL,
         "the slow consumer was cut off early"
