@@ -77,3 +77,70 @@ async fn everything_published_anywhere_reaches_every_gateway_once_in_order() {
     on_b.expect_quiet().await;
     on_a.expect_quiet().await;
 }
+
+/// Pipelined publishes on gateway A, mixed over two topics and a direct
+/// conversation, reach subscribers on both gateways in the order sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_publishes_keep_send_order_across_gateways() {
+    use crate::burst::{
+        Targets, expect_history_in_send_order, expect_in_send_order, publish_rounds,
+    };
+    let Some(cluster) = Cluster::start().await else {
+        return;
+    };
+    let (_, alice) = cluster.user("alice", false).await;
+    let (_, bob) = cluster.user("bob", false).await;
+    let (_, carol) = cluster.user("carol", false).await;
+    cluster
+        .rest(
+            Method::POST,
+            "/api/topics/",
+            &alice,
+            json!({"name":"alpha"}),
+        )
+        .await;
+    cluster
+        .rest(
+            Method::POST,
+            "/api/topics/",
+            &alice,
+            json!({"name":"beta","private":true}),
+        )
+        .await;
+    for name in ["bob", "carol"] {
+        cluster
+            .rest(
+                Method::POST,
+                "/api/topics/beta/members/",
+                &alice,
+                json!({"username":name}),
+            )
+            .await;
+    }
+    let mut on_b = connect(&cluster.gateways[1], &bob).await;
+    let mut on_a = connect(&cluster.gateways[0], &carol).await;
+    for ws in [&mut on_b, &mut on_a] {
+        for topic in ["alpha", "beta"] {
+            let reply = ws
+                .request(json!({"action":"subscribe","topic_name":topic}))
+                .await;
+            assert_eq!(reply["type"], "subscribed");
+        }
+    }
+    let mut publisher = connect(&cluster.gateways[0], &alice).await;
+    let targets = Targets {
+        public: "alpha".into(),
+        private: "beta".into(),
+        direct: "@bob".into(),
+    };
+    let sent = publish_rounds(&mut publisher, &targets).await;
+    expect_in_send_order(&mut on_b, &sent, |target| {
+        Some(if target == "@bob" { "@alice" } else { target }.to_owned())
+    })
+    .await;
+    expect_in_send_order(&mut on_a, &sent, |target| {
+        (target != "@bob").then(|| target.to_owned())
+    })
+    .await;
+    expect_history_in_send_order(&cluster.api, &alice, &sent).await;
+}

@@ -8,6 +8,9 @@
 #[allow(dead_code)] // shared with the gateway tests, which use all of it
 mod ws_client;
 
+#[path = "../common/burst.rs"]
+mod burst;
+
 mod cluster;
 mod processes;
 

@@ -4,6 +4,9 @@
 #[path = "../common/ws_client.rs"]
 mod ws_client;
 
+#[path = "../common/burst.rs"]
+mod burst;
+
 mod helpers;
 
 mod delivery;
@@ -11,5 +14,6 @@ mod errors;
 mod handshake;
 mod inbox;
 mod limits;
+mod order;
 mod topics;
 mod wscat;
