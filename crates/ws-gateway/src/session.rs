@@ -391,7 +391,14 @@ impl Session {
         if !std::mem::take(&mut self.needs_flush) {
             return Ok(());
         }
-        self.socket.flush().await.map_err(|_| End::Gone)?;
+        // A peer that reads nothing fills its window and the flush would
+        // wait forever, where no timer or kick is heard: give it as long
+        // as a silent peer gets.
+        let flushed = tokio::time::timeout(self.state.config.idle_timeout, self.socket.flush());
+        match flushed.await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return Err(End::Gone),
+        }
         let unflushed = std::mem::take(&mut self.unflushed);
         for (total, now) in self.tally.iter_mut().zip(unflushed) {
             *total += now;
@@ -437,9 +444,9 @@ impl Session {
                 code,
                 reason: Utf8Bytes::from_static(reason),
             };
-            if self.socket.send(Message::Close(Some(frame))).await.is_ok()
-                && self.close_answered().await
-            {
+            let sent =
+                tokio::time::timeout(CLOSE_WAIT, self.socket.send(Message::Close(Some(frame))));
+            if matches!(sent.await, Ok(Ok(()))) && self.close_answered().await {
                 // The client's close frame comes after everything we wrote
                 // before ours: it has all of it.
                 let written = self.written();
@@ -451,7 +458,7 @@ impl Session {
         self.note_cursors();
         self.report_tally();
         self.state.cursors.flush(&self.state.core.store).await;
-        let _ = self.socket.close().await;
+        let _ = tokio::time::timeout(CLOSE_WAIT, self.socket.close()).await;
     }
 
     /// Reads until the client answers our close frame (or goes away, or

@@ -37,8 +37,10 @@ impl Client {
 
     /// The next text frame as JSON; fails the test after [`PATIENCE`].
     pub async fn recv(&mut self) -> Value {
+        // One deadline for the frame, however many pings come first.
+        let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let next = tokio::time::timeout(PATIENCE, self.socket.next())
+            let next = tokio::time::timeout_at(deadline, self.socket.next())
                 .await
                 .expect("a frame in time");
             match next.expect("socket open").expect("frame") {

@@ -15,5 +15,6 @@ mod handshake;
 mod inbox;
 mod limits;
 mod order;
+mod silence;
 mod topics;
 mod wscat;

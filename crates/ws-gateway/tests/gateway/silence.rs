@@ -1,0 +1,74 @@
+//! "Delivered" means received: a client that goes silent (stops reading
+//! and answering, like a phone put to sleep) and is dropped gets, on its
+//! next connection without `since`, every frame written after its last
+//! sign of life.
+
+use std::time::Duration;
+
+use domain::testing::Flavor;
+use tidings_gateway::GatewayConfig;
+
+use crate::helpers::{PATIENCE, TestGateway};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_is_dropped_and_misses_nothing_on_sqlite() {
+    a_silent_client_is_dropped_and_misses_nothing(Flavor::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_is_dropped_and_misses_nothing_on_postgres() {
+    a_silent_client_is_dropped_and_misses_nothing(Flavor::Postgres).await;
+}
+
+async fn a_silent_client_is_dropped_and_misses_nothing(flavor: Flavor) {
+    let config = GatewayConfig {
+        ping_interval: Duration::from_millis(100),
+        idle_timeout: Duration::from_millis(400),
+        ..GatewayConfig::default()
+    };
+    let Some(app) = TestGateway::spawn_with(flavor, config).await else {
+        return;
+    };
+    let (alice, _) = app.user("alice").await;
+    let (bob, bob_token) = app.user("bob").await;
+    let topic = app.topic(&alice, "news", false).await;
+    let name = domain::names::TopicName::parse("news").unwrap();
+    app.core.subscribe(&bob, &name).await.unwrap();
+    let mut silent = app.connect(&bob_token).await;
+    for n in 1..=5 {
+        app.core
+            .publish_topic(&alice, &topic, &format!("m{n}"))
+            .await
+            .unwrap();
+        assert_eq!(silent.recv().await["seq"], n);
+    }
+    // Bob stops reading and answering pings; the server goes on writing
+    // into his socket until it gives up on him.
+    const TOTAL: i64 = 100;
+    for n in 6..=TOTAL {
+        app.core
+            .publish_topic(&alice, &topic, &format!("m{n}"))
+            .await
+            .unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while app.hub.watched_keys() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the silent client was never dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // What sat unread in his socket dies with it.
+    drop(silent);
+
+    let mut again = app.connect(&bob_token).await;
+    let mut seqs = vec![];
+    while seqs.last() != Some(&TOTAL) {
+        seqs.push(again.recv().await["seq"].as_i64().unwrap());
+    }
+    let first = seqs[0];
+    assert!(first <= 6, "skipped {first}: frames 6.. were never read");
+    assert_eq!(seqs, (first..=TOTAL).collect::<Vec<_>>());
+    again.expect_quiet().await;
+}
