@@ -7,7 +7,7 @@ use domain::model::User;
 use domain::testing::TestStore;
 use tokio::process::Child;
 
-use crate::processes::{binary, free_port, start, wait_ready};
+use crate::processes::{binary, free_port, start_logged, wait_ready};
 
 pub const SECRET: &str = "a-cluster-test-secret-that-is-long-enough";
 
@@ -17,7 +17,10 @@ pub struct Cluster {
     pub db: TestStore,
     pub redis_url: String,
     pub keys: JwtKeys,
-    _children: Vec<Child>,
+    /// The api, then the two gateways.
+    pub children: Vec<Child>,
+    /// Each child's stderr, in the same order.
+    logs: tempfile::TempDir,
 }
 
 impl Cluster {
@@ -48,13 +51,20 @@ impl Cluster {
             ]
         };
         let (api_port, ws_a, ws_b) = (free_port(), free_port(), free_port());
-        let mut children = vec![start(binary("api"), &common("TIDINGS_API_ADDR", api_port))];
+        let logs = tempfile::tempdir().unwrap();
+        let log = |n: usize| logs.path().join(format!("{n}.log"));
+        let mut children = vec![start_logged(
+            binary("api"),
+            &common("TIDINGS_API_ADDR", api_port),
+            &log(0),
+        )];
         let api = format!("http://127.0.0.1:{api_port}");
         wait_ready(&api).await;
-        for port in [ws_a, ws_b] {
-            children.push(start(
+        for (n, port) in [(1, ws_a), (2, ws_b)] {
+            children.push(start_logged(
                 binary("ws-gateway"),
                 &common("TIDINGS_WS_ADDR", port),
+                &log(n),
             ));
         }
         let gateways = [format!("127.0.0.1:{ws_a}"), format!("127.0.0.1:{ws_b}")];
@@ -73,8 +83,14 @@ impl Cluster {
             db,
             redis_url,
             keys,
-            _children: children,
+            children,
+            logs,
         })
+    }
+
+    /// What child `n` (0 the api, 1 and 2 the gateways) wrote to stderr.
+    pub fn log(&self, n: usize) -> String {
+        std::fs::read_to_string(self.logs.path().join(format!("{n}.log"))).unwrap_or_default()
     }
 
     /// A user and an access token.

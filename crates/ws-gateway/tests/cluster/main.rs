@@ -17,3 +17,4 @@ mod processes;
 mod delivery;
 mod faults;
 mod nginx;
+mod shutdown;

@@ -27,8 +27,24 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// Starts `program` with `env`; it is killed when dropped.
-pub fn start(program: PathBuf, env: &[(&str, String)]) -> Child {
+/// Starts `program` with `env`, its stderr written to `log`; it is
+/// killed when dropped.
+pub fn start_logged(program: PathBuf, env: &[(&str, String)], log: &std::path::Path) -> Child {
+    let file = std::fs::File::create(log).unwrap();
+    spawn(program, env, Stdio::from(file))
+}
+
+/// Sends SIGTERM to a child.
+pub fn terminate(child: &Child) {
+    let pid = child.id().expect("the child is running");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn spawn(program: PathBuf, env: &[(&str, String)], stderr: Stdio) -> Child {
     let mut command = Command::new(program);
     command
         .env_clear()
@@ -39,7 +55,7 @@ pub fn start(program: PathBuf, env: &[(&str, String)]) -> Child {
     }
     command
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .unwrap()
