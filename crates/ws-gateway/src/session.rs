@@ -322,14 +322,7 @@ impl Session {
         let max = self.state.config.max_frame_bytes;
         match incoming {
             None | Some(Ok(Message::Close(_))) => Err(End::Gone),
-            Some(Err(err)) => {
-                let text = err.to_string();
-                if text.contains("too long") || text.contains("Space limit") {
-                    Err(End::Close(close::TOO_BIG, "frame too large"))
-                } else {
-                    Err(End::Gone)
-                }
-            }
+            Some(Err(err)) => Err(read_error(err)),
             Some(Ok(Message::Text(text))) if text.len() > max => {
                 Err(End::Close(close::TOO_BIG, "frame too large"))
             }
@@ -474,6 +467,19 @@ impl Session {
             }
         });
         answered.await.unwrap_or(false)
+    }
+}
+
+/// How a failed read ends the session: a frame over the hard cap is
+/// answered with 1009; anything else means the peer is gone.
+fn read_error(err: axum::Error) -> End {
+    use tungstenite::error::{CapacityError, Error};
+    let inner = err.into_inner();
+    match inner.downcast_ref::<Error>() {
+        Some(Error::Capacity(
+            CapacityError::MessageTooLong { .. } | CapacityError::TooManyHeaders,
+        )) => End::Close(close::TOO_BIG, "frame too large"),
+        _ => End::Gone,
     }
 }
 

@@ -27,6 +27,17 @@ async fn an_oversized_frame_closes_with_1009() {
     assert_eq!(ws.closed().await.0, 1009);
 }
 
+/// A frame far over the limit is refused by the socket's reader itself
+/// (before it is buffered whole), and still gets 1009.
+#[tokio::test]
+async fn a_frame_over_the_hard_cap_closes_with_1009() {
+    let app = spawn(GatewayConfig::default()).await;
+    let (_, token) = app.user("alice").await;
+    let mut ws = app.connect(&token).await;
+    ws.send_text("x".repeat(1024 * 1024)).await;
+    assert_eq!(ws.closed().await.0, 1009);
+}
+
 #[tokio::test]
 async fn publishing_too_fast_is_rate_limited() {
     let app = spawn(GatewayConfig {
