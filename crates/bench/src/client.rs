@@ -55,6 +55,22 @@ pub fn stamped(padding: usize) -> String {
     format!("{}|{}", now_nanos(), "x".repeat(padding))
 }
 
+/// A message body carrying its send time and its place in its
+/// publisher's send order: `"<nanos>|<publisher>.<n>|<padding>"`.
+pub fn stamped_in_order(publisher: u64, n: u64, padding: usize) -> String {
+    format!("{}|{publisher}.{n}|{}", now_nanos(), "x".repeat(padding))
+}
+
+/// The publisher and send index embedded by [`stamped_in_order`].
+pub fn send_order(frame: &str) -> Option<(u64, u64)> {
+    let key = "\"content\":\"";
+    let content = &frame[frame.find(key)? + key.len()..];
+    let rest = &content[content.find('|')? + 1..];
+    let (origin, _) = rest.split_once('|')?;
+    let (publisher, n) = origin.split_once('.')?;
+    Some((publisher.parse().ok()?, n.parse().ok()?))
+}
+
 /// The integer after `key` (e.g. `"seq":`) in a frame.
 pub fn field(frame: &str, key: &str) -> Option<u64> {
     let start = frame.find(key)? + key.len();
@@ -78,5 +94,11 @@ mod tests {
         assert_eq!(super::field(frame, "\"seq\":"), Some(42));
         assert_eq!(super::sent_at(frame), Some(1700));
         assert_eq!(super::field(frame, "\"nope\":"), None);
+        let ordered = format!(
+            r#"{{"seq":3,"content":"{}"}}"#,
+            super::stamped_in_order(4, 17, 3)
+        );
+        assert_eq!(super::send_order(&ordered), Some((4, 17)));
+        assert_eq!(super::send_order(frame), None);
     }
 }

@@ -20,6 +20,10 @@ pub struct Integrity {
     pub received: u64,
     pub duplicated: u64,
     pub out_of_order: u64,
+    /// The last send index seen from each publisher.
+    sent: Vec<Option<u64>>,
+    /// Messages that arrived before one their publisher sent earlier.
+    pub against_send_order: u64,
 }
 
 impl Integrity {
@@ -38,6 +42,19 @@ impl Integrity {
             self.out_of_order += 1;
         }
         self.highest = self.highest.max(seq);
+    }
+
+    /// Checks a message (already recorded by seq, and not a duplicate)
+    /// against its publisher's own send order.
+    pub fn record_sent(&mut self, publisher: u64, n: u64) {
+        let index = publisher as usize;
+        if self.sent.len() <= index {
+            self.sent.resize(index + 1, None);
+        }
+        if self.sent[index].is_some_and(|last| n <= last) {
+            self.against_send_order += 1;
+        }
+        self.sent[index] = Some(self.sent[index].map_or(n, |last| last.max(n)));
     }
 
     /// How many of `1..=expected` never arrived.
@@ -131,5 +148,16 @@ mod tests {
             (i.received, i.duplicated, i.out_of_order, i.lost(6)),
             (5, 1, 1, 1)
         );
+    }
+
+    #[test]
+    fn send_order_is_checked_per_publisher() {
+        let mut i = Integrity::default();
+        // Publisher 0 sent 0, 1, 2; publisher 1 sent 0, 1. Seqs alone
+        // cannot tell that 2 overtook 1.
+        for (publisher, n) in [(0, 0), (1, 0), (0, 2), (1, 1), (0, 1)] {
+            i.record_sent(publisher, n);
+        }
+        assert_eq!(i.against_send_order, 1);
     }
 }

@@ -98,7 +98,14 @@ async fn bench(server: &Server, scenario: &[&str]) -> Value {
     let line = stdout.lines().last().unwrap_or_default();
     let report: Value =
         serde_json::from_str(line).unwrap_or_else(|_| panic!("no JSON line in {stdout}"));
-    for key in ["lost", "duplicated", "out_of_order", "missing", "failed"] {
+    for key in [
+        "lost",
+        "duplicated",
+        "out_of_order",
+        "against_send_order",
+        "missing",
+        "failed",
+    ] {
         if let Some(n) = report.get(key) {
             assert_eq!(n, 0, "{scenario:?}: {key} in {report}");
         }

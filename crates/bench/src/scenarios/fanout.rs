@@ -147,7 +147,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
                 // Core NATS acknowledges nothing per message: no ack latencies.
                 return Ok(report::histogram());
             }
-            publish(ws, topic_name, args, per_second).await
+            publish(ws, topic_name, args, per_second, i as u64).await
         }));
     }
     let mut acks = report::histogram();
@@ -187,6 +187,10 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
             "out_of_order",
             integrity.iter().map(|i| i.out_of_order).sum::<u64>(),
         )
+        .set(
+            "against_send_order",
+            integrity.iter().map(|i| i.against_send_order).sum::<u64>(),
+        )
         .set("seconds", (elapsed.as_secs_f64() * 1000.0).round() / 1000.0)
         .set(
             "client_cpu_percent",
@@ -223,7 +227,14 @@ async fn receive(mut ws: Ws, total: u64, delivered: Arc<AtomicU64>) -> Received 
             continue;
         }
         let now = Instant::now();
+        let duplicates = got.integrity.duplicated;
         got.integrity.record(seq);
+        if let (Some((publisher, n)), true) = (
+            client::send_order(&text),
+            got.integrity.duplicated == duplicates,
+        ) {
+            got.integrity.record_sent(publisher, n);
+        }
         got.last = Some(now);
         let _ = got
             .latency
@@ -245,6 +256,7 @@ async fn publish(
     topic: String,
     args: Args,
     per_second: u64,
+    publisher: u64,
 ) -> anyhow::Result<Histogram<u64>> {
     let (mut sink, mut stream) = ws.split();
     let window = Arc::new(Semaphore::new(args.window.max(1)));
@@ -281,14 +293,14 @@ async fn publish(
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         interval
     });
-    for _ in 0..args.messages {
+    for n in 0..args.messages {
         if let Some(tick) = tick.as_mut() {
             tick.tick().await;
         }
         window.acquire().await?.forget();
         let frame = format!(
             r#"{{"action":"message","topic_name":"{topic}","content":"{}"}}"#,
-            client::stamped(args.payload)
+            client::stamped_in_order(publisher, n, args.payload)
         );
         if let Ok(mut queue) = sent_at.lock() {
             queue.push_back(Instant::now());
