@@ -11,6 +11,7 @@
 mod actions;
 mod delivery;
 mod proof;
+mod sequencer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,16 +82,9 @@ pub mod close {
 /// A channel this session delivers, and how far.
 struct Tracked {
     label: String,
-    /// Written to the socket up to here.
-    delivered: i64,
-    /// The client provably received up to here (see [`proof`]).
-    confirmed: i64,
-    /// `confirmed` moved since the cursor book was last told.
+    order: sequencer::Sequencer<Held>,
+    /// The confirmed position moved since the cursor book was last told.
     dirty: bool,
-    /// Live frames that arrived ahead of a missing seq, waiting for it.
-    held: std::collections::BTreeMap<i64, Held>,
-    /// Since when something has been held.
-    held_since: Option<Instant>,
 }
 
 /// A live message frame held back until the seqs before it arrive.
@@ -100,11 +94,11 @@ struct Held {
     frame: Utf8Bytes,
 }
 
-/// A tag subscription this session delivers, and how far.
+/// A tag subscription this session delivers, and how far. Notifications
+/// of a tag are not held: any gap is read from the store at once.
 struct TrackedTag {
     subscription_id: i64,
-    delivered: i64,
-    confirmed: i64,
+    position: sequencer::Position,
     dirty: bool,
 }
 

@@ -1,8 +1,7 @@
 //! Delivery: tracking channels and tags, pushing live events in seq
 //! order, and filling any gap (offline backlog, lost bus events) from the
-//! store. A frame is written only if its seq is the next one; an older seq
-//! is a duplicate and dropped; a newer one means something is missing and
-//! triggers a catch-up read.
+//! store. What to do with each live event is the
+//! [`Sequencer`](super::sequencer)'s call; this file does the I/O it asks for.
 
 use domain::events::{Event, Key};
 use domain::model::StoredMessage;
@@ -13,15 +12,12 @@ use axum::extract::ws::Utf8Bytes;
 use tokio::time::Instant;
 
 use super::proof::Stream;
+use super::sequencer::{Position, Sequencer, Verdict};
 use super::{End, Held, Session, Tracked, TrackedTag, close};
 use crate::hub::Outbound;
 
 /// Rows read per catch-up query.
 const PAGE: i64 = 500;
-/// Live frames held per channel while waiting for a missing seq.
-const MAX_HELD: usize = 256;
-/// How long a gap may stay open before the store fills it.
-const GAP_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 fn internal<E: std::fmt::Display>(err: E) -> End {
     tracing::error!(error = %err, "store failure during delivery");
@@ -85,11 +81,8 @@ impl Session {
             channel_id,
             Tracked {
                 label,
-                delivered,
-                confirmed: delivered,
+                order: Sequencer::after(delivered),
                 dirty: false,
-                held: Default::default(),
-                held_since: None,
             },
         );
         if watch {
@@ -111,8 +104,7 @@ impl Session {
             tag_id,
             TrackedTag {
                 subscription_id,
-                delivered,
-                confirmed: delivered,
+                position: Position::after(delivered),
                 dirty: false,
             },
         );
@@ -146,7 +138,7 @@ impl Session {
             let Some(tracked) = self.channels.get(&channel_id) else {
                 return Ok(());
             };
-            let (after, label) = (tracked.delivered, tracked.label.clone());
+            let (after, label) = (tracked.order.position().written(), tracked.label.clone());
             let batch = store
                 .messages_after(channel_id, after, PAGE, Some(self.actor.id))
                 .await
@@ -171,7 +163,7 @@ impl Session {
                 .await?;
         }
         if let (Some(last), Some(tracked)) = (batch.last(), self.channels.get_mut(&channel_id)) {
-            tracked.delivered = tracked.delivered.max(last.seq);
+            tracked.order.position_mut().advance(last.seq);
             self.unproven = true;
         }
         Ok(())
@@ -183,7 +175,7 @@ impl Session {
             let Some(tracked) = self.tags.get(&tag_id) else {
                 return Ok(());
             };
-            let after = tracked.delivered;
+            let after = tracked.position.written();
             let batch = store
                 .notifications_after(self.actor.id, tag_id, after, PAGE)
                 .await
@@ -194,7 +186,7 @@ impl Session {
                 self.send(&ServerFrame::notification(item), None).await?;
             }
             if let (Some(last), Some(tracked)) = (last, self.tags.get_mut(&tag_id)) {
-                tracked.delivered = last;
+                tracked.position.advance(last);
                 self.unproven = true;
             }
             if !full {
@@ -230,11 +222,12 @@ impl Session {
                 let Some(tracked) = self.tags.get_mut(&notification.tag) else {
                     return Ok(());
                 };
-                if *seq <= tracked.delivered {
+                let written = tracked.position.written();
+                if *seq <= written {
                     return Ok(());
                 }
-                if *seq == tracked.delivered + 1 {
-                    tracked.delivered = *seq;
+                if *seq == written + 1 {
+                    tracked.position.advance(*seq);
                     self.unproven = true;
                     if let Some(frame) = frame {
                         self.oldest_unflushed.get_or_insert(notification.timestamp);
@@ -335,26 +328,6 @@ impl Session {
         let Some(tracked) = self.channels.get_mut(&channel_id) else {
             return Ok(());
         };
-        if message.seq <= tracked.delivered {
-            return Ok(());
-        }
-        if message.seq == tracked.delivered + 1 && tracked.held.is_empty() {
-            // The common case: the next seq, nothing waiting.
-            tracked.delivered = message.seq;
-            self.unproven = true;
-            if message.sender_id == self.actor.id {
-                return Ok(());
-            }
-            self.oldest_unflushed.get_or_insert(message.created_at);
-            return match frame {
-                Some(frame) => self.feed(frame, 0).await,
-                None => {
-                    let label = tracked.label.clone();
-                    self.send(&ServerFrame::Message(message.labelled(label)), None)
-                        .await
-                }
-            };
-        }
         let frame = frame.unwrap_or_else(|| {
             Utf8Bytes::from(
                 ServerFrame::Message(message.labelled(tracked.label.clone())).to_json(None),
@@ -365,52 +338,46 @@ impl Session {
             created_at: message.created_at,
             frame,
         };
-        tracked.held.insert(message.seq, held);
-        if message.seq > tracked.delivered + 1 {
-            // Most likely reordered on the way (publishes commit together
-            // and are announced concurrently): wait briefly for the missing
-            // ones before reading the store.
-            tracked.held_since.get_or_insert_with(Instant::now);
-            if tracked.held.len() > MAX_HELD {
-                return self.catch_up_channel(channel_id).await;
+        match tracked.order.offer(message.seq, held, Instant::now()) {
+            Verdict::Write(held) => {
+                self.unproven = true;
+                self.write_held(held).await
             }
+            Verdict::Ready => self.release_held(channel_id).await,
+            Verdict::Duplicate | Verdict::Held => Ok(()),
+            Verdict::Fill => self.catch_up_channel(channel_id).await,
+        }
+    }
+
+    /// Writes a live frame in its turn (the publisher's own sockets skip it).
+    async fn write_held(&mut self, held: Held) -> Result<(), End> {
+        if held.sender_id == self.actor.id {
             return Ok(());
         }
-        self.release_held(channel_id).await
+        self.oldest_unflushed.get_or_insert(held.created_at);
+        self.feed(held.frame, 0).await
     }
 
     /// Writes held frames that are next in line.
     async fn release_held(&mut self, channel_id: i64) -> Result<(), End> {
-        loop {
-            let Some(tracked) = self.channels.get_mut(&channel_id) else {
-                return Ok(());
-            };
-            let delivered = tracked.delivered;
-            tracked.held.retain(|&seq, _| seq > delivered);
-            let Some(held) = tracked.held.remove(&(delivered + 1)) else {
-                if tracked.held.is_empty() {
-                    tracked.held_since = None;
-                }
-                return Ok(());
-            };
-            tracked.delivered += 1;
+        while let Some(held) = self
+            .channels
+            .get_mut(&channel_id)
+            .and_then(|t| t.order.next_ready())
+        {
             self.unproven = true;
-            if held.sender_id != self.actor.id {
-                self.oldest_unflushed.get_or_insert(held.created_at);
-                self.feed(held.frame, 0).await?;
-            }
+            self.write_held(held).await?;
         }
+        Ok(())
     }
 
     /// Gaps that did not fill themselves in time are filled from the store.
     pub(super) async fn fill_stale_gaps(&mut self) -> Result<(), End> {
+        let now = Instant::now();
         let stale: Vec<i64> = self
             .channels
             .iter()
-            .filter(|(_, t)| {
-                t.held_since
-                    .is_some_and(|since| since.elapsed() >= GAP_WAIT)
-            })
+            .filter(|(_, t)| t.order.stale(now))
             .map(|(&id, _)| id)
             .collect();
         for channel_id in stale {
@@ -421,16 +388,14 @@ impl Session {
 
     /// The positions written beyond what the client confirmed.
     pub(super) fn written(&self) -> Vec<(Stream, i64)> {
-        let channels = self
-            .channels
-            .iter()
-            .filter(|(_, t)| t.delivered > t.confirmed)
-            .map(|(&id, t)| (Stream::Channel(id), t.delivered));
-        let tags = self
-            .tags
-            .iter()
-            .filter(|(_, t)| t.delivered > t.confirmed)
-            .map(|(&id, t)| (Stream::Tag(id), t.delivered));
+        let channels = self.channels.iter().filter_map(|(&id, t)| {
+            let seq = t.order.position().unconfirmed()?;
+            Some((Stream::Channel(id), seq))
+        });
+        let tags = self.tags.iter().filter_map(|(&id, t)| {
+            let seq = t.position.unconfirmed()?;
+            Some((Stream::Tag(id), seq))
+        });
         channels.chain(tags).collect()
     }
 
@@ -438,18 +403,17 @@ impl Session {
     /// has nothing to save).
     pub(super) fn confirm(&mut self, proven: Vec<(Stream, i64)>) {
         for (stream, seq) in proven {
-            let (confirmed, dirty) = match stream {
+            let (position, dirty) = match stream {
                 Stream::Channel(id) => match self.channels.get_mut(&id) {
-                    Some(t) => (&mut t.confirmed, &mut t.dirty),
+                    Some(t) => (t.order.position_mut(), &mut t.dirty),
                     None => continue,
                 },
                 Stream::Tag(id) => match self.tags.get_mut(&id) {
-                    Some(t) => (&mut t.confirmed, &mut t.dirty),
+                    Some(t) => (&mut t.position, &mut t.dirty),
                     None => continue,
                 },
             };
-            if seq > *confirmed {
-                *confirmed = seq;
+            if position.confirm(seq) {
                 *dirty = true;
                 self.unsaved = true;
             }
@@ -469,7 +433,7 @@ impl Session {
                     channel_id,
                     user_id,
                 },
-                tracked.confirmed,
+                tracked.order.position().confirmed(),
             );
         }
         for tracked in self.tags.values_mut().filter(|t| t.dirty) {
@@ -478,7 +442,7 @@ impl Session {
                 Cursor::Subscription {
                     id: tracked.subscription_id,
                 },
-                tracked.confirmed,
+                tracked.position.confirmed(),
             );
         }
     }
