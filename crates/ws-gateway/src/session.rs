@@ -1,14 +1,18 @@
 //! One WebSocket connection, from welcome to close.
 //!
 //! `run` is a `select!` over the socket, the hub queue, timers and
-//! shutdown. Frames are fed to the socket as they come and flushed once per
-//! wake-up, so a burst costs one syscall, not one per frame. Delivery state
-//! (how far each channel and tag has been written, and how far the client
-//! provably received, see [`proof`]) lives here; the store's copy of the
-//! received positions is refreshed in batches through the
+//! shutdown. The parts:
+//! - [`connection`]: socket I/O, feed and flush, the frame counters;
+//! - [`sequencer`]: what to do with each live event, without I/O;
+//! - [`proof`]: what the client provably received, without I/O;
+//! - [`delivery`]: tracking channels and tags, catch-up from the store;
+//! - [`actions`]: client frames.
+//!
+//! Received positions are saved in batches through the
 //! [`CursorBook`](crate::cursors).
 
 mod actions;
+mod connection;
 mod delivery;
 mod proof;
 mod sequencer;
@@ -16,14 +20,14 @@ mod sequencer;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 // Keys are server-assigned ids: a fast hash, not SipHash (a measurable
 // share of each delivery's CPU).
 use domain::events::Key;
 use domain::model::Actor;
 use domain::protocol::ServerFrame;
 use foldhash::HashMap;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -38,12 +42,6 @@ const BATCH: usize = 256;
 const MAX_IN_FLIGHT: usize = 256;
 /// How often a session hands its delivery positions to the cursor book.
 const CURSOR_EVERY: Duration = Duration::from_millis(250);
-/// One flush in this many records the delivery latency (a sample keeps the
-/// histogram cheap at millions of deliveries per second).
-const LATENCY_SAMPLE: u64 = 16;
-/// How long a closing session waits for the client's close frame, which
-/// proves it read everything before ours.
-const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// How long a session shutting down waits for its publishes to commit.
 const DRAIN_WAIT: Duration = Duration::from_secs(10);
 
@@ -107,21 +105,10 @@ pub struct Session {
     actor: Actor,
     id: SessionId,
     handle: SessionHandle,
-    /// One task reads and writes the socket, so it is never split (a
-    /// split socket takes a lock on every read and write).
-    socket: WebSocket,
+    conn: connection::Connection,
     channels: HashMap<i64, Tracked>,
     tags: HashMap<i64, TrackedTag>,
     bucket: TokenBucket,
-    /// Frames fed since the last flush, by kind (messages, notifications, other).
-    unflushed: [u64; 3],
-    /// Commit time of the oldest message fed since the last flush.
-    oldest_unflushed: Option<i64>,
-    flushes: u64,
-    /// Frames written since the counters were last updated.
-    tally: [u64; 3],
-    /// Something (a frame, a ping, an automatic pong) awaits a flush.
-    needs_flush: bool,
     /// Pings sent, and what each proves once answered.
     proofs: proof::Proofs,
     /// Frames were written since the last ping.
@@ -140,26 +127,22 @@ impl Session {
         let handle = SessionHandle::new(queue, limit);
         let bucket = TokenBucket::new(state.config.publish_rate, state.config.publish_burst);
         let id = state.hub.next_session_id();
+        let metrics = state.hub.metrics().clone();
+        let idle_timeout = state.config.idle_timeout;
         let mut session = Session {
             state,
             actor,
             id,
             handle,
-            socket,
+            conn: connection::Connection::new(socket, metrics.clone(), idle_timeout),
             channels: HashMap::default(),
             tags: HashMap::default(),
             bucket,
-            unflushed: [0; 3],
-            oldest_unflushed: None,
-            flushes: 0,
-            tally: [0; 3],
-            needs_flush: false,
             proofs: proof::Proofs::default(),
             unproven: false,
             unsaved: false,
             turn: None,
         };
-        let metrics = session.state.hub.metrics().clone();
         metrics.connections.increment(1.0);
         let end = session.run(&mut receiver, expires_at).await;
         session.finish(end).await;
@@ -174,22 +157,17 @@ impl Session {
         if let Err(end) = self.open().await {
             return end;
         }
-        let config = self.state.config.clone();
-        let expiry = deadline(expires_at);
+        let mut clock = Clock::new(&self.state.config, expires_at);
         // One timer for everything periodic (cursors, gap checks, pings,
         // idle and token expiry): every timer in the select is polled on
         // every wake-up, and wake-ups happen per burst of frames.
-        let mut tick = tokio::time::interval(CURSOR_EVERY.min(config.ping_interval));
+        let mut tick = tokio::time::interval(CURSOR_EVERY.min(clock.ping_interval));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut next_ping = Instant::now() + config.ping_interval;
-        let mut last_heard = Instant::now();
         let mut pending = Pending::new();
-        let kick = Arc::clone(&self.handle.kick);
-        let shutdown = self.state.shutdown.clone();
+        let (kick, shutdown) = (Arc::clone(&self.handle.kick), self.state.shutdown.clone());
         // Built once, not per wake-up: a fresh watch subscription or
         // notification for every frame delivered would cost more than the frame.
-        let shutting_down = shutdown.wait();
-        let kicked = kick.notified();
+        let (shutting_down, kicked) = (shutdown.wait(), kick.notified());
         tokio::pin!(shutting_down, kicked);
         loop {
             let step = tokio::select! {
@@ -201,49 +179,46 @@ impl Session {
                     self.state.hub.metrics().slow_consumers.increment(1);
                     Err(End::Close(close::SLOW_CONSUMER, "slow consumer; reconnect to catch up"))
                 }
-                incoming = self.socket.next(), if pending.len() < MAX_IN_FLIGHT => {
-                    last_heard = Instant::now();
-                    // A ping read here is answered by a pong the next flush sends.
-                    self.needs_flush = true;
+                incoming = self.conn.next(), if pending.len() < MAX_IN_FLIGHT => {
+                    clock.last_heard = Instant::now();
                     self.on_incoming(incoming, &mut pending).await
                 }
                 Some((reference, result)) = pending.next(), if !pending.is_empty() => {
                     self.on_published(reference, result).await
                 }
                 Some(out) = receiver.recv() => self.on_batch(out, receiver).await,
-                now = tick.tick() => {
-                    if now >= expiry {
-                        Err(End::Close(close::TOKEN_EXPIRED, "token expired"))
-                    } else if now >= next_ping && last_heard.elapsed() > config.idle_timeout {
-                        Err(End::Gone)
-                    } else {
-                        self.note_cursors();
-                        self.report_tally();
-                        // A ping goes out on schedule, and sooner while
-                        // written frames wait for their proof.
-                        let due = now >= next_ping;
-                        let pinged = if due || (self.unproven && !self.proofs.awaiting()) {
-                            if due {
-                                next_ping = now + config.ping_interval;
-                            }
-                            self.ping().await
-                        } else {
-                            Ok(())
-                        };
-                        match pinged {
-                            Ok(()) => self.fill_stale_gaps().await,
-                            gone => gone,
-                        }
-                    }
-                }
+                now = tick.tick() => self.on_tick(now, &mut clock).await,
             };
             if let Err(end) = step {
                 return end;
             }
-            if let Err(end) = self.flush().await {
+            if let Err(end) = self.conn.flush().await {
                 return end;
             }
         }
+    }
+
+    /// The periodic chores: token expiry, idle peers, pings, cursors,
+    /// counters and stale gaps.
+    async fn on_tick(&mut self, now: Instant, clock: &mut Clock) -> Result<(), End> {
+        if now >= clock.expiry {
+            return Err(End::Close(close::TOKEN_EXPIRED, "token expired"));
+        }
+        let due = now >= clock.next_ping;
+        if due && clock.last_heard.elapsed() > clock.idle_timeout {
+            return Err(End::Gone);
+        }
+        self.note_cursors();
+        self.conn.report_tally();
+        // A ping goes out on schedule, and sooner while written frames wait
+        // for their proof.
+        if due {
+            clock.next_ping = now + clock.ping_interval;
+        }
+        if due || (self.unproven && !self.proofs.awaiting()) {
+            self.ping().await?;
+        }
+        self.fill_stale_gaps().await
     }
 
     /// Answers every publish already read before closing for shutdown: an
@@ -253,7 +228,7 @@ impl Session {
             while let Some((reference, result)) = pending.next().await {
                 self.on_published(reference, result).await?;
             }
-            self.flush().await
+            self.conn.flush().await
         });
         if let Ok(Err(_)) | Err(_) = acked.await {
             tracing::debug!(session = self.id, "socket gone before its last acks");
@@ -264,11 +239,7 @@ impl Session {
     async fn ping(&mut self) -> Result<(), End> {
         let payload = self.proofs.ping(self.written());
         self.unproven = false;
-        self.needs_flush = true;
-        self.socket
-            .feed(Message::Ping(bytes::Bytes::copy_from_slice(&payload)))
-            .await
-            .map_err(|_| End::Gone)
+        self.conn.ping(&payload).await
     }
 
     /// Registers interest, then reads the store, then says welcome and
@@ -281,9 +252,9 @@ impl Session {
             user: self.actor.username.clone(),
             session: self.id.to_string(),
         };
-        self.send(&welcome, None).await?;
+        self.conn.send(&welcome, None).await?;
         self.catch_up_all().await?;
-        self.flush().await
+        self.conn.flush().await
     }
 
     /// Handles one queued run of events and whatever else is already waiting.
@@ -329,7 +300,7 @@ impl Session {
                     domain::protocol::ErrorCode::BadJson,
                     "frames are JSON text; binary frames are not accepted",
                 );
-                self.send(&ServerFrame::error(&error), None).await
+                self.conn.send(&ServerFrame::error(&error), None).await
             }
             // Pongs are queued by the socket itself and go out with the next flush.
             Some(Ok(Message::Ping(_))) => Ok(()),
@@ -349,71 +320,6 @@ impl Session {
         self.state.hub.unwatch(key, self.id).await;
     }
 
-    /// Feeds one frame (not yet flushed).
-    async fn send(
-        &mut self,
-        frame: &ServerFrame,
-        reference: Option<&serde_json::Value>,
-    ) -> Result<(), End> {
-        let kind = match frame {
-            ServerFrame::Message(_) => 0,
-            ServerFrame::Notification { .. } => 1,
-            _ => 2,
-        };
-        self.feed(Utf8Bytes::from(frame.to_json(reference)), kind)
-            .await
-    }
-
-    async fn feed(&mut self, text: Utf8Bytes, kind: usize) -> Result<(), End> {
-        self.unflushed[kind] += 1;
-        self.needs_flush = true;
-        self.socket
-            .feed(Message::Text(text))
-            .await
-            .map_err(|_| End::Gone)
-    }
-
-    /// Writes what was fed, then records metrics and cursors for it.
-    async fn flush(&mut self) -> Result<(), End> {
-        if !std::mem::take(&mut self.needs_flush) {
-            return Ok(());
-        }
-        // A peer that reads nothing fills its window and the flush would
-        // wait forever, where no timer or kick is heard: give it as long
-        // as a silent peer gets.
-        let flushed = tokio::time::timeout(self.state.config.idle_timeout, self.socket.flush());
-        match flushed.await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) | Err(_) => return Err(End::Gone),
-        }
-        let unflushed = std::mem::take(&mut self.unflushed);
-        for (total, now) in self.tally.iter_mut().zip(unflushed) {
-            *total += now;
-        }
-        self.flushes += 1;
-        if let Some(committed) = self.oldest_unflushed.take()
-            && self.flushes % LATENCY_SAMPLE == 1
-        {
-            let lag_ms = domain::time::now_millis().saturating_sub(committed).max(0);
-            let metrics = self.state.hub.metrics();
-            metrics
-                .delivery_latency
-                .record(Duration::from_millis(lag_ms as u64).as_secs_f64());
-        }
-        Ok(())
-    }
-
-    /// Adds this session's frame counts to the shared counters (batched:
-    /// shared atomics bumped per frame would bounce between cores).
-    fn report_tally(&mut self) {
-        let [messages, notifications, other] = std::mem::take(&mut self.tally);
-        let metrics = self.state.hub.metrics();
-        metrics.frames_out_messages.increment(messages);
-        metrics.frames_out_notifications.increment(notifications);
-        metrics.frames_out_other.increment(other);
-        metrics.deliveries.increment(messages + notifications);
-    }
-
     /// Leaves the hub, closes the socket, and saves what the client received.
     async fn finish(&mut self, end: End) {
         let keys: Vec<Key> = self
@@ -426,41 +332,20 @@ impl Session {
         for key in keys {
             self.unwatch(key).await;
         }
-        if let End::Close(code, reason) = end {
-            let frame = CloseFrame {
-                code,
-                reason: Utf8Bytes::from_static(reason),
-            };
-            let sent =
-                tokio::time::timeout(CLOSE_WAIT, self.socket.send(Message::Close(Some(frame))));
-            if matches!(sent.await, Ok(Ok(()))) && self.close_answered().await {
-                // The client's close frame comes after everything we wrote
-                // before ours: it has all of it.
-                let written = self.written();
-                self.confirm(written);
-            }
+        if let End::Close(code, reason) = end
+            && self.conn.close_handshake(code, reason).await
+        {
+            // The client's close frame comes after everything we wrote
+            // before ours: it has all of it.
+            let written = self.written();
+            self.confirm(written);
         }
         // Saved before the socket closes: a client that reconnects once it
         // sees the end of this one starts where this one stopped.
         self.note_cursors();
-        self.report_tally();
+        self.conn.report_tally();
         self.state.cursors.flush(&self.state.core.store).await;
-        let _ = tokio::time::timeout(CLOSE_WAIT, self.socket.close()).await;
-    }
-
-    /// Reads until the client answers our close frame (or goes away, or
-    /// takes too long); whether it answered.
-    async fn close_answered(&mut self) -> bool {
-        let answered = tokio::time::timeout(CLOSE_WAIT, async {
-            loop {
-                match self.socket.next().await {
-                    Some(Ok(Message::Close(_))) => return true,
-                    Some(Ok(_)) => continue,
-                    Some(Err(_)) | None => return false,
-                }
-            }
-        });
-        answered.await.unwrap_or(false)
+        self.conn.shut().await;
     }
 }
 
@@ -474,6 +359,28 @@ fn read_error(err: axum::Error) -> End {
             CapacityError::MessageTooLong { .. } | CapacityError::TooManyHeaders,
         )) => End::Close(close::TOO_BIG, "frame too large"),
         _ => End::Gone,
+    }
+}
+
+/// The session's deadlines.
+struct Clock {
+    /// When the token runs out.
+    expiry: Instant,
+    next_ping: Instant,
+    last_heard: Instant,
+    ping_interval: Duration,
+    idle_timeout: Duration,
+}
+
+impl Clock {
+    fn new(config: &crate::GatewayConfig, expires_at: i64) -> Self {
+        Self {
+            expiry: deadline(expires_at),
+            next_ping: Instant::now() + config.ping_interval,
+            last_heard: Instant::now(),
+            ping_interval: config.ping_interval,
+            idle_timeout: config.idle_timeout,
+        }
     }
 }
 

@@ -19,6 +19,7 @@ impl Session {
             Err(error) => {
                 frame_in("invalid");
                 return self
+                    .conn
                     .send(&ServerFrame::error(&error), error.reference.as_ref())
                     .await;
             }
@@ -51,10 +52,11 @@ impl Session {
             }
         };
         match reply {
-            Ok(Some(frame)) => self.send(&frame, reference.as_ref()).await,
+            Ok(Some(frame)) => self.conn.send(&frame, reference.as_ref()).await,
             Ok(None) => Ok(()),
             Err(error) => {
-                self.send(&ServerFrame::error(&error), reference.as_ref())
+                self.conn
+                    .send(&ServerFrame::error(&error), reference.as_ref())
                     .await
             }
         }
@@ -92,7 +94,7 @@ impl Session {
             topic: topic.name.clone(),
             seq: topic.last_seq,
         };
-        if self.send(&reply, reference).await.is_err() {
+        if self.conn.send(&reply, reference).await.is_err() {
             return Ok(None);
         }
         if let Some(since) = since {
@@ -214,7 +216,7 @@ impl Session {
             }
             Err(err) => ServerFrame::error(&frame_error(err)),
         };
-        self.send(&frame, reference.as_ref()).await
+        self.conn.send(&frame, reference.as_ref()).await
     }
 
     async fn set_item(

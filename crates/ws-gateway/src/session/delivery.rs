@@ -11,6 +11,7 @@ use domain::store::{ChannelKind, Cursor};
 use axum::extract::ws::Utf8Bytes;
 use tokio::time::Instant;
 
+use super::connection::Kind;
 use super::proof::Stream;
 use super::sequencer::{Position, Sequencer, Verdict};
 use super::{End, Held, Session, Tracked, TrackedTag, close};
@@ -147,7 +148,7 @@ impl Session {
             if (batch.len() as i64) < PAGE {
                 return self.release_held(channel_id).await;
             }
-            self.flush().await?;
+            self.conn.flush().await?;
         }
     }
 
@@ -159,7 +160,8 @@ impl Session {
         batch: &[StoredMessage],
     ) -> Result<(), End> {
         for message in batch {
-            self.send(&ServerFrame::Message(message.labelled(label)), None)
+            self.conn
+                .send(&ServerFrame::Message(message.labelled(label)), None)
                 .await?;
         }
         if let (Some(last), Some(tracked)) = (batch.last(), self.channels.get_mut(&channel_id)) {
@@ -183,7 +185,9 @@ impl Session {
             let last = batch.last().map(|item| item.notification.seq);
             let full = batch.len() as i64 >= PAGE;
             for item in batch {
-                self.send(&ServerFrame::notification(item), None).await?;
+                self.conn
+                    .send(&ServerFrame::notification(item), None)
+                    .await?;
             }
             if let (Some(last), Some(tracked)) = (last, self.tags.get_mut(&tag_id)) {
                 tracked.position.advance(last);
@@ -192,7 +196,7 @@ impl Session {
             if !full {
                 return Ok(());
             }
-            self.flush().await?;
+            self.conn.flush().await?;
         }
     }
 
@@ -230,8 +234,10 @@ impl Session {
                     tracked.position.advance(*seq);
                     self.unproven = true;
                     if let Some(frame) = frame {
-                        self.oldest_unflushed.get_or_insert(notification.timestamp);
-                        return self.feed(frame, 1).await;
+                        return self
+                            .conn
+                            .feed(frame, Kind::Notification, Some(notification.timestamp))
+                            .await;
                     }
                 }
                 self.catch_up_tag(notification.tag).await
@@ -259,14 +265,15 @@ impl Session {
                 self.track_channel(*channel_id, topic.clone(), delivered.max(*from_seq), true)
                     .await;
                 if let Some(by) = invited_by {
-                    self.send(
-                        &ServerFrame::Invited {
-                            topic: topic.clone(),
-                            by: by.clone(),
-                        },
-                        None,
-                    )
-                    .await?;
+                    self.conn
+                        .send(
+                            &ServerFrame::Invited {
+                                topic: topic.clone(),
+                                by: by.clone(),
+                            },
+                            None,
+                        )
+                        .await?;
                 }
                 self.catch_up_channel(*channel_id).await
             }
@@ -298,7 +305,7 @@ impl Session {
                 Ok(())
             }
             Event::Inbox { .. } => match frame {
-                Some(frame) => self.feed(frame, 2).await,
+                Some(frame) => self.conn.feed(frame, Kind::Other, None).await,
                 None => Ok(()),
             },
         }
@@ -354,8 +361,9 @@ impl Session {
         if held.sender_id == self.actor.id {
             return Ok(());
         }
-        self.oldest_unflushed.get_or_insert(held.created_at);
-        self.feed(held.frame, 0).await
+        self.conn
+            .feed(held.frame, Kind::Message, Some(held.created_at))
+            .await
     }
 
     /// Writes held frames that are next in line.

@@ -1,0 +1,181 @@
+//! The socket half of a session: frames are fed as they come and flushed
+//! once per wake-up, so a burst costs one syscall, not one per frame; the
+//! frame counts and the delivery latency sample ride along with the flush.
+//! Every write that waits on the peer is bounded in time, so a peer that
+//! reads nothing cannot hold a session (or shutdown) forever.
+
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use domain::protocol::ServerFrame;
+use futures_util::{SinkExt, StreamExt};
+
+use super::End;
+use crate::metrics::GatewayMetrics;
+
+/// One flush in this many records the delivery latency (a sample keeps the
+/// histogram cheap at millions of deliveries per second).
+const LATENCY_SAMPLE: u64 = 16;
+/// How long a closing session waits for the client's close frame, which
+/// proves it read everything before ours.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// What a frame is, for the counters.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Kind {
+    Message = 0,
+    Notification = 1,
+    Other = 2,
+}
+
+pub(super) struct Connection {
+    /// One task reads and writes the socket, so it is never split (a
+    /// split socket takes a lock on every read and write).
+    socket: WebSocket,
+    metrics: GatewayMetrics,
+    /// How long a flush may wait for a peer that does not read.
+    write_timeout: Duration,
+    /// Frames fed since the last flush, by [`Kind`].
+    unflushed: [u64; 3],
+    /// Commit time of the oldest message fed since the last flush.
+    oldest_unflushed: Option<i64>,
+    flushes: u64,
+    /// Frames written since the counters were last updated.
+    tally: [u64; 3],
+    /// Something (a frame, a ping, an automatic pong) awaits a flush.
+    needs_flush: bool,
+}
+
+impl Connection {
+    pub fn new(socket: WebSocket, metrics: GatewayMetrics, write_timeout: Duration) -> Self {
+        Self {
+            socket,
+            metrics,
+            write_timeout,
+            unflushed: [0; 3],
+            oldest_unflushed: None,
+            flushes: 0,
+            tally: [0; 3],
+            needs_flush: false,
+        }
+    }
+
+    /// The next frame from the peer.
+    pub async fn next(&mut self) -> Option<Result<Message, axum::Error>> {
+        let incoming = self.socket.next().await;
+        // A ping read here is answered by a pong the next flush sends.
+        self.needs_flush = true;
+        incoming
+    }
+
+    /// Feeds one frame, serialized with `reference`.
+    pub async fn send(
+        &mut self,
+        frame: &ServerFrame,
+        reference: Option<&serde_json::Value>,
+    ) -> Result<(), End> {
+        let kind = match frame {
+            ServerFrame::Message(_) => Kind::Message,
+            ServerFrame::Notification { .. } => Kind::Notification,
+            _ => Kind::Other,
+        };
+        self.feed(Utf8Bytes::from(frame.to_json(reference)), kind, None)
+            .await
+    }
+
+    /// Feeds one serialized frame; `committed_at` (ms) dates a message or
+    /// notification for the latency histogram.
+    pub async fn feed(
+        &mut self,
+        text: Utf8Bytes,
+        kind: Kind,
+        committed_at: Option<i64>,
+    ) -> Result<(), End> {
+        self.unflushed[kind as usize] += 1;
+        if let Some(at) = committed_at {
+            self.oldest_unflushed.get_or_insert(at);
+        }
+        self.needs_flush = true;
+        self.socket
+            .feed(Message::Text(text))
+            .await
+            .map_err(|_| End::Gone)
+    }
+
+    /// Feeds a ping carrying `payload`.
+    pub async fn ping(&mut self, payload: &[u8]) -> Result<(), End> {
+        self.needs_flush = true;
+        self.socket
+            .feed(Message::Ping(bytes::Bytes::copy_from_slice(payload)))
+            .await
+            .map_err(|_| End::Gone)
+    }
+
+    /// Writes what was fed, then counts it.
+    pub async fn flush(&mut self) -> Result<(), End> {
+        if !std::mem::take(&mut self.needs_flush) {
+            return Ok(());
+        }
+        // A peer that reads nothing fills its window and the flush would
+        // wait forever, where no timer or kick is heard: give it as long
+        // as a silent peer gets.
+        match tokio::time::timeout(self.write_timeout, self.socket.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return Err(End::Gone),
+        }
+        let unflushed = std::mem::take(&mut self.unflushed);
+        for (total, now) in self.tally.iter_mut().zip(unflushed) {
+            *total += now;
+        }
+        self.flushes += 1;
+        if let Some(committed) = self.oldest_unflushed.take()
+            && self.flushes % LATENCY_SAMPLE == 1
+        {
+            let lag_ms = domain::time::now_millis().saturating_sub(committed).max(0);
+            self.metrics
+                .delivery_latency
+                .record(Duration::from_millis(lag_ms as u64).as_secs_f64());
+        }
+        Ok(())
+    }
+
+    /// Adds this connection's frame counts to the shared counters (batched:
+    /// shared atomics bumped per frame would bounce between cores).
+    pub fn report_tally(&mut self) {
+        let [messages, notifications, other] = std::mem::take(&mut self.tally);
+        let metrics = &self.metrics;
+        metrics.frames_out_messages.increment(messages);
+        metrics.frames_out_notifications.increment(notifications);
+        metrics.frames_out_other.increment(other);
+        metrics.deliveries.increment(messages + notifications);
+    }
+
+    /// Sends a close frame and reads until the client answers it (or goes
+    /// away, or takes too long); whether it answered, which proves it read
+    /// everything written before.
+    pub async fn close_handshake(&mut self, code: u16, reason: &'static str) -> bool {
+        let frame = CloseFrame {
+            code,
+            reason: Utf8Bytes::from_static(reason),
+        };
+        let sent = tokio::time::timeout(CLOSE_WAIT, self.socket.send(Message::Close(Some(frame))));
+        if !matches!(sent.await, Ok(Ok(()))) {
+            return false;
+        }
+        let answered = tokio::time::timeout(CLOSE_WAIT, async {
+            loop {
+                match self.socket.next().await {
+                    Some(Ok(Message::Close(_))) => return true,
+                    Some(Ok(_)) => continue,
+                    Some(Err(_)) | None => return false,
+                }
+            }
+        });
+        answered.await.unwrap_or(false)
+    }
+
+    /// Ends the connection.
+    pub async fn shut(&mut self) {
+        let _ = tokio::time::timeout(CLOSE_WAIT, self.socket.close()).await;
+    }
+}
