@@ -77,6 +77,10 @@ impl From<ServiceError> for ApiError {
                 Self::NotFound(format!("not a member of {topic}"))
             }
             ServiceError::Store(err) => err.into(),
+            ServiceError::Internal(why) => {
+                tracing::error!(error = why, "internal failure");
+                Self::Internal
+            }
         }
     }
 }

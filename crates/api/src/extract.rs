@@ -65,8 +65,7 @@ pub async fn token_user(
     let claims = state.keys.verify(token, kind)?;
     state
         .core
-        .store
-        .user_by_id(claims.uid)
+        .user(claims.uid)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))
 }

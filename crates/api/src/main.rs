@@ -22,9 +22,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     ops::logs::init(cli.common.log_format);
     let (core, keys) = ops::boot::standalone(&cli.common, "api").await?;
-    if let Some(password) =
-        ops::boot::ensure_admin(&core.store, cli.api.admin_password.as_ref()).await?
-    {
+    if let Some(password) = ops::boot::ensure_admin(&core, cli.api.admin_password.as_ref()).await? {
         println!("created user `admin` with password: {password}");
     }
     let state = AppState {
@@ -37,6 +35,6 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     shutdown.on_signals();
     tidings_api::serve(listener, tidings_api::router(state.clone()), shutdown).await?;
-    state.core.store.close().await;
+    state.core.close().await;
     Ok(())
 }

@@ -2,7 +2,9 @@
 //! REST API and the WebSocket gateway so both enforce the same rules and
 //! publish the same events. Each operation: check, store, then publish.
 
+mod accounts;
 mod announcer;
+mod delivery;
 mod inbox;
 mod memo;
 mod messages;
@@ -35,9 +37,11 @@ impl Default for Limits {
     }
 }
 
-/// The store, the bus and the limits: what every operation needs.
+/// The store, the bus and the limits: what every operation needs. The
+/// store is private: the surfaces (REST, sockets) go through the
+/// operations here, which hold the rules.
 pub struct Core {
-    pub store: Store,
+    store: Store,
     pub bus: SharedBus,
     pub limits: Limits,
     /// Resolved direct conversations, `(sender id, peer name)` to the peer
@@ -47,6 +51,8 @@ pub struct Core {
     /// change; one deleted meanwhile (here or by another process) makes the
     /// publish fail, and the name is then looked up afresh.
     topics: memo::Memo<String, crate::model::Topic>,
+    /// Password hashes under way, one per core at most.
+    hashers: tokio::sync::Semaphore,
 }
 
 /// Entries each cache holds before starting over.
@@ -67,6 +73,9 @@ impl Core {
             limits,
             directs: memo::Memo::new(CACHE_LIMIT),
             topics: memo::Memo::new(CACHE_LIMIT),
+            hashers: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
         })
     }
 
@@ -100,6 +109,9 @@ pub enum ServiceError {
     NotSubscribed(String),
     #[error(transparent)]
     Store(StoreError),
+    /// Not the client's doing (a failed hashing task).
+    #[error("{0}")]
+    Internal(&'static str),
 }
 
 impl From<StoreError> for ServiceError {
@@ -109,6 +121,23 @@ impl From<StoreError> for ServiceError {
             StoreError::Conflict(what) => ServiceError::Conflict(what),
             other => ServiceError::Store(other),
         }
+    }
+}
+
+impl Core {
+    /// The audit log, newest first (admins only).
+    pub async fn audit_page(
+        &self,
+        actor: &crate::model::Actor,
+        filter: &crate::store::AuditFilter,
+        page: crate::paging::PageRequest,
+    ) -> Result<crate::paging::Page<crate::model::AuditEntry>, ServiceError> {
+        if !actor.is_admin {
+            return Err(ServiceError::Forbidden(
+                "only an admin may read the audit log",
+            ));
+        }
+        Ok(self.store.audit_page(filter, page).await?)
     }
 }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use domain::auth::{JwtKeys, hash_password, random_secret};
+use domain::auth::{JwtKeys, random_secret};
 use domain::bus::{LocalBus, RedisBus, SharedBus};
 use domain::names::Username;
 use domain::service::{Core, Limits};
@@ -61,10 +61,10 @@ pub async fn bind(addr: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpL
 /// On an empty store, creates the `admin` user. Returns the password when
 /// it was generated, so the caller can print it once.
 pub async fn ensure_admin(
-    store: &Store,
+    core: &Core,
     password: Option<&Secret>,
 ) -> anyhow::Result<Option<String>> {
-    if store.user_count().await? > 0 {
+    if core.user_count().await? > 0 {
         return Ok(None);
     }
     let generated = password.is_none().then(|| random_secret(20));
@@ -72,12 +72,11 @@ pub async fn ensure_admin(
         .map(|p| p.expose().to_owned())
         .or_else(|| generated.clone())
         .unwrap_or_default();
-    let hash = tokio::task::spawn_blocking(move || hash_password(&plain)).await??;
     let admin = Username::parse("admin")?;
-    match store.create_user(None, &admin, &hash, true).await {
+    match core.create_user(None, &admin, plain, true).await {
         Ok(_) => Ok(generated),
         // Another instance created it first.
-        Err(domain::store::StoreError::Conflict(_)) => Ok(None),
+        Err(domain::service::ServiceError::Conflict(_)) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }

@@ -50,7 +50,7 @@ pub fn router(core: Arc<Core>) -> Router {
 }
 
 async fn ready(State(core): State<Arc<Core>>) -> Response {
-    let store = core.store.ping().await.map_err(|e| e.to_string());
+    let store = core.ping_store().await.map_err(|e| e.to_string());
     let bus = core.bus.ping().await.map_err(|e| e.to_string());
     let status = if store.is_ok() && bus.is_ok() {
         StatusCode::OK

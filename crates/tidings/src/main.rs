@@ -52,9 +52,7 @@ async fn serve(cli: &Cli) -> anyhow::Result<()> {
         &secret::resolve(&cli.common)?,
     )?);
     let core = ops::boot::core(&cli.common).await?;
-    if let Some(password) =
-        ops::boot::ensure_admin(&core.store, cli.api.admin_password.as_ref()).await?
-    {
+    if let Some(password) = ops::boot::ensure_admin(&core, cli.api.admin_password.as_ref()).await? {
         println!("created user `admin` with password: {password}  (shown once)");
     }
     let shutdown = Shutdown::new();
@@ -84,7 +82,7 @@ async fn serve(cli: &Cli) -> anyhow::Result<()> {
         tidings_api::serve(api_listener, tidings_api::router(api), shutdown.clone()),
         tidings_gateway::serve(ws_listener, gateway),
     );
-    core.store.close().await;
+    core.close().await;
     api_result.context("REST API")?;
     ws_result.context("WebSocket gateway")?;
     Ok(())

@@ -9,7 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use domain::store::{Cursor, Store};
+use domain::service::Core;
+use domain::store::Cursor;
 
 #[derive(Default)]
 pub struct CursorBook {
@@ -35,7 +36,7 @@ impl CursorBook {
     }
 
     /// Writes what was noted since the last flush.
-    pub async fn flush(&self, store: &Store) {
+    pub async fn flush(&self, core: &Core) {
         let batch: Vec<(Cursor, i64)> = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
             pending.drain().collect()
@@ -43,7 +44,7 @@ impl CursorBook {
         if batch.is_empty() {
             return;
         }
-        if let Err(err) = store.advance_cursors(&batch).await {
+        if let Err(err) = core.save_cursors(&batch).await {
             tracing::warn!(%err, cursors = batch.len(), "could not save delivery cursors; retrying");
             for (cursor, seq) in batch {
                 self.note(cursor, seq);
@@ -54,7 +55,7 @@ impl CursorBook {
     /// Flushes every `every` until `shutdown`, then a last time.
     pub fn spawn_flusher(
         self: &Arc<Self>,
-        store: Store,
+        core: Arc<Core>,
         every: Duration,
         shutdown: ops::shutdown::Shutdown,
     ) {
@@ -63,7 +64,7 @@ impl CursorBook {
             let mut tick = tokio::time::interval(every);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => book.flush(&store).await,
+                    _ = tick.tick() => book.flush(&core).await,
                     () = shutdown.wait() => break,
                 }
             }

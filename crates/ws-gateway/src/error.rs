@@ -14,6 +14,10 @@ pub fn frame_error(err: ServiceError) -> FrameError {
             tracing::error!(error = %store, "store failure");
             return FrameError::new(ErrorCode::Internal, "internal error; try again");
         }
+        ServiceError::Internal(why) => {
+            tracing::error!(error = why, "internal failure");
+            return FrameError::new(ErrorCode::Internal, "internal error; try again");
+        }
     };
     FrameError::new(code, err.to_string())
 }

@@ -63,7 +63,7 @@ impl GatewayState {
         let hub = Hub::new(core.bus.clone(), GatewayMetrics::default());
         hub.spawn_dispatcher()?;
         let cursors = Arc::new(CursorBook::default());
-        cursors.spawn_flusher(core.store.clone(), CURSOR_FLUSH_EVERY, shutdown.clone());
+        cursors.spawn_flusher(core.clone(), CURSOR_FLUSH_EVERY, shutdown.clone());
         Ok(Self {
             core,
             keys,
@@ -111,6 +111,6 @@ pub async fn serve(listener: TcpListener, state: GatewayState) -> std::io::Resul
     // Upgraded sockets outlive the HTTP server: wait for them.
     state.sessions.close();
     state.sessions.wait().await;
-    state.cursors.flush(&state.core.store).await;
+    state.cursors.flush(&state.core).await;
     result
 }

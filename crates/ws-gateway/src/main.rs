@@ -33,6 +33,6 @@ async fn main() -> anyhow::Result<()> {
     let listener = ops::boot::bind(cli.gateway.ws_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "WebSocket gateway listening");
     tidings_gateway::serve(listener, state).await?;
-    core.store.close().await;
+    core.close().await;
     Ok(())
 }

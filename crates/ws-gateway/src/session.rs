@@ -344,7 +344,7 @@ impl Session {
         // sees the end of this one starts where this one stopped.
         self.note_cursors();
         self.conn.report_tally();
-        self.state.cursors.flush(&self.state.core.store).await;
+        self.state.cursors.flush(&self.state.core).await;
         self.conn.shut().await;
     }
 }

@@ -87,7 +87,7 @@ async fn authenticate(state: &GatewayState, token: Option<&str>) -> Result<(Acto
             AuthError::WrongType(_) => "only an access token opens a socket".to_owned(),
             _ => "the token is not valid".to_owned(),
         })?;
-    match state.core.store.user_by_id(claims.uid).await {
+    match state.core.user(claims.uid).await {
         Ok(Some(user)) => Ok((user.into(), claims.exp)),
         Ok(None) => Err("the token's user no longer exists".into()),
         Err(err) => {

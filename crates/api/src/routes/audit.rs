@@ -35,15 +35,10 @@ pub async fn list(
     AuthUser(actor): AuthUser,
     Query(params): Query<AuditParams>,
 ) -> Result<Json<Page<AuditEntry>>, ApiError> {
-    if !actor.is_admin {
-        return Err(ApiError::Forbidden(
-            "only an admin may read the audit log".into(),
-        ));
-    }
     let page = PageRequest::new(params.page, params.page_size, DEFAULT_PAGE_SIZE)?;
     let filter = AuditFilter {
         resource: params.resource,
         actor: params.actor,
     };
-    Ok(Json(state.core.store.audit_page(&filter, page).await?))
+    Ok(Json(state.core.audit_page(&actor, &filter, page).await?))
 }

@@ -41,7 +41,7 @@ pub async fn list(
     State(state): State<AppState>,
     AuthUser(_caller): AuthUser,
 ) -> Result<Json<Vec<Tag>>, ApiError> {
-    Ok(Json(state.core.store.tags().await?))
+    Ok(Json(state.core.tags().await?))
 }
 
 /// Deletes a tag with its subscriptions and notifications.

@@ -116,7 +116,7 @@ pub async fn list(
     Query(params): Query<PageParams>,
 ) -> Result<Json<Page<Topic>>, ApiError> {
     let page = PageRequest::new(params.page, params.page_size, DEFAULT_PAGE_SIZE)?;
-    Ok(Json(state.core.store.topics_page(&actor, page).await?))
+    Ok(Json(state.core.topics_page(&actor, page).await?))
 }
 
 #[utoipa::path(get, path = "/api/topics/{name}/", tag = "topics", security(("bearer" = [])),
@@ -162,12 +162,7 @@ pub async fn add_member(
     Path(name): Path<String>,
     Json(body): Json<NewMember>,
 ) -> Result<(StatusCode, Json<Membership>), ApiError> {
-    let user = state
-        .core
-        .store
-        .user_by_name(&body.username)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("user not found".into()))?;
+    let user = state.core.user_named(&body.username).await?;
     let (topic, added) = state.core.add_member(&actor, &name, &user).await?;
     let status = if added {
         StatusCode::CREATED

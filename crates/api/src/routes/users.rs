@@ -4,7 +4,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use domain::auth::hash_password;
 use domain::model::User;
 use domain::names::Username;
 use serde::Deserialize;
@@ -56,12 +55,9 @@ pub async fn create(
             "password: must be 8 to 1024 bytes".into(),
         ));
     }
-    let password = body.password;
-    let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
     let user = state
         .core
-        .store
-        .create_user(actor.as_ref(), &username, &hash, body.is_admin)
+        .create_user(actor.as_ref(), &username, body.password, body.is_admin)
         .await?;
     Ok((StatusCode::CREATED, Json(user)))
 }

@@ -9,6 +9,11 @@ use crate::model::{Actor, Subscription, Tag};
 pub const MAX_TAG_LEN: usize = 64;
 
 impl Core {
+    /// Every tag.
+    pub async fn tags(&self) -> Result<Vec<Tag>, ServiceError> {
+        Ok(self.store.tags().await?)
+    }
+
     pub async fn create_tag(&self, actor: &Actor, name: &str) -> Result<Tag, ServiceError> {
         admin_only(actor)?;
         let name = name.trim();

@@ -11,6 +11,15 @@ use crate::model::{Actor, Member, Topic, User};
 use crate::names::TopicName;
 
 impl Core {
+    /// Public topics and the private ones `actor` belongs to, by name.
+    pub async fn topics_page(
+        &self,
+        actor: &Actor,
+        page: crate::paging::PageRequest,
+    ) -> Result<crate::paging::Page<Topic>, ServiceError> {
+        Ok(self.store.topics_page(actor, page).await?)
+    }
+
     pub async fn create_topic(
         &self,
         actor: &Actor,

@@ -10,7 +10,27 @@ use super::{End, Pending, Session, close};
 use crate::error::frame_error;
 use crate::metrics::frame_in;
 
-type Reply = Result<Option<ServerFrame>, FrameError>;
+type Reply = Result<Option<ServerFrame>, Failure>;
+
+/// Why an action did not reply normally: the client gets an error frame,
+/// or the session ends (the socket is gone, the store failed mid-replay).
+/// Nothing an action does is dropped on the floor.
+pub(super) enum Failure {
+    Frame(FrameError),
+    End(End),
+}
+
+impl From<FrameError> for Failure {
+    fn from(error: FrameError) -> Self {
+        Self::Frame(error)
+    }
+}
+
+impl From<End> for Failure {
+    fn from(end: End) -> Self {
+        Self::End(end)
+    }
+}
 
 impl Session {
     pub(super) async fn on_text(&mut self, text: &str, pending: &mut Pending) -> Result<(), End> {
@@ -36,13 +56,10 @@ impl Session {
             }
             ClientFrame::NotificationsList { page } => {
                 frame_in("notifications_list");
-                let page = self
-                    .state
-                    .core
-                    .inbox(&self.actor, None, page)
-                    .await
-                    .map_err(frame_error);
-                page.map(|p| Some(ServerFrame::notifications_list(p)))
+                match self.state.core.inbox(&self.actor, None, page).await {
+                    Ok(page) => Ok(Some(ServerFrame::notifications_list(page))),
+                    Err(err) => Err(frame_error(err).into()),
+                }
             }
             ClientFrame::MarkRead { id } => self.set_item(id, Some(true), None).await,
             ClientFrame::Delete { id } => self.set_item(id, None, Some(true)).await,
@@ -54,11 +71,12 @@ impl Session {
         match reply {
             Ok(Some(frame)) => self.conn.send(&frame, reference.as_ref()).await,
             Ok(None) => Ok(()),
-            Err(error) => {
+            Err(Failure::Frame(error)) => {
                 self.conn
                     .send(&ServerFrame::error(&error), reference.as_ref())
                     .await
             }
+            Err(Failure::End(end)) => Err(end),
         }
     }
 
@@ -77,11 +95,10 @@ impl Session {
             .subscribe(&self.actor, &topic)
             .await
             .map_err(frame_error)?;
-        let store = self.state.core.store.clone();
-        let delivered = store
+        let core = self.state.core.clone();
+        let delivered = core
             .delivered_seq(topic.id, self.actor.id)
             .await
-            .map_err(ServiceError::from)
             .map_err(frame_error)?;
         self.track_channel(
             topic.id,
@@ -94,32 +111,23 @@ impl Session {
             topic: topic.name.clone(),
             seq: topic.last_seq,
         };
-        if self.conn.send(&reply, reference).await.is_err() {
-            return Ok(None);
-        }
+        self.conn.send(&reply, reference).await?;
         if let Some(since) = since {
             let limit = self.state.core.limits.max_history;
             let mut after = since.max(0);
             loop {
-                let batch = store
-                    .messages_after(topic.id, after, limit, None)
+                let batch = core
+                    .backlog(topic.id, after, limit, None)
                     .await
-                    .map_err(ServiceError::from)
                     .map_err(frame_error)?;
                 let Some(last) = batch.last().map(|m| m.seq) else {
                     break;
                 };
-                if self
-                    .write_messages(topic.id, &topic.name, &batch)
-                    .await
-                    .is_err()
-                {
-                    return Ok(None);
-                }
+                self.write_messages(topic.id, &topic.name, &batch).await?;
                 after = last;
             }
         }
-        let _ = self.catch_up_channel(topic.id).await;
+        self.catch_up_channel(topic.id).await?;
         Ok(None)
     }
 
@@ -138,15 +146,12 @@ impl Session {
 
     async fn invite(&mut self, topic: TopicName, username: Username) -> Reply {
         frame_in("invite");
-        let store = &self.state.core.store;
-        let user = store
-            .user_by_name(username.as_str())
+        let user = self
+            .state
+            .core
+            .user_named(username.as_str())
             .await
-            .map_err(ServiceError::from)
-            .map_err(frame_error)?
-            .ok_or_else(|| {
-                FrameError::new(ErrorCode::NotFound, format!("no user named {username}"))
-            })?;
+            .map_err(frame_error)?;
         self.state
             .core
             .add_member(&self.actor, topic.as_str(), &user)
@@ -171,10 +176,9 @@ impl Session {
     ) -> Reply {
         frame_in("message");
         if !self.bucket.take() {
-            return Err(FrameError::new(
-                ErrorCode::RateLimited,
-                "publishing too fast; slow down",
-            ));
+            return Err(
+                FrameError::new(ErrorCode::RateLimited, "publishing too fast; slow down").into(),
+            );
         }
         let (core, actor) = (self.state.core.clone(), self.actor.clone());
         // Dropped once this publish is queued (or failed, or abandoned):

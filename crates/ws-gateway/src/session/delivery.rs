@@ -28,9 +28,9 @@ fn internal<E: std::fmt::Display>(err: E) -> End {
 impl Session {
     /// Reads the user's memberships and subscriptions and starts tracking them.
     pub(super) async fn load(&mut self) -> Result<(), End> {
-        let store = self.state.core.store.clone();
-        let memberships = store.memberships(self.actor.id).await.map_err(internal)?;
-        let subscriptions = store
+        let core = self.state.core.clone();
+        let memberships = core.memberships(self.actor.id).await.map_err(internal)?;
+        let subscriptions = core
             .tag_subscriptions(self.actor.id)
             .await
             .map_err(internal)?;
@@ -134,14 +134,14 @@ impl Session {
     }
 
     pub(super) async fn catch_up_channel(&mut self, channel_id: i64) -> Result<(), End> {
-        let store = self.state.core.store.clone();
+        let core = self.state.core.clone();
         loop {
             let Some(tracked) = self.channels.get(&channel_id) else {
                 return Ok(());
             };
             let (after, label) = (tracked.order.position().written(), tracked.label.clone());
-            let batch = store
-                .messages_after(channel_id, after, PAGE, Some(self.actor.id))
+            let batch = core
+                .backlog(channel_id, after, PAGE, Some(self.actor.id))
                 .await
                 .map_err(internal)?;
             self.write_messages(channel_id, &label, &batch).await?;
@@ -172,14 +172,14 @@ impl Session {
     }
 
     async fn catch_up_tag(&mut self, tag_id: i64) -> Result<(), End> {
-        let store = self.state.core.store.clone();
+        let core = self.state.core.clone();
         loop {
             let Some(tracked) = self.tags.get(&tag_id) else {
                 return Ok(());
             };
             let after = tracked.position.written();
-            let batch = store
-                .notifications_after(self.actor.id, tag_id, after, PAGE)
+            let batch = core
+                .notification_backlog(self.actor.id, tag_id, after, PAGE)
                 .await
                 .map_err(internal)?;
             let last = batch.last().map(|item| item.notification.seq);
@@ -252,7 +252,6 @@ impl Session {
                 let delivered = self
                     .state
                     .core
-                    .store
                     .delivered_seq(*channel_id, self.actor.id)
                     .await
                     .map_err(internal)?;
@@ -324,8 +323,9 @@ impl Session {
         let channel_id = message.channel_id;
         if !self.channels.contains_key(&channel_id) {
             let Some(label) = direct else { return Ok(()) };
-            let store = &self.state.core.store;
-            let delivered = store
+            let delivered = self
+                .state
+                .core
                 .delivered_seq(channel_id, self.actor.id)
                 .await
                 .map_err(internal)?;

@@ -15,7 +15,7 @@ async fn pipelined_topic_and_direct_publishes_keep_send_order(app: &TestGateway)
     app.topic(&alice, "alpha", false).await;
     app.topic(&alice, "beta", true).await;
     for name in ["bob", "carol"] {
-        let user = app.core.store.user_by_name(name).await.unwrap().unwrap();
+        let user = app.db.user_by_name(name).await.unwrap().unwrap();
         app.core.add_member(&alice, "beta", &user).await.unwrap();
     }
     let mut subscribers = Vec::new();

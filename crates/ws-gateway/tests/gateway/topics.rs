@@ -249,30 +249,20 @@ async fn a_topic_deleted_elsewhere_is_not_published_to(app: &TestGateway) {
     let gone = app.topic(&alice, "gone", false).await;
     let to_gone = json!({"action":"message","topic_name":"gone","content":"x"});
     assert_eq!(ws.request(to_gone.clone()).await["type"], "ack");
-    app.core.store.delete_topic(&alice, &gone).await.unwrap();
+    app.db.delete_topic(&alice, &gone).await.unwrap();
     assert_eq!(ws.request(to_gone).await["code"], "not_found");
 
     let old = app.topic(&alice, "news", false).await;
     let to_news = json!({"action":"message","topic_name":"news","content":"first"});
     assert_eq!(ws.request(to_news.clone()).await["type"], "ack");
     if app.db.url.starts_with("postgres") {
-        app.core.store.delete_topic(&alice, &old).await.unwrap();
+        app.db.delete_topic(&alice, &old).await.unwrap();
     } else {
         app.core.delete_topic(&alice, "news").await.unwrap();
     }
     let name = domain::names::TopicName::parse("news").unwrap();
-    let new = app
-        .core
-        .store
-        .create_topic(&carol, &name, true)
-        .await
-        .unwrap();
+    let new = app.db.create_topic(&carol, &name, true).await.unwrap();
     assert_eq!(ws.request(to_news).await["code"], "forbidden");
-    let kept = app
-        .core
-        .store
-        .messages_after(new.id, 0, 10, None)
-        .await
-        .unwrap();
+    let kept = app.db.messages_after(new.id, 0, 10, None).await.unwrap();
     assert!(kept.is_empty());
 }

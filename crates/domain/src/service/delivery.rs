@@ -1,0 +1,75 @@
+//! What a gateway reads to deliver: a user's memberships and subscriptions
+//! with their cursors, backlogs, and where cursors are saved. No rules
+//! apply here: a session only ever reads for its own user.
+
+use super::{Core, ServiceError};
+use crate::model::{InboxItem, StoredMessage};
+use crate::store::{Cursor, Membership, TagSubscription};
+
+impl Core {
+    /// Every channel `user_id` belongs to, with its delivery cursor.
+    pub async fn memberships(&self, user_id: i64) -> Result<Vec<Membership>, ServiceError> {
+        Ok(self.store.memberships(user_id).await?)
+    }
+
+    /// `user_id`'s tag subscriptions, with their delivery cursors.
+    pub async fn tag_subscriptions(
+        &self,
+        user_id: i64,
+    ) -> Result<Vec<TagSubscription>, ServiceError> {
+        Ok(self.store.tag_subscriptions(user_id).await?)
+    }
+
+    /// How far `user_id` has received `channel_id`; `None` when not a member.
+    pub async fn delivered_seq(
+        &self,
+        channel_id: i64,
+        user_id: i64,
+    ) -> Result<Option<i64>, ServiceError> {
+        Ok(self.store.delivered_seq(channel_id, user_id).await?)
+    }
+
+    /// A channel's messages after `after`, oldest first, leaving out the
+    /// reader's own (`skip_sender`).
+    pub async fn backlog(
+        &self,
+        channel_id: i64,
+        after: i64,
+        limit: i64,
+        skip_sender: Option<i64>,
+    ) -> Result<Vec<StoredMessage>, ServiceError> {
+        Ok(self
+            .store
+            .messages_after(channel_id, after, limit, skip_sender)
+            .await?)
+    }
+
+    /// A tag's notifications after `after` still in `user_id`'s inbox.
+    pub async fn notification_backlog(
+        &self,
+        user_id: i64,
+        tag_id: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<InboxItem>, ServiceError> {
+        Ok(self
+            .store
+            .notifications_after(user_id, tag_id, after, limit)
+            .await?)
+    }
+
+    /// Saves delivery cursors in one batch (positions never move back).
+    pub async fn save_cursors(&self, cursors: &[(Cursor, i64)]) -> Result<(), ServiceError> {
+        Ok(self.store.advance_cursors(cursors).await?)
+    }
+
+    /// Readiness of the store: one round trip.
+    pub async fn ping_store(&self) -> Result<(), ServiceError> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// Closes the store; call once nothing uses it any more.
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+}
