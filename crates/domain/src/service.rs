@@ -137,8 +137,28 @@ impl Core {
                 "only an admin may read the audit log",
             ));
         }
+        for (field, value) in [("resource", &filter.resource), ("actor", &filter.actor)] {
+            if let Some(value) = value {
+                storable(field, value)?;
+            }
+        }
         Ok(self.store.audit_page(filter, page).await?)
     }
+}
+
+/// Refuses text that one of the stores cannot keep exactly. PostgreSQL
+/// refuses NUL in text while SQLite keeps it; Rust strings are valid
+/// UTF-8 already, so NUL is the one difference. Checked before anything
+/// reaches a store, so both behave alike and a bad publish never joins a
+/// group commit.
+pub(crate) fn storable(field: &'static str, value: &str) -> Result<(), ServiceError> {
+    if value.contains('\0') {
+        return Err(ServiceError::Invalid {
+            field,
+            message: "must not contain NUL characters".into(),
+        });
+    }
+    Ok(())
 }
 
 fn admin_only(actor: &crate::model::Actor) -> Result<(), ServiceError> {

@@ -36,6 +36,7 @@ contract!(
     seqs_start_at_one_and_have_no_gaps,
     concurrent_publishes_get_distinct_consecutive_seqs,
     one_commit_of_many_channels_keeps_each_message_whole,
+    a_refused_publish_does_not_fail_its_batch,
     history_can_leave_out_the_readers_own_messages,
     joining_starts_delivery_after_the_last_message,
     direct_channels_are_symmetric_and_named_by_peer,
@@ -240,6 +241,55 @@ async fn concurrent_publishes_get_distinct_consecutive_seqs(db: &TestStore) {
         .map(|m| m.seq)
         .collect();
     assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+}
+
+/// A publish the database refuses (PostgreSQL keeps no NUL in text; the
+/// service refuses it before it gets here, so this goes around the
+/// service) fails alone: the rest of its batch, queued before and after it
+/// in one go, is stored in queue order.
+async fn a_refused_publish_does_not_fail_its_batch(db: &TestStore) {
+    let alice = user(db, "alice").await;
+    let topic = db
+        .create_topic(&alice, &topic_name("mixed"), false)
+        .await
+        .unwrap();
+    let mut receipts = Vec::new();
+    for i in 0..101 {
+        let content = if i == 50 {
+            "bad\0".to_owned()
+        } else {
+            format!("m{i}")
+        };
+        receipts.push(
+            db.queue_publish(topic.id, &alice, content, None)
+                .await
+                .unwrap(),
+        );
+    }
+    let mut stored = Vec::new();
+    for (i, receipt) in receipts.into_iter().enumerate() {
+        match receipt.committed().await {
+            Ok(message) => stored.push(message.content),
+            Err(err) => assert_eq!(i, 50, "only the bad publish may fail: {err}"),
+        }
+    }
+    let good: Vec<String> = (0..101)
+        .filter(|&i| i != 50)
+        .map(|i| format!("m{i}"))
+        .collect();
+    match db.url.starts_with("postgres") {
+        true => assert_eq!(stored, good),
+        false => assert_eq!(stored.len(), 101),
+    }
+    let kept: Vec<String> = db
+        .messages_after(topic.id, 0, 1000, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.content)
+        .filter(|c| !c.contains('\0'))
+        .collect();
+    assert_eq!(kept, good, "stored in queue order");
 }
 
 /// Hundreds of publishes at once share commits: more than one insert's

@@ -4,5 +4,6 @@
 mod helpers;
 
 mod accounts;
+mod hostile;
 mod inbox;
 mod topics;

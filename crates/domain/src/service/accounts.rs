@@ -26,6 +26,7 @@ impl Core {
 
     /// The user named `username`.
     pub async fn user_named(&self, username: &str) -> Result<User, ServiceError> {
+        super::storable("username", username)?;
         self.store
             .user_by_name(username)
             .await?
@@ -39,6 +40,7 @@ impl Core {
         username: &str,
         password: String,
     ) -> Result<Option<User>, ServiceError> {
+        super::storable("username", username)?;
         let found = self.store.credentials(username).await?;
         let hash = found
             .as_ref()

@@ -14,6 +14,7 @@ impl Core {
         message: &str,
     ) -> Result<Notification, ServiceError> {
         admin_only(actor)?;
+        super::storable("message", message)?;
         if message.is_empty() {
             return Err(ServiceError::Invalid {
                 field: "message",

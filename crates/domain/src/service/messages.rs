@@ -42,6 +42,7 @@ impl Published {
 
 impl Core {
     fn check_content(&self, content: &str) -> Result<(), ServiceError> {
+        super::storable("content", content)?;
         if content.is_empty() {
             return Err(ServiceError::Invalid {
                 field: "content",
@@ -213,6 +214,7 @@ impl Core {
     }
 
     async fn peer(&self, actor: &Actor, username: &str) -> Result<User, ServiceError> {
+        super::storable("topic_name", username)?;
         let peer = self
             .store
             .user_by_name(username)

@@ -39,6 +39,7 @@ impl Core {
     }
 
     pub async fn find_topic(&self, name: &str) -> Result<Topic, ServiceError> {
+        super::storable("name", name)?;
         self.store
             .topic(name)
             .await?
@@ -161,11 +162,7 @@ impl Core {
                 "only the member, the owner or an admin may remove a member",
             ));
         }
-        let user = self
-            .store
-            .user_by_name(username)
-            .await?
-            .ok_or(ServiceError::NotFound("user"))?;
+        let user = self.user_named(username).await?;
         if !self
             .store
             .leave_topic(actor, &topic, user.id, &user.username)

@@ -88,28 +88,58 @@ async fn run(
             }
         }
         match write(&connection, backend, &batch).await {
-            Ok(results) => {
-                let committed = committed(&mut batch, &results);
-                if let (Some(feed), false) = (feed.get(), committed.is_empty()) {
-                    let _ = feed.send(committed).await;
-                }
-                for (request, result) in batch.into_iter().zip(results) {
-                    let _ = request.reply.send(result);
-                }
-            }
-            Err(err) => {
-                // Whatever failed, the next batch starts on a fresh connection.
-                connection.discard();
-                let text = err.to_string();
-                tracing::error!(error = %text, publishes = batch.len(), "a publish batch failed");
+            Ok(results) => finish(batch, results, &feed).await,
+            // The database refused something in the batch (checks keep
+            // anything refusable out, but one bad item must not fail its
+            // neighbours): store them one by one, in order.
+            Err(err) if batch.len() > 1 && refused(&err) => {
+                tracing::warn!(error = %err, publishes = batch.len(), "a publish batch was refused; storing its publishes one by one");
                 for request in batch {
-                    let _ = request
-                        .reply
-                        .send(Err(StoreError::Unavailable(text.clone())));
+                    let alone = vec![request];
+                    match write(&connection, backend, &alone).await {
+                        Ok(results) => finish(alone, results, &feed).await,
+                        Err(err) => fail(&connection, alone, &err),
+                    }
                 }
             }
+            Err(err) => fail(&connection, batch, &err),
         }
     }
+}
+
+/// Hands a commit's messages to the feed, then answers each publisher.
+async fn finish(
+    mut batch: Vec<PublishRequest>,
+    results: Vec<Result<StoredMessage, StoreError>>,
+    feed: &CommitFeed,
+) {
+    let committed = committed(&mut batch, &results);
+    if let (Some(feed), false) = (feed.get(), committed.is_empty()) {
+        let _ = feed.send(committed).await;
+    }
+    for (request, result) in batch.into_iter().zip(results) {
+        let _ = request.reply.send(result);
+    }
+}
+
+/// Answers every publisher of a batch that was not stored.
+fn fail(connection: &Held, batch: Vec<PublishRequest>, err: &StoreError) {
+    // Whatever failed, the next batch starts on a fresh connection.
+    connection.discard();
+    let text = err.to_string();
+    tracing::error!(error = %text, publishes = batch.len(), "a publish batch failed");
+    for request in batch {
+        let _ = request
+            .reply
+            .send(Err(StoreError::Unavailable(text.clone())));
+    }
+}
+
+/// Whether the database answered and refused a statement (bad data), as
+/// opposed to being unreachable: only then is retrying item by item worth
+/// it.
+fn refused(err: &StoreError) -> bool {
+    matches!(err, StoreError::Database(sqlx::Error::Database(_)))
 }
 
 /// The messages just stored that someone should hear of, in commit order.

@@ -6,7 +6,10 @@ use serde_json::json;
 use crate::burst::{Targets, expect_history_in_send_order, expect_in_send_order, publish_rounds};
 use crate::helpers::{TestGateway, on_both_stores};
 
-on_both_stores!(pipelined_topic_and_direct_publishes_keep_send_order);
+on_both_stores!(
+    pipelined_topic_and_direct_publishes_keep_send_order,
+    a_refused_publish_among_pipelined_ones_fails_alone,
+);
 
 async fn pipelined_topic_and_direct_publishes_keep_send_order(app: &TestGateway) {
     let (alice, alice_token) = app.user("alice").await;
@@ -48,4 +51,36 @@ async fn pipelined_topic_and_direct_publishes_keep_send_order(app: &TestGateway)
     })
     .await;
     expect_history_in_send_order(&app.api, &alice_token, &sent).await;
+}
+
+/// A publish with text one store cannot keep (NUL) is refused with
+/// `invalid_field`, in its place among pipelined publishes, and costs its
+/// neighbours nothing.
+async fn a_refused_publish_among_pipelined_ones_fails_alone(app: &TestGateway) {
+    let (alice, alice_token) = app.user("alice").await;
+    app.topic(&alice, "alpha", false).await;
+    let mut ws = app.connect(&alice_token).await;
+    for n in 0..100 {
+        let content = if n == 50 {
+            "bad\u{0}".to_owned()
+        } else {
+            format!("m{n}")
+        };
+        ws.send(json!({"action":"message","topic_name":"alpha","content":content,"ref":n}))
+            .await;
+    }
+    let mut seq = 0;
+    for n in 0..100 {
+        let reply = ws.recv().await;
+        assert_eq!(reply["ref"], n);
+        if n == 50 {
+            assert_eq!(reply["code"], "invalid_field", "{reply}");
+        } else {
+            seq += 1;
+            assert_eq!(
+                (reply["type"].as_str(), reply["seq"].as_i64()),
+                (Some("ack"), Some(seq))
+            );
+        }
+    }
 }
