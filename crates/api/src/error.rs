@@ -107,9 +107,11 @@ impl From<AuthError> for ApiError {
     }
 }
 
+/// A query parameter of the wrong type or value is 422 `invalid_field`,
+/// like a body field: one status for every bad parameter.
 impl From<PagingError> for ApiError {
     fn from(err: PagingError) -> Self {
-        Self::BadRequest(err.to_string())
+        Self::Unprocessable(err.to_string())
     }
 }
 
@@ -137,7 +139,7 @@ impl From<JsonRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> Self {
-        Self::BadRequest(rejection.body_text())
+        Self::Unprocessable(rejection.body_text())
     }
 }
 

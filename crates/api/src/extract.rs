@@ -43,14 +43,10 @@ impl FromRequestParts<AppState> for AuthUser {
         let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
             ApiError::Unauthorized("an Authorization: Bearer token is required".into())
         })?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| {
-                ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
-            })?;
-        let user = token_user(state, token.trim(), TokenType::Access).await?;
+        let token = header.to_str().ok().and_then(ops::bearer).ok_or_else(|| {
+            ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
+        })?;
+        let user = token_user(state, token, TokenType::Access).await?;
         Ok(Self(user.into()))
     }
 }

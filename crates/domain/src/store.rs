@@ -130,6 +130,9 @@ impl Store {
                 if let Some(dir) = dir.filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
                 }
+                if let Some(file) = sqlite_file(url) {
+                    create_private(&file).map_err(sqlx::Error::Io)?;
+                }
                 let url = sqlite_url(url);
                 // An embedded database has no connection to lose: a ping
                 // before every checkout would only add a round trip to
@@ -225,12 +228,29 @@ fn sqlite_url(url: &str) -> String {
     }
 }
 
-/// WAL lets readers run beside the writer; NORMAL sync is durable across
-/// process crashes and loses at most the last commits on power loss.
+/// Creates the database file readable by its owner only (SQLite gives its
+/// WAL and shared-memory files the same mode); an existing file is left
+/// as it is.
+fn create_private(file: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(file) {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+/// WAL lets readers run beside the writer. FULL sync makes a commit
+/// durable across a power cut, not only a process crash, which is what an
+/// ack promises; the group commit shares each fsync among every publish
+/// waiting at that moment (see `docs/BENCHMARKS.md` for its cost).
 async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
     for pragma in [
         "PRAGMA journal_mode = WAL",
-        "PRAGMA synchronous = NORMAL",
+        "PRAGMA synchronous = FULL",
         "PRAGMA foreign_keys = ON",
         "PRAGMA busy_timeout = 10000",
     ] {

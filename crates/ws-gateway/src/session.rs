@@ -71,6 +71,7 @@ pub enum End {
 pub mod close {
     pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
+    pub const INVALID_DATA: u16 = 1007;
     pub const TOO_BIG: u16 = 1009;
     pub const INTERNAL: u16 = 1011;
     pub const TOKEN_EXPIRED: u16 = 4001;
@@ -350,7 +351,8 @@ impl Session {
 }
 
 /// How a failed read ends the session: a frame over the hard cap is
-/// answered with 1009; anything else means the peer is gone.
+/// answered with 1009, a text frame that is not UTF-8 with 1007; anything
+/// else means the peer is gone.
 fn read_error(err: axum::Error) -> End {
     use tungstenite::error::{CapacityError, Error};
     let inner = err.into_inner();
@@ -358,6 +360,7 @@ fn read_error(err: axum::Error) -> End {
         Some(Error::Capacity(
             CapacityError::MessageTooLong { .. } | CapacityError::TooManyHeaders,
         )) => End::Close(close::TOO_BIG, "frame too large"),
+        Some(Error::Utf8(_)) => End::Close(close::INVALID_DATA, "text frames must be UTF-8"),
         _ => End::Gone,
     }
 }

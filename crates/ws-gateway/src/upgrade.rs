@@ -23,7 +23,7 @@ pub async fn by_query_or_header(
     let bearer = headers
         .get(AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "));
+        .and_then(ops::bearer);
     let token = query.get("token").map(String::as_str).or(bearer);
     accept(state, token, upgrade).await
 }

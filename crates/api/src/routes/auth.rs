@@ -7,14 +7,23 @@ use domain::auth::TokenType;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use axum::http::HeaderValue;
+use axum::http::header::CACHE_CONTROL;
+use tower_http::set_header::SetResponseHeaderLayer;
+
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{Json, token_user};
 
 pub fn router() -> Router<AppState> {
+    // Tokens must not linger in caches between the client and us.
     Router::new()
         .route("/api/token/", post(login))
         .route("/api/token/refresh/", post(refresh))
+        .layer(SetResponseHeaderLayer::overriding(
+            CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
 }
 
 #[derive(Deserialize, ToSchema)]

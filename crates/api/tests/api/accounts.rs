@@ -16,7 +16,66 @@ on_both_stores!(
     malformed_bodies_are_4xx,
     unknown_routes_and_methods_are_json_errors,
     health_ready_metrics_and_openapi,
+    tokens_are_not_cached_and_responses_carry_security_headers,
+    the_bearer_scheme_is_case_insensitive,
 );
+
+async fn tokens_are_not_cached_and_responses_carry_security_headers(app: &TestApp) {
+    app.user("alice").await;
+    let login = app
+        .client
+        .post(format!("{}/api/token/", app.base))
+        .json(&json!({"username":"alice","password":PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), StatusCode::OK);
+    assert_eq!(login.headers()["cache-control"], "no-store");
+    let refresh: serde_json::Value = login.json().await.unwrap();
+    let refreshed = app
+        .client
+        .post(format!("{}/api/token/refresh/", app.base))
+        .json(&json!({"refresh": refresh["refresh"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), StatusCode::OK);
+    assert_eq!(refreshed.headers()["cache-control"], "no-store");
+    for path in ["/api/topics/", "/api/nowhere/", "/healthz"] {
+        let response = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .bearer_auth(&app.admin)
+            .send()
+            .await
+            .unwrap();
+        let headers = response.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+    }
+}
+
+async fn the_bearer_scheme_is_case_insensitive(app: &TestApp) {
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let response = app
+            .client
+            .get(format!("{}/api/users/me/", app.base))
+            .header("authorization", format!("{scheme} {}", app.admin))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{scheme}");
+    }
+    let response = app
+        .client
+        .get(format!("{}/api/users/me/", app.base))
+        .header("authorization", format!("Basic {}", app.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
 
 async fn login_returns_tokens_that_open_the_api(app: &TestApp) {
     app.user("alice").await;
@@ -272,7 +331,7 @@ async fn malformed_bodies_are_4xx(app: &TestApp) {
         .unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let (status, _) = app.get("/api/topics/?page=abc", &app.admin).await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
 }
 
 async fn unknown_routes_and_methods_are_json_errors(app: &TestApp) {

@@ -274,11 +274,11 @@ async fn inbox_paging_filter_and_read_all(app: &TestApp) {
     );
     assert_eq!(
         app.get("/api/notifications/?page_size=101", &alice).await.0,
-        StatusCode::BAD_REQUEST
+        StatusCode::UNPROCESSABLE_ENTITY
     );
     assert_eq!(
         app.get("/api/notifications/?unread=maybe", &alice).await.0,
-        StatusCode::BAD_REQUEST
+        StatusCode::UNPROCESSABLE_ENTITY
     );
     let (status, body) = app
         .post("/api/notifications/read-all/", &alice, json!({}))

@@ -374,12 +374,23 @@ async fn topic_list_paging_is_validated(app: &TestApp) {
         (Some(3), Some(2), Some(2))
     );
     assert_eq!(page["results"][0]["name"], "t2");
-    for bad in ["page=0", "page_size=101", "page_size=0", "page=x"] {
-        let (status, err) = app.get(&format!("/api/topics/?{bad}"), &alice).await;
+    // One status for every bad query parameter, paging or history alike.
+    let bad = [
+        "/api/topics/?page=0",
+        "/api/topics/?page_size=101",
+        "/api/topics/?page_size=0",
+        "/api/topics/?page=x",
+        "/api/topics/t0/messages/?limit=0",
+        "/api/topics/t0/messages/?limit=x",
+        "/api/topics/t0/messages/?after=-1",
+        "/api/audit/?page=0",
+    ];
+    for path in bad {
+        let (status, err) = app.get(path, &app.admin).await;
         assert_eq!(
             (status, code(&err)),
-            (StatusCode::BAD_REQUEST, "bad_request"),
-            "{bad}"
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
+            "{path}"
         );
     }
 }

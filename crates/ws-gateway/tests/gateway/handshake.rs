@@ -27,13 +27,17 @@ async fn each_token_form_opens_a_socket(app: &TestGateway) {
         );
         assert!(welcome["session"].is_string());
     }
-    let mut request = format!("{}/ws", app.ws).into_client_request().unwrap();
-    request
-        .headers_mut()
-        .insert("Authorization", format!("Bearer {token}").parse().unwrap());
-    let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
-    let mut client = Client { socket };
-    assert_eq!(client.recv().await["type"], "welcome");
+    // The header's scheme is case-insensitive.
+    for scheme in ["Bearer", "bearer"] {
+        let mut request = format!("{}/ws", app.ws).into_client_request().unwrap();
+        request.headers_mut().insert(
+            "Authorization",
+            format!("{scheme} {token}").parse().unwrap(),
+        );
+        let (socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        let mut client = Client { socket };
+        assert_eq!(client.recv().await["type"], "welcome", "{scheme}");
+    }
 }
 
 async fn refused(url: String) -> (u16, serde_json::Value) {

@@ -27,6 +27,28 @@ async fn an_oversized_frame_closes_with_1009() {
     assert_eq!(ws.closed().await.0, 1009);
 }
 
+/// A text frame that is not UTF-8 closes with 1007 (invalid data).
+#[tokio::test]
+async fn a_text_frame_that_is_not_utf8_closes_with_1007() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::{Frame, FrameHeader};
+    let app = spawn(GatewayConfig::default()).await;
+    let (_, token) = app.user("alice").await;
+    let mut ws = app.connect(&token).await;
+    let header = FrameHeader {
+        opcode: OpCode::Data(Data::Text),
+        ..FrameHeader::default()
+    };
+    let frame = Frame::from_payload(header, vec![b'{', 0xff, 0xfe, b'}'].into());
+    futures_util::SinkExt::send(
+        &mut ws.socket,
+        tokio_tungstenite::tungstenite::Message::Frame(frame),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ws.closed().await.0, 1007);
+}
+
 /// A frame far over the limit is refused by the socket's reader itself
 /// (before it is buffered whole), and still gets 1009.
 #[tokio::test]
