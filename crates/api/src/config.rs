@@ -15,6 +15,11 @@ pub struct ApiArgs {
     #[arg(long, env = "TIDINGS_OPEN_REGISTRATION", default_value_t = false)]
     pub open_registration: bool,
 
+    /// Take the client's address for login throttling from the last
+    /// `X-Forwarded-For` entry (set this only behind a proxy that appends it, like the bundled nginx.conf).
+    #[arg(long, env = "TIDINGS_TRUST_FORWARDED_FOR", default_value_t = false)]
+    pub trust_forwarded_for: bool,
+
     /// Password of the `admin` created on an empty store (generated and printed once if unset).
     #[arg(long, env = "TIDINGS_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<Secret>,
@@ -24,12 +29,14 @@ pub struct ApiArgs {
 #[derive(Debug, Clone, Default)]
 pub struct ApiConfig {
     pub open_registration: bool,
+    pub trust_forwarded_for: bool,
 }
 
 impl From<&ApiArgs> for ApiConfig {
     fn from(args: &ApiArgs) -> Self {
         Self {
             open_registration: args.open_registration,
+            trust_forwarded_for: args.trust_forwarded_for,
         }
     }
 }

@@ -30,6 +30,8 @@ pub enum ApiError {
     TooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: u64 },
     #[error("the service is unavailable")]
     Unavailable,
     #[error("internal error")]
@@ -50,6 +52,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Self::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -59,7 +62,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        ops::error_response(status, code, self.to_string())
+        let mut response = ops::error_response(status, code, self.to_string());
+        if let Self::RateLimited { retry_after, .. } = self {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, retry_after.into());
+        }
+        response
     }
 }
 
@@ -77,6 +86,13 @@ impl From<ServiceError> for ApiError {
                 Self::NotFound(format!("not a member of {topic}"))
             }
             ServiceError::Store(err) => err.into(),
+            ServiceError::Throttled(wait) => {
+                let retry_after = wait.as_secs_f64().ceil().max(1.0) as u64;
+                Self::RateLimited {
+                    message: format!("too many failed attempts; retry in {retry_after} s"),
+                    retry_after,
+                }
+            }
             ServiceError::Internal(why) => {
                 tracing::error!(error = why, "internal failure");
                 Self::Internal

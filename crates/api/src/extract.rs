@@ -51,6 +51,35 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
+/// The client's address, for throttling: the peer of the connection, or,
+/// behind a proxy the API is told to trust (`TIDINGS_TRUST_FORWARDED_FOR`),
+/// the address that proxy appended last to `X-Forwarded-For`.
+pub struct ClientAddress(pub Option<std::net::IpAddr>);
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if state.config.trust_forwarded_for
+            && let Some(forwarded) = parts
+                .headers
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|a| a.trim().parse().ok())
+                .next_back()
+        {
+            return Ok(Self(Some(forwarded)));
+        }
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0.ip());
+        Ok(Self(peer))
+    }
+}
+
 /// The user a token of `kind` names, as stored now: a deleted account's
 /// tokens stop working.
 pub async fn token_user(

@@ -9,6 +9,7 @@ mod inbox;
 mod memo;
 mod messages;
 mod tags;
+mod throttle;
 mod topics;
 
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub struct Core {
     topics: memo::Memo<String, crate::model::Topic>,
     /// Password hashes under way, one per core at most.
     hashers: tokio::sync::Semaphore,
+    /// Failed logins per username and per client address.
+    logins: throttle::LoginThrottle,
 }
 
 /// Entries each cache holds before starting over.
@@ -76,6 +79,7 @@ impl Core {
             hashers: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
+            logins: throttle::LoginThrottle::default(),
         })
     }
 
@@ -109,6 +113,9 @@ pub enum ServiceError {
     NotSubscribed(String),
     #[error(transparent)]
     Store(StoreError),
+    /// Too many failed attempts; the next is allowed after this long.
+    #[error("too many attempts; retry in {} s", .0.as_secs().max(1))]
+    Throttled(std::time::Duration),
     /// Not the client's doing (a failed hashing task).
     #[error("{0}")]
     Internal(&'static str),

@@ -10,6 +10,7 @@ pub fn frame_error(err: ServiceError) -> FrameError {
         ServiceError::Conflict(_) | ServiceError::Invalid { .. } => ErrorCode::InvalidField,
         ServiceError::TooLarge(_) => ErrorCode::TooLarge,
         ServiceError::NotSubscribed(_) => ErrorCode::NotSubscribed,
+        ServiceError::Throttled(_) => ErrorCode::RateLimited,
         ServiceError::Store(store) => {
             tracing::error!(error = %store, "store failure");
             return FrameError::new(ErrorCode::Internal, "internal error; try again");

@@ -13,7 +13,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::AppState;
 use crate::error::ApiError;
-use crate::extract::{Json, token_user};
+use crate::extract::{ClientAddress, Json, token_user};
 
 pub fn router() -> Router<AppState> {
     // Tokens must not linger in caches between the client and us.
@@ -50,14 +50,16 @@ pub struct AccessToken {
 
 /// Exchanges a username and password for an access and a refresh token.
 #[utoipa::path(post, path = "/api/token/", tag = "auth", request_body = LoginBody,
-    responses((status = 200, body = TokenPair), (status = 401, description = "wrong username or password")))]
+    responses((status = 200, body = TokenPair), (status = 401, description = "wrong username or password"),
+        (status = 429, description = "too many failed attempts for this username or client address; see Retry-After")))]
 pub async fn login(
     State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
     Json(body): Json<LoginBody>,
 ) -> Result<Json<TokenPair>, ApiError> {
     let user = state
         .core
-        .check_password(&body.username, body.password)
+        .check_password(&body.username, body.password, address)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("wrong username or password".into()))?;
     Ok(Json(TokenPair {

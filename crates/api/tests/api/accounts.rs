@@ -260,6 +260,7 @@ async fn only_admins_create_users_unless_registration_is_open(app: &TestApp) {
         domain::testing::Flavor::Sqlite,
         tidings_api::ApiConfig {
             open_registration: true,
+            ..Default::default()
         },
     )
     .await

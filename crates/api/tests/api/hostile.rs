@@ -7,7 +7,54 @@ use serde_json::json;
 
 use crate::helpers::{TestApp, code, on_both_stores};
 
-on_both_stores!(nul_is_refused_everywhere_alike);
+on_both_stores!(
+    nul_is_refused_everywhere_alike,
+    failed_logins_are_throttled_per_username,
+    a_concurrent_login_flood_is_cut_off,
+);
+
+/// Behind a trusted proxy each forwarded address has its own allowance.
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_client_address_is_throttled_apart() {
+    let config = tidings_api::ApiConfig {
+        trust_forwarded_for: true,
+        ..Default::default()
+    };
+    let app = TestApp::spawn_with(domain::testing::Flavor::Sqlite, config)
+        .await
+        .unwrap();
+    // 30 failures at once, then the allowance refills at one a second:
+    // spend it until refused.
+    let mut refused = false;
+    for n in 0..60 {
+        let response = login(&app, &format!("u{n}"), "wrong password!", Some("10.0.0.1")).await;
+        if response.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert!(n >= 30, "refused after only {n}");
+            refused = true;
+            break;
+        }
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert!(refused, "10.0.0.1 was never throttled");
+    let response = login(
+        &app,
+        "u99",
+        "wrong password!",
+        Some("198.51.100.7, 10.0.0.1"),
+    )
+    .await;
+    assert_eq!(
+        response.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the last hop counts"
+    );
+    let response = login(&app, "u99", "wrong password!", Some("10.0.0.2")).await;
+    assert_eq!(
+        response.status(),
+        StatusCode::UNAUTHORIZED,
+        "another client may try"
+    );
+}
 
 async fn nul_is_refused_everywhere_alike(app: &TestApp) {
     let (_, alice) = app.user("alice").await;
@@ -62,4 +109,63 @@ async fn nul_is_refused_everywhere_alike(app: &TestApp) {
     assert_eq!(status, StatusCode::CREATED);
     let (_, history) = app.get("/api/topics/open/messages/", &alice).await;
     assert_eq!(history["results"].as_array().unwrap().len(), 1);
+}
+
+async fn login(
+    app: &TestApp,
+    username: &str,
+    password: &str,
+    forwarded: Option<&str>,
+) -> reqwest::Response {
+    let mut request = app
+        .client
+        .post(format!("{}/api/token/", app.base))
+        .json(&json!({"username": username, "password": password}));
+    if let Some(address) = forwarded {
+        request = request.header("x-forwarded-for", address);
+    }
+    request.send().await.unwrap()
+}
+
+/// Wrong passwords for one username are throttled (10 at once), with 429
+/// and `Retry-After`; other users from elsewhere still get in, and the
+/// right password is refused too while the name is throttled.
+async fn failed_logins_are_throttled_per_username(app: &TestApp) {
+    app.user("alice").await;
+    app.user("bob").await;
+    for n in 0..10 {
+        let response = login(app, "alice", "wrong password!", None).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "attempt {n}");
+    }
+    let response = login(app, "alice", crate::helpers::PASSWORD, None).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=10).contains(&wait), "Retry-After: {wait}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(code(&body), "rate_limited");
+    let response = login(app, "bob", crate::helpers::PASSWORD, None).await;
+    assert_eq!(response.status(), StatusCode::OK, "bob is not alice");
+}
+
+/// A flood of concurrent guesses from one address: once its allowance is
+/// spent, the rest get 429 without costing a password hash each.
+async fn a_concurrent_login_flood_is_cut_off(app: &TestApp) {
+    let attempts = (0..100).map(|n| async move {
+        login(app, &format!("user{n}"), "wrong password!", None)
+            .await
+            .status()
+    });
+    let statuses = futures_util::future::join_all(attempts).await;
+    let throttled = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(
+        throttled, 70,
+        "30 attempts per address at once: {statuses:?}"
+    );
 }

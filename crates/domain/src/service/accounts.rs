@@ -5,7 +5,10 @@
 //! logins queues here instead of taking every thread the rest of the
 //! service needs.
 
+use std::net::IpAddr;
 use std::sync::LazyLock;
+
+use tokio::time::Instant;
 
 use super::{Core, ServiceError};
 use crate::auth::{hash_password, verify_password};
@@ -34,13 +37,26 @@ impl Core {
     }
 
     /// The user whose password this is; `None` for a wrong username or
-    /// password alike.
+    /// password alike. Failures are throttled per username and per client
+    /// `address` ([`ServiceError::Throttled`] says how long to wait).
     pub async fn check_password(
         &self,
         username: &str,
         password: String,
+        address: Option<IpAddr>,
     ) -> Result<Option<User>, ServiceError> {
         super::storable("username", username)?;
+        self.logins
+            .attempt(username, address, Instant::now())
+            .map_err(ServiceError::Throttled)?;
+        let user = self.verify(username, password).await?;
+        if user.is_some() {
+            self.logins.succeeded(username, address, Instant::now());
+        }
+        Ok(user)
+    }
+
+    async fn verify(&self, username: &str, password: String) -> Result<Option<User>, ServiceError> {
         let found = self.store.credentials(username).await?;
         let hash = found
             .as_ref()
