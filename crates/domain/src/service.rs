@@ -65,10 +65,8 @@ impl Core {
     /// A core over `store` and `bus`. The first core over a store announces
     /// its commits (see [`announcer`]); there is one per process.
     pub fn new(store: Store, bus: SharedBus, limits: Limits) -> Arc<Self> {
-        if let Some(feed) = store.commit_feed()
-            && let Err(err) = announcer::spawn(feed, bus.clone())
-        {
-            tracing::error!(%err, "could not start the announcer thread");
+        if let Some(feed) = store.commit_feed() {
+            store.spawn_beside_writer(announcer::run(feed, bus.clone()));
         }
         Arc::new(Self {
             store,

@@ -89,6 +89,8 @@ pub struct Store {
     backend: Backend,
     publisher: tokio::sync::mpsc::Sender<group_commit::PublishRequest>,
     feed: group_commit::CommitFeed,
+    /// The writer thread's runtime.
+    writer_thread: tokio::runtime::Handle,
 }
 
 impl Store {
@@ -114,14 +116,16 @@ impl Store {
                 // concurrently from the pool.
                 let held = writer::Held::lazy(options(url)?, backend);
                 let feed = group_commit::CommitFeed::default();
-                let publisher = group_commit::spawn(Arc::new(held), backend, feed.clone())
-                    .map_err(sqlx::Error::Io)?;
+                let (publisher, writer_thread) =
+                    group_commit::spawn(Arc::new(held), backend, feed.clone())
+                        .map_err(sqlx::Error::Io)?;
                 Ok(Self {
                     read: pool.clone(),
                     write: writer::Writes::Pool(pool),
                     backend,
                     publisher,
                     feed,
+                    writer_thread,
                 })
             }
             Backend::Sqlite => {
@@ -144,14 +148,16 @@ impl Store {
                     .connect_with(options(&url)?)
                     .await?;
                 let feed = group_commit::CommitFeed::default();
-                let publisher = group_commit::spawn(write.clone(), backend, feed.clone())
-                    .map_err(sqlx::Error::Io)?;
+                let (publisher, writer_thread) =
+                    group_commit::spawn(write.clone(), backend, feed.clone())
+                        .map_err(sqlx::Error::Io)?;
                 Ok(Self {
                     read,
                     write: writer::Writes::Held(write),
                     backend,
                     publisher,
                     feed,
+                    writer_thread,
                 })
             }
         }
@@ -171,6 +177,17 @@ impl Store {
     pub fn commit_feed(&self) -> Option<tokio::sync::mpsc::Receiver<Vec<Committed>>> {
         let (sender, receiver) = tokio::sync::mpsc::channel(group_commit::FEED_BACKLOG);
         self.feed.set(sender).ok().map(|()| receiver)
+    }
+
+    /// Runs `task` on the group-commit writer's thread. Work that follows
+    /// every commit (announcing it) then starts the moment the commit
+    /// lands: on the shared runtime it waited behind the sessions the last
+    /// fan-out woke, and a thread of its own cost a wake-up per commit.
+    pub fn spawn_beside_writer(
+        &self,
+        task: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        self.writer_thread.spawn(task);
     }
 
     /// A round trip to the database, for `/readyz`.

@@ -1,12 +1,13 @@
 //! The one post-commit path for messages: every commit's messages become
 //! events on the bus, in commit order.
 //!
-//! The announcer runs on a thread of its own with a small runtime, like the
-//! group-commit writer that feeds it: on the shared runtime its turn came
-//! after the sessions the last fan-out woke, and subscribers waited for it.
-//! Commits go to the bus one after another, but a pipelining bus (Redis)
-//! has several commits' events under way at once. A bus failure does not
-//! undo a commit: gateways fill gaps from the store.
+//! The announcer runs beside the group-commit writer that feeds it, on the
+//! writer's thread: on the shared runtime its turn came after the sessions
+//! the last fan-out woke, and on a thread of its own each commit cost one
+//! more wake-up before subscribers heard of it. Commits go to the bus one
+//! after another, but a pipelining bus (Redis) has several commits' events
+//! under way at once. A bus failure does not undo a commit: gateways fill
+//! gaps from the store.
 
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -17,17 +18,7 @@ use crate::model::Audience;
 use crate::store::Committed;
 
 /// Announces what `feed` delivers until every sender is gone.
-pub(super) fn spawn(feed: mpsc::Receiver<Vec<Committed>>, bus: SharedBus) -> std::io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    std::thread::Builder::new()
-        .name("tidings-announcer".into())
-        .spawn(move || runtime.block_on(run(feed, bus)))?;
-    Ok(())
-}
-
-async fn run(mut feed: mpsc::Receiver<Vec<Committed>>, bus: SharedBus) {
+pub(super) async fn run(mut feed: mpsc::Receiver<Vec<Committed>>, bus: SharedBus) {
     let mut under_way = futures_util::stream::FuturesOrdered::new();
     loop {
         tokio::select! {

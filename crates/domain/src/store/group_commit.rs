@@ -62,15 +62,16 @@ pub(super) fn spawn(
     connection: Arc<Held>,
     backend: Backend,
     feed: CommitFeed,
-) -> std::io::Result<mpsc::Sender<PublishRequest>> {
+) -> std::io::Result<(mpsc::Sender<PublishRequest>, tokio::runtime::Handle)> {
     let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    let handle = runtime.handle().clone();
     std::thread::Builder::new()
         .name("tidings-writer".into())
         .spawn(move || runtime.block_on(run(connection, backend, receiver, feed)))?;
-    Ok(sender)
+    Ok((sender, handle))
 }
 
 async fn run(
