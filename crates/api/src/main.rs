@@ -5,6 +5,7 @@ use std::sync::Arc;
 use clap::Parser;
 use ops::settings::CommonArgs;
 use ops::shutdown::Shutdown;
+use ops::warmup::Switch;
 use tidings_api::{ApiArgs, ApiConfig, AppState};
 
 /// The Tidings REST API.
@@ -21,20 +22,33 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     ops::logs::init(cli.common.log_format);
-    let (core, keys) = ops::boot::standalone(&cli.common, "api").await?;
-    if let Some(password) = ops::boot::ensure_admin(&core, cli.api.admin_password.as_ref()).await? {
-        println!("created user `admin` with password: {password}");
-    }
-    let state = AppState {
-        core,
-        keys: Arc::new(keys),
-        config: Arc::new(ApiConfig::from(&cli.api)),
-    };
+    // Listen first: until the store and Redis answer, /readyz says what
+    // is missing (see ops::warmup).
     let listener = ops::boot::bind(cli.api.api_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "REST API listening");
     let shutdown = Shutdown::new();
     shutdown.on_signals();
-    tidings_api::serve(listener, tidings_api::router(state.clone()), shutdown).await?;
-    state.core.close().await;
-    Ok(())
+    let switch = Switch::default();
+    let serving = tokio::spawn(tidings_api::serve(
+        listener,
+        switch.router(),
+        shutdown.clone(),
+    ));
+    let started = tokio::select! {
+        started = ops::boot::standalone(&cli.common, "api", &switch) => started,
+        () = shutdown.wait() => return Ok(serving.await??),
+    };
+    let (core, keys) = started?;
+    if let Some(password) = ops::boot::ensure_admin(&core, cli.api.admin_password.as_ref()).await? {
+        println!("created user `admin` with password: {password}");
+    }
+    let state = AppState {
+        core: core.clone(),
+        keys: Arc::new(keys),
+        config: Arc::new(ApiConfig::from(&cli.api)),
+    };
+    switch.ready(tidings_api::router(state));
+    let served = serving.await;
+    core.close().await;
+    Ok(served??)
 }

@@ -32,6 +32,8 @@ pub enum Delivery {
 pub enum BusError {
     #[error("the bus is unavailable: {0}")]
     Unavailable(String),
+    #[error("REDIS_URL is not a Redis URL: {0}")]
+    InvalidUrl(String),
 }
 
 #[async_trait]

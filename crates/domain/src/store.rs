@@ -108,6 +108,11 @@ impl Store {
         let max_connections = max_connections.max(1);
         match backend {
             Backend::Postgres => {
+                // One connection first, so a failure says why (refused, DNS,
+                // authentication, timeout); the pool would only report
+                // that it timed out waiting.
+                let probe = writer::connect(&options(url)?, backend).await?;
+                let _ = sqlx::Connection::close(probe).await;
                 let pool = pool_options(max_connections)
                     .connect_with(options(url)?)
                     .await?;
@@ -218,7 +223,9 @@ impl Store {
 fn pool_options(max_connections: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
+        // A database that is down answers 503 within about this long,
+        // rather than holding requests.
+        .acquire_timeout(Duration::from_secs(2))
 }
 
 fn options(url: &str) -> Result<AnyConnectOptions, StoreError> {

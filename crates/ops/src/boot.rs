@@ -4,22 +4,41 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use domain::auth::{JwtKeys, random_secret};
-use domain::bus::{LocalBus, RedisBus, SharedBus};
+use domain::bus::{BusError, LocalBus, RedisBus, SharedBus};
 use domain::names::Username;
 use domain::service::{Core, Limits};
-use domain::store::Store;
+use domain::store::{Store, StoreError};
+use std::time::Duration;
+
+use crate::warmup::Switch;
 
 use crate::settings::{CommonArgs, Secret};
 
-/// Connects the store (migrating it) and the bus.
-pub async fn core(args: &CommonArgs) -> anyhow::Result<Arc<Core>> {
-    let store = Store::connect(&args.database_url, args.db_pool)
-        .await
-        .with_context(|| format!("opening the store at {}", redact_url(&args.database_url)))?;
+/// Connects the store (migrating it) and the bus, trying each again until
+/// it answers: one log line per attempt names the dependency and the cause
+/// (refused, DNS, authentication, timeout), and `/readyz` says the same
+/// meanwhile through `switch`. A setting that can never work (a URL of
+/// the wrong kind, a failed migration) stops the start at once.
+pub async fn core(args: &CommonArgs, switch: &Switch) -> anyhow::Result<Arc<Core>> {
+    let store = retry("store", switch, || async {
+        match Store::connect(&args.database_url, args.db_pool).await {
+            Ok(store) => Ok(Ok(store)),
+            Err(err @ (StoreError::UnsupportedUrl | StoreError::Migrate(_))) => Ok(Err(err)),
+            Err(err) => Err(err),
+        }
+    })
+    .await
+    .with_context(|| format!("opening the store at {}", redact_url(&args.database_url)))?;
     let bus: SharedBus = match &args.redis_url {
-        Some(url) => RedisBus::connect(url.expose(), &args.redis_prefix, 65_536)
-            .await
-            .with_context(|| format!("connecting to Redis at {}", redact_url(url.expose())))?,
+        Some(url) => retry("bus", switch, || async {
+            match RedisBus::connect(url.expose(), &args.redis_prefix, 65_536).await {
+                Ok(bus) => Ok(Ok(bus)),
+                Err(BusError::InvalidUrl(why)) => Ok(Err(BusError::InvalidUrl(why))),
+                Err(err) => Err(err),
+            }
+        })
+        .await
+        .with_context(|| format!("connecting to Redis at {}", redact_url(url.expose())))?,
         None => Arc::new(LocalBus::default()),
     };
     let limits = Limits {
@@ -27,6 +46,54 @@ pub async fn core(args: &CommonArgs) -> anyhow::Result<Arc<Core>> {
         ..Limits::default()
     };
     Ok(Core::new(store, bus, limits))
+}
+
+/// The first wait between attempts; it doubles up to [`MAX_RETRY_WAIT`].
+const FIRST_RETRY_WAIT: Duration = Duration::from_millis(250);
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
+
+/// Runs `attempt` until it connects. It answers `Ok(Ok(_))` when
+/// connected, `Ok(Err(_))` for a failure that trying again cannot mend,
+/// and `Err(_)` for one that it may.
+async fn retry<T, E, F, Fut>(
+    dependency: &'static str,
+    switch: &Switch,
+    mut attempt: F,
+) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Result<T, E>, E>>,
+{
+    let mut wait = FIRST_RETRY_WAIT;
+    let mut n = 0;
+    loop {
+        n += 1;
+        match attempt().await {
+            Ok(done) => {
+                if done.is_ok() {
+                    switch.connected(dependency);
+                    if n > 1 {
+                        tracing::info!(dependency, attempts = n, "connected");
+                    }
+                }
+                return done;
+            }
+            Err(err) => {
+                let cause = err.to_string();
+                tracing::warn!(
+                    dependency,
+                    attempt = n,
+                    %cause,
+                    retry_in_ms = wait.as_millis() as u64,
+                    "cannot reach the {dependency}; retrying"
+                );
+                switch.waiting(dependency, cause);
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(MAX_RETRY_WAIT);
+            }
+        }
+    }
 }
 
 /// Signing keys from a secret, refusing a short one with a clear message.
@@ -42,13 +109,17 @@ pub fn keys(args: &CommonArgs, secret: &Secret) -> anyhow::Result<JwtKeys> {
 /// Keys and core for a process that runs one role on its own (`api`,
 /// `ws-gateway`): the secret must be given, since there is no local file
 /// to keep a generated one beside and every instance must share it.
-pub async fn standalone(args: &CommonArgs, role: &str) -> anyhow::Result<(Arc<Core>, JwtKeys)> {
+pub async fn standalone(
+    args: &CommonArgs,
+    role: &str,
+    switch: &Switch,
+) -> anyhow::Result<(Arc<Core>, JwtKeys)> {
     let secret = args
         .jwt_secret
         .as_ref()
         .with_context(|| format!("JWT_SECRET is required when the {role} runs on its own"))?;
     let keys = keys(args, secret)?;
-    Ok((core(args).await?, keys))
+    Ok((core(args, switch).await?, keys))
 }
 
 /// Listens on `addr`, naming it in the error.

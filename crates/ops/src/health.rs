@@ -49,9 +49,22 @@ pub fn router(core: Arc<Core>) -> Router {
         .with_state(core)
 }
 
+/// How long `/readyz` waits for each dependency: it answers within this
+/// whatever is down.
+const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(900);
+
 async fn ready(State(core): State<Arc<Core>>) -> Response {
-    let store = core.ping_store().await.map_err(|e| e.to_string());
-    let bus = core.bus.ping().await.map_err(|e| e.to_string());
+    let timed_out = || format!("no answer within {} ms", PROBE_TIMEOUT.as_millis());
+    let (store, bus) = tokio::join!(
+        tokio::time::timeout(PROBE_TIMEOUT, core.ping_store()),
+        tokio::time::timeout(PROBE_TIMEOUT, core.bus.ping()),
+    );
+    let store = store
+        .map_err(|_| timed_out())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let bus = bus
+        .map_err(|_| timed_out())
+        .and_then(|r| r.map_err(|e| e.to_string()));
     let status = if store.is_ok() && bus.is_ok() {
         StatusCode::OK
     } else {

@@ -6,6 +6,8 @@
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics` and request metrics.
 //! - [`logs`]: tracing output, human or JSON.
 //! - [`shutdown`]: SIGTERM / ctrl-c as a future and a broadcast.
+//! - [`warmup`]: listening (and saying what is missing) before the store
+//!   and the bus answer.
 #![forbid(unsafe_code)]
 
 pub mod boot;
@@ -13,6 +15,7 @@ pub mod health;
 pub mod logs;
 pub mod settings;
 pub mod shutdown;
+pub mod warmup;
 
 use axum::Json;
 use axum::http::StatusCode;

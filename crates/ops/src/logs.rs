@@ -18,8 +18,10 @@ pub fn init(format: LogFormat) {
             filter = filter.add_directive(directive);
         }
     }
+    // Colour only for a person at a terminal, never into a file.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

@@ -14,6 +14,7 @@ use domain::auth::{TokenType, hash_password, random_secret};
 use domain::names::Username;
 use domain::store::Store;
 use ops::shutdown::Shutdown;
+use ops::warmup::Switch;
 use tidings_api::{ApiConfig, AppState};
 use tidings_gateway::{GatewayConfig, GatewayState};
 
@@ -51,22 +52,35 @@ async fn serve(cli: &Cli) -> anyhow::Result<()> {
         &cli.common,
         &secret::resolve(&cli.common)?,
     )?);
-    let core = ops::boot::core(&cli.common).await?;
+    // Listen first: until the store answers, /readyz says what is missing
+    // (see ops::warmup).
+    let api_listener = ops::boot::bind(cli.api.api_addr).await?;
+    let ws_listener = ops::boot::bind(cli.gateway.ws_addr).await?;
+    let shutdown = Shutdown::new();
+    shutdown.on_signals();
+    let api_switch = Switch::default();
+    let ws_switch = api_switch.sibling();
+    let (api_addr, ws_addr) = (api_listener.local_addr()?, ws_listener.local_addr()?);
+    let api_serving = tokio::spawn(tidings_api::serve(
+        api_listener,
+        api_switch.router(),
+        shutdown.clone(),
+    ));
+    let ws_serving = tokio::spawn(tidings_gateway::serve_router(
+        ws_listener,
+        ws_switch.router(),
+        shutdown.clone(),
+    ));
+    let core = tokio::select! {
+        core = ops::boot::core(&cli.common, &api_switch) => core?,
+        () = shutdown.wait() => {
+            let _ = tokio::join!(api_serving, ws_serving);
+            return Ok(());
+        }
+    };
     if let Some(password) = ops::boot::ensure_admin(&core, cli.api.admin_password.as_ref()).await? {
         println!("created user `admin` with password: {password}  (shown once)");
     }
-    let shutdown = Shutdown::new();
-    shutdown.on_signals();
-    let api_listener = ops::boot::bind(cli.api.api_addr).await?;
-    let ws_listener = ops::boot::bind(cli.gateway.ws_addr).await?;
-    println!(
-        "REST API:  http://{}/api/  (OpenAPI at /api/openapi.json)",
-        api_listener.local_addr()?
-    );
-    println!(
-        "WebSocket: ws://{}/ws?token=ACCESS_TOKEN",
-        ws_listener.local_addr()?
-    );
     let api = AppState {
         core: core.clone(),
         keys: keys.clone(),
@@ -78,13 +92,17 @@ async fn serve(cli: &Cli) -> anyhow::Result<()> {
         GatewayConfig::from(&cli.gateway),
         shutdown.clone(),
     )?;
-    let (api_result, ws_result) = tokio::join!(
-        tidings_api::serve(api_listener, tidings_api::router(api), shutdown.clone()),
-        tidings_gateway::serve(ws_listener, gateway),
-    );
+    api_switch.ready(tidings_api::router(api));
+    ws_switch.ready(tidings_gateway::router(gateway.clone()));
+    // Printed once everything answers, so a script that waits for these
+    // lines can use the service at once.
+    println!("REST API:  http://{api_addr}/api/  (OpenAPI at /api/openapi.json)");
+    println!("WebSocket: ws://{ws_addr}/ws?token=ACCESS_TOKEN");
+    let (api_result, ws_result) = tokio::join!(api_serving, ws_serving);
+    tidings_gateway::finish(&gateway).await;
     core.close().await;
-    api_result.context("REST API")?;
-    ws_result.context("WebSocket gateway")?;
+    api_result?.context("REST API")?;
+    ws_result?.context("WebSocket gateway")?;
     Ok(())
 }
 

@@ -91,12 +91,21 @@ pub fn router(state: GatewayState) -> Router {
         .layer(axum::middleware::from_fn(ops::health::track))
 }
 
-/// Serves until shutdown, then waits for every session to finish: each
-/// acknowledges the publishes it read, closes with 1001 and hands over how
-/// far its client got; then the last cursors are saved. Only after this
-/// returns may the store close.
+/// Serves until shutdown, then waits for every session to finish (see
+/// [`finish`]). Only after this returns may the store close.
 pub async fn serve(listener: TcpListener, state: GatewayState) -> std::io::Result<()> {
-    let shutdown = state.shutdown.clone();
+    let result = serve_router(listener, router(state.clone()), state.shutdown.clone()).await;
+    finish(&state).await;
+    result
+}
+
+/// Serves `app` on `listener` until `shutdown`, with `TCP_NODELAY` on every
+/// socket. Upgraded sockets outlive this: see [`finish`].
+pub async fn serve_router(
+    listener: TcpListener,
+    app: Router,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
     // Frames are written in bursts and flushed on purpose; Nagle's
     // algorithm would hold a lone frame back until the previous one is
     // acknowledged (up to a delayed-ACK timeout).
@@ -105,12 +114,16 @@ pub async fn serve(listener: TcpListener, state: GatewayState) -> std::io::Resul
             tracing::debug!(%err, "could not set TCP_NODELAY");
         }
     });
-    let result = axum::serve(listener, router(state.clone()))
+    axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await;
-    // Upgraded sockets outlive the HTTP server: wait for them.
+        .await
+}
+
+/// Waits for every session to finish: each acknowledges the publishes it
+/// read, closes with 1001 and hands over how far its client got; then the
+/// last cursors are saved.
+pub async fn finish(state: &GatewayState) {
     state.sessions.close();
     state.sessions.wait().await;
     state.cursors.flush(&state.core).await;
-    result
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use clap::Parser;
 use ops::settings::CommonArgs;
 use ops::shutdown::Shutdown;
+use ops::warmup::Switch;
 use tidings_gateway::{GatewayArgs, GatewayConfig, GatewayState};
 
 /// The Tidings WebSocket gateway.
@@ -21,18 +22,32 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     ops::logs::init(cli.common.log_format);
-    let (core, keys) = ops::boot::standalone(&cli.common, "gateway").await?;
+    // Listen first: until the store and Redis answer, /readyz says what
+    // is missing (see ops::warmup).
+    let listener = ops::boot::bind(cli.gateway.ws_addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "WebSocket gateway listening");
     let shutdown = Shutdown::new();
     shutdown.on_signals();
+    let switch = Switch::default();
+    let serving = tokio::spawn(tidings_gateway::serve_router(
+        listener,
+        switch.router(),
+        shutdown.clone(),
+    ));
+    let started = tokio::select! {
+        started = ops::boot::standalone(&cli.common, "gateway", &switch) => started,
+        () = shutdown.wait() => return Ok(serving.await??),
+    };
+    let (core, keys) = started?;
     let state = GatewayState::start(
         core.clone(),
         Arc::new(keys),
         GatewayConfig::from(&cli.gateway),
         shutdown,
     )?;
-    let listener = ops::boot::bind(cli.gateway.ws_addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, "WebSocket gateway listening");
-    tidings_gateway::serve(listener, state).await?;
+    switch.ready(tidings_gateway::router(state.clone()));
+    let served = serving.await;
+    tidings_gateway::finish(&state).await;
     core.close().await;
-    Ok(())
+    Ok(served??)
 }

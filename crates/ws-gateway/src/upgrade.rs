@@ -44,8 +44,16 @@ async fn accept(
 ) -> Response {
     let (actor, expires_at) = match authenticate(&state, token).await {
         Ok(found) => found,
-        Err(message) => {
+        Err(Refusal::Unauthorized(message)) => {
             return ops::error_response(StatusCode::UNAUTHORIZED, "unauthorized", message);
+        }
+        // Not the token's fault: a 401 would make clients throw it away.
+        Err(Refusal::Unavailable) => {
+            return ops::error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the store is unreachable; try again shortly",
+            );
         }
     };
     let upgrade = match upgrade {
@@ -75,24 +83,31 @@ async fn accept(
         })
 }
 
-async fn authenticate(state: &GatewayState, token: Option<&str>) -> Result<(Actor, i64), String> {
+/// Why a handshake is refused.
+enum Refusal {
+    /// The token: 401.
+    Unauthorized(&'static str),
+    /// The store could not be asked: 503.
+    Unavailable,
+}
+
+async fn authenticate(state: &GatewayState, token: Option<&str>) -> Result<(Actor, i64), Refusal> {
     let token = token
         .filter(|t| !t.is_empty())
-        .ok_or("an access token is required")?;
-    let claims = state
-        .keys
-        .verify(token, TokenType::Access)
-        .map_err(|e| match e {
-            AuthError::Expired => "the token has expired".to_owned(),
-            AuthError::WrongType(_) => "only an access token opens a socket".to_owned(),
-            _ => "the token is not valid".to_owned(),
-        })?;
+        .ok_or(Refusal::Unauthorized("an access token is required"))?;
+    let claims = state.keys.verify(token, TokenType::Access).map_err(|e| {
+        Refusal::Unauthorized(match e {
+            AuthError::Expired => "the token has expired",
+            AuthError::WrongType(_) => "only an access token opens a socket",
+            _ => "the token is not valid",
+        })
+    })?;
     match state.core.user(claims.uid).await {
         Ok(Some(user)) => Ok((user.into(), claims.exp)),
-        Ok(None) => Err("the token's user no longer exists".into()),
+        Ok(None) => Err(Refusal::Unauthorized("the token's user no longer exists")),
         Err(err) => {
             tracing::error!(%err, "store failure during handshake");
-            Err("the service is unavailable".into())
+            Err(Refusal::Unavailable)
         }
     }
 }

@@ -35,10 +35,11 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
             let mut integrity = Integrity::default();
             let mut latency = report::histogram();
             while integrity.received < expected {
-                let Ok(Some(Ok(Message::Text(text)))) =
-                    tokio::time::timeout(Duration::from_secs(10), ws.next()).await
-                else {
-                    break;
+                let text = match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+                    Ok(Some(Ok(Message::Text(text)))) => text,
+                    // Pings (the server proves receipt with them) and the like.
+                    Ok(Some(Ok(_))) => continue,
+                    _ => break,
                 };
                 if let (Some(seq), Some(sent)) =
                     (client::field(&text, "\"seq\":"), client::sent_at(&text))

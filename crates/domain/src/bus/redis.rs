@@ -9,6 +9,13 @@
 //! they missed from the store. A publish that failed (Redis away from the
 //! publisher's side only) is followed, once Redis answers again, by a
 //! message on the resync channel that makes every gateway do the same.
+//!
+//! Outages are short by policy, not by luck: every connection attempt and
+//! every command gives up after a second, the first retry is immediate and
+//! the backoff stops at a second, and an idle subscription is pinged, so a
+//! dead link is noticed within seconds and Redis coming back is noticed
+//! within about a second. While Redis is away, what this process publishes
+//! still reaches its own sockets: events go straight to the local hub.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +31,11 @@ use super::{Bus, BusError, Delivery};
 use crate::events::{Event, Key};
 
 /// The longest wait between reconnection attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How long a connection attempt or a command may take.
+const TIMEOUT: Duration = Duration::from_secs(1);
+/// How often an idle subscription is pinged (a cut link sends no FIN).
+const KEEPALIVE: Duration = Duration::from_secs(5);
 
 struct Subscriptions {
     watched: HashSet<Key>,
@@ -45,8 +56,17 @@ pub struct RedisBus {
 impl RedisBus {
     /// Connects to `url` and starts the receiving task.
     pub async fn connect(url: &str, prefix: &str, capacity: usize) -> Result<Arc<Self>, BusError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let publisher = ConnectionManager::new(client.clone())
+        let client = redis::Client::open(url).map_err(|e| BusError::InvalidUrl(e.to_string()))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(TIMEOUT)
+            .set_response_timeout(TIMEOUT)
+            // Delays of rand(0..50 ms × 2^n), at most a second, three
+            // tries per command before it fails (and the next one tries again).
+            .set_factor(50)
+            .set_exponent_base(2)
+            .set_max_delay(MAX_BACKOFF.as_millis() as u64)
+            .set_number_of_retries(3);
+        let publisher = ConnectionManager::new_with_config(client.clone(), config)
             .await
             .map_err(unavailable)?;
         let (sender, _) = broadcast::channel(capacity.max(16));
@@ -63,9 +83,16 @@ impl RedisBus {
         });
         let (ready, subscribed) = tokio::sync::oneshot::channel();
         tokio::spawn(receive(client, Arc::downgrade(&bus), ready));
-        match tokio::time::timeout(Duration::from_secs(10), subscribed).await {
+        match tokio::time::timeout(3 * TIMEOUT, subscribed).await {
             Ok(Ok(())) => Ok(bus),
             _ => Err(BusError::Unavailable("could not subscribe to Redis".into())),
+        }
+    }
+
+    /// Hands events to this process's hub as if they came from Redis.
+    fn deliver_locally(&self, events: &[Event]) {
+        for event in events {
+            let _ = self.sender.send(Delivery::Event(Arc::new(event.clone())));
         }
     }
 
@@ -98,8 +125,15 @@ impl Bus for RedisBus {
         self.publish_all(vec![event]).await
     }
 
-    /// One pipeline of `PUBLISH`es, in order.
+    /// One pipeline of `PUBLISH`es, in order. While Redis is away the
+    /// events also go straight to this process's own hub, so its sockets
+    /// keep getting what is published here (a repeat through Redis later
+    /// is dropped by seq).
     async fn publish_all(&self, events: Vec<Event>) -> Result<(), BusError> {
+        let away = !self.receiving.load(Ordering::Acquire);
+        if away {
+            self.deliver_locally(&events);
+        }
         if self.publish_failed.load(Ordering::Acquire)
             && self
                 .send(self.resync_channel(), String::new())
@@ -121,6 +155,9 @@ impl Bus for RedisBus {
         let result = pipe.query_async::<()>(&mut conn).await;
         if result.is_err() {
             self.publish_failed.store(true, Ordering::Release);
+            if !away {
+                self.deliver_locally(&events);
+            }
         }
         result.map_err(unavailable)
     }
@@ -156,15 +193,18 @@ impl Bus for RedisBus {
     }
 
     async fn ping(&self) -> Result<(), BusError> {
-        let mut conn = self.publisher.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .map_err(unavailable)?;
         if !self.receiving.load(Ordering::Acquire) {
             return Err(BusError::Unavailable("not subscribed to Redis".into()));
         }
-        Ok(())
+        let mut conn = self.publisher.clone();
+        let command = redis::cmd("PING");
+        let ping = command.query_async::<String>(&mut conn);
+        match tokio::time::timeout(TIMEOUT, ping).await {
+            Ok(answer) => answer.map(|_| ()).map_err(unavailable),
+            Err(_) => Err(BusError::Unavailable(
+                "Redis did not answer within 1 s".into(),
+            )),
+        }
     }
 
     fn name(&self) -> &'static str {
@@ -179,63 +219,106 @@ async fn receive(
     ready: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut ready = Some(ready);
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Duration::ZERO;
     let mut first = true;
     loop {
         let Some(this) = bus.upgrade() else { return };
-        match client.get_async_pubsub().await {
-            Ok(pubsub) => {
-                let (mut sink, mut stream) = pubsub.split();
-                let keys: Vec<String> = {
-                    let mut subs = this.lock();
-                    subs.sink = Some(sink.clone());
-                    subs.watched
-                        .iter()
-                        .map(|k| k.channel_name(&this.prefix))
-                        .collect()
-                };
-                let mut channels = keys;
-                channels.push(this.resync_channel());
-                if sink.subscribe(&channels).await.is_ok() {
-                    backoff = Duration::from_millis(100);
-                    this.receiving.store(true, Ordering::Release);
-                    if let Some(ready) = ready.take() {
-                        let _ = ready.send(());
-                    }
-                    if !first {
-                        tracing::info!("Redis is back; gateways resync from the store");
-                        let _ = this.sender.send(Delivery::Resync);
-                    }
-                    first = false;
-                    let resync = this.resync_channel();
-                    let sender = this.sender.clone();
-                    drop(this);
-                    while let Some(message) = stream.next().await {
-                        let delivery = if message.get_channel_name() == resync {
-                            Delivery::Resync
-                        } else {
-                            match serde_json::from_slice::<Event>(message.get_payload_bytes()) {
-                                Ok(event) => Delivery::Event(Arc::new(event)),
-                                Err(err) => {
-                                    tracing::warn!(%err, "ignored an undecodable event");
-                                    continue;
-                                }
-                            }
-                        };
-                        let _ = sender.send(delivery);
-                    }
-                    let Some(this) = bus.upgrade() else { return };
-                    this.receiving.store(false, Ordering::Release);
-                    this.lock().sink = None;
-                    tracing::warn!("lost the Redis subscription; reconnecting");
-                    continue;
+        match subscribe(&client, &this).await {
+            Ok((sink, stream)) => {
+                backoff = Duration::ZERO;
+                this.receiving.store(true, Ordering::Release);
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(());
                 }
+                if !first {
+                    tracing::info!("Redis is back; gateways resync from the store");
+                    let _ = this.sender.send(Delivery::Resync);
+                }
+                first = false;
+                let (resync, sender) = (this.resync_channel(), this.sender.clone());
+                drop(this);
+                let why = pump(sink, stream, &resync, &sender).await;
+                let Some(this) = bus.upgrade() else { return };
+                this.receiving.store(false, Ordering::Release);
                 this.lock().sink = None;
+                tracing::warn!(cause = %why, "lost the Redis subscription; reconnecting");
+                continue;
             }
-            Err(err) => tracing::warn!(%err, "cannot reach Redis; retrying"),
+            Err(err) => {
+                this.lock().sink = None;
+                tracing::warn!(cause = %err, retry_in_ms = backoff.as_millis() as u64, "cannot reach Redis; live events from other processes wait, this process's own still flow");
+            }
         }
         first = false;
+        drop(this);
         tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
+        backoff = (backoff * 2).clamp(Duration::from_millis(50), MAX_BACKOFF);
+    }
+}
+
+/// Connects and subscribes to every watched key, within [`TIMEOUT`].
+async fn subscribe(
+    client: &redis::Client,
+    bus: &RedisBus,
+) -> Result<(PubSubSink, redis::aio::PubSubStream), String> {
+    let attempt = async {
+        let pubsub = client.get_async_pubsub().await.map_err(|e| e.to_string())?;
+        let (mut sink, stream) = pubsub.split();
+        let mut channels: Vec<String> = {
+            let mut subs = bus.lock();
+            subs.sink = Some(sink.clone());
+            subs.watched
+                .iter()
+                .map(|k| k.channel_name(&bus.prefix))
+                .collect()
+        };
+        channels.push(bus.resync_channel());
+        sink.subscribe(&channels).await.map_err(|e| e.to_string())?;
+        Ok((sink, stream))
+    };
+    tokio::time::timeout(TIMEOUT, attempt)
+        .await
+        .unwrap_or_else(|_| Err(format!("no answer within {} s", TIMEOUT.as_secs())))
+}
+
+/// Hands every message to the hub until the subscription breaks; pings it
+/// when idle so a cut link (no FIN, no RST) is noticed too. Returns why it
+/// ended.
+async fn pump(
+    mut sink: PubSubSink,
+    mut stream: redis::aio::PubSubStream,
+    resync: &str,
+    sender: &broadcast::Sender<Delivery>,
+) -> String {
+    let mut keepalive = tokio::time::interval(KEEPALIVE);
+    keepalive.reset();
+    loop {
+        tokio::select! {
+            message = stream.next() => {
+                let Some(message) = message else {
+                    return "the connection closed".into();
+                };
+                keepalive.reset();
+                let delivery = if message.get_channel_name() == resync {
+                    Delivery::Resync
+                } else {
+                    match serde_json::from_slice::<Event>(message.get_payload_bytes()) {
+                        Ok(event) => Delivery::Event(Arc::new(event)),
+                        Err(err) => {
+                            tracing::warn!(%err, "ignored an undecodable event");
+                            continue;
+                        }
+                    }
+                };
+                let _ = sender.send(delivery);
+            }
+            _ = keepalive.tick() => {
+                match tokio::time::timeout(TIMEOUT, sink.ping::<redis::Value>()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => return err.to_string(),
+                    Err(_) => return "no answer to a ping within 1 s".into(),
+                }
+            }
+        }
     }
 }

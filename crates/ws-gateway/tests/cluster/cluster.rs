@@ -26,7 +26,11 @@ pub struct Cluster {
 impl Cluster {
     /// `None` (test skipped) without PostgreSQL and Redis, except under CI.
     pub async fn start() -> Option<Self> {
-        let redis_url = std::env::var("TIDINGS_TEST_REDIS_URL").ok();
+        Self::start_with(std::env::var("TIDINGS_TEST_REDIS_URL").ok()).await
+    }
+
+    /// Like [`Cluster::start`], on the Redis at `redis_url`.
+    pub async fn start_with(redis_url: Option<String>) -> Option<Self> {
         let db = TestStore::postgres().await;
         let (Some(db), Some(redis_url)) = (db, redis_url) else {
             assert!(

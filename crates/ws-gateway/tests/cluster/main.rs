@@ -17,4 +17,5 @@ mod processes;
 mod delivery;
 mod faults;
 mod nginx;
+mod outages;
 mod shutdown;

@@ -1,0 +1,245 @@
+//! Redis going away and coming back, with a `redis-server` of the test's
+//! own on a free port, killed and restarted: a gateway keeps serving its
+//! own sockets, `/readyz` answers 503 at once, and live delivery across
+//! gateways resumes within seconds of Redis returning, with nothing lost.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+use crate::cluster::Cluster;
+use crate::delivery::connect;
+use crate::processes::{binary, free_port, start_logged};
+use crate::ws_client::Client;
+
+/// How soon live delivery must resume once Redis is back.
+const RESUME: Duration = Duration::from_secs(5);
+
+/// A `redis-server` of this test's own.
+struct OwnRedis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl OwnRedis {
+    async fn start() -> Self {
+        let mut redis = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        redis.restart().await;
+        redis
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server is installed");
+        self.child = Some(child);
+        let client = redis::Client::open(self.url()).unwrap();
+        for _ in 0..100 {
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not start");
+    }
+
+    async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+}
+
+async fn readyz(base: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .get(format!("{base}/readyz"))
+        .timeout(Duration::from_millis(1500))
+        .send()
+        .await
+        .expect("/readyz answers within 1.5 s whatever is down");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+async fn publish(ws: &mut Client, content: &str) -> i64 {
+    let ack = ws
+        .request(json!({"action":"message","topic_name":"feed","content":content}))
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    ack["seq"].as_i64().unwrap()
+}
+
+/// The next message within `limit`, or `None`.
+async fn next_message(ws: &mut Client, limit: Duration) -> Option<Value> {
+    let frame = tokio::time::timeout(limit, ws.recv()).await.ok()?;
+    assert_eq!(frame["type"], "message", "{frame}");
+    Some(frame)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_keeps_local_delivery_and_recovers_within_seconds() {
+    if std::env::var_os("TIDINGS_TEST_REDIS_URL").is_none() {
+        return; // the Cluster would be skipped anyway
+    }
+    let mut redis = OwnRedis::start().await;
+    let Some(cluster) = Cluster::start_with(Some(redis.url())).await else {
+        return;
+    };
+    let (_, alice) = cluster.user("alice", false).await;
+    let (_, bob) = cluster.user("bob", false).await;
+    let (_, carol) = cluster.user("carol", false).await;
+    cluster
+        .rest(Method::POST, "/api/topics/", &alice, json!({"name":"feed"}))
+        .await;
+    let mut publisher = connect(&cluster.gateways[0], &alice).await;
+    let mut near = connect(&cluster.gateways[0], &bob).await;
+    let mut far = connect(&cluster.gateways[1], &carol).await;
+    for ws in [&mut near, &mut far] {
+        let reply = ws
+            .request(json!({"action":"subscribe","topic_name":"feed"}))
+            .await;
+        assert_eq!(reply["type"], "subscribed");
+    }
+    assert_eq!(publish(&mut publisher, "before").await, 1);
+    for ws in [&mut near, &mut far] {
+        assert_eq!(ws.recv().await["seq"], 1);
+    }
+
+    redis.kill().await;
+    let gateway_a = format!("http://{}", cluster.gateways[0]);
+    let deadline = tokio::time::Instant::now() + RESUME;
+    loop {
+        let (status, body) = readyz(&gateway_a).await;
+        if status == 503 {
+            assert_ne!(body["bus"]["status"], "ok", "{body}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "/readyz still 200");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Published during the outage: stored, acknowledged, and live on the
+    // publisher's own gateway.
+    for n in 2..=6 {
+        assert_eq!(publish(&mut publisher, &format!("during {n}")).await, n);
+        let frame = next_message(&mut near, RESUME)
+            .await
+            .expect("the publisher's own gateway delivers during the outage");
+        assert_eq!(frame["seq"], n);
+    }
+
+    redis.restart().await;
+    // The far gateway catches up from the store, in order, soon.
+    for n in 2..=6 {
+        let frame = next_message(&mut far, RESUME)
+            .await
+            .unwrap_or_else(|| panic!("seq {n} reached the far gateway within 5 s"));
+        assert_eq!(frame["seq"], n);
+    }
+    // And live delivery works again across gateways.
+    let deadline = tokio::time::Instant::now() + RESUME;
+    let seq = loop {
+        let seq = publish(&mut publisher, "after").await;
+        assert_eq!(next_message(&mut near, RESUME).await.unwrap()["seq"], seq);
+        if let Some(frame) = next_message(&mut far, Duration::from_millis(500)).await {
+            assert_eq!(frame["seq"], seq);
+            break seq;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "live delivery across gateways did not resume within 5 s"
+        );
+        // Caught up from the store on the next resync instead: take it.
+        let frame = next_message(&mut far, RESUME).await.unwrap();
+        assert_eq!(frame["seq"], seq);
+    };
+    assert!(seq >= 7);
+    let (status, _) = readyz(&gateway_a).await;
+    assert_eq!(status, 200);
+    near.expect_quiet().await;
+    far.expect_quiet().await;
+}
+
+/// A gateway started while its Redis is unreachable listens anyway, says
+/// why in `/readyz` and in its log, and becomes ready once Redis answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_started_without_redis_listens_and_says_why() {
+    let Some(db) = domain::testing::TestStore::postgres().await else {
+        return;
+    };
+    let logs = tempfile::tempdir().unwrap();
+    let log: PathBuf = logs.path().join("gateway.log");
+    let (ws_port, redis_port) = (free_port(), free_port());
+    let _gateway = start_logged(
+        binary("ws-gateway"),
+        &[
+            ("DATABASE_URL", db.url.clone()),
+            ("REDIS_URL", format!("redis://127.0.0.1:{redis_port}")),
+            ("JWT_SECRET", crate::cluster::SECRET.to_owned()),
+            ("TIDINGS_WS_ADDR", format!("127.0.0.1:{ws_port}")),
+        ],
+        &log,
+    );
+    let base = format!("http://127.0.0.1:{ws_port}");
+    // Listening at once: /healthz is 200 while /readyz names the bus.
+    let mut answered = None;
+    for _ in 0..100 {
+        if let Ok(response) = reqwest::get(format!("{base}/healthz")).await {
+            answered = Some(response.status().as_u16());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(answered, Some(200));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = readyz(&base).await;
+        assert_eq!(status, 503);
+        if body["bus"].is_string() {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("dependency=\"bus\"") || text.contains("dependency=bus"),
+        "{text}"
+    );
+    assert!(text.to_lowercase().contains("refused"), "{text}");
+
+    let mut redis = OwnRedis {
+        port: redis_port,
+        dir: tempfile::tempdir().unwrap(),
+        child: None,
+    };
+    redis.restart().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while readyz(&base).await.0 != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
