@@ -243,3 +243,159 @@ async fn a_gateway_started_without_redis_listens_and_says_why() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A TCP proxy in front of PostgreSQL that the test can cut: cut, it drops
+/// every connection and refuses new ones, as a dead database host would.
+struct CuttableProxy {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    links: tokio::sync::watch::Sender<u64>,
+}
+
+impl CuttableProxy {
+    async fn start(upstream: String) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (links, _) = tokio::sync::watch::channel(0u64);
+        let (flag, generation) = (cut.clone(), links.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if flag.load(Ordering::Acquire) {
+                    continue; // dropped: the client sees the connection close
+                }
+                let upstream = upstream.clone();
+                let mut severed = generation.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = severed.changed() => {}
+                    }
+                });
+            }
+        });
+        Self { port, cut, links }
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::Release);
+        self.links.send_modify(|n| *n += 1);
+    }
+
+    fn mend(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// With the database unreachable a handshake is 503, not 401 (the token
+/// is fine), REST answers 503 within seconds and `/readyz` within one; all
+/// of it recovers when the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_is_503_everywhere_and_recovers() {
+    let (Some(db), Some(redis_url)) = (
+        domain::testing::TestStore::postgres().await,
+        std::env::var("TIDINGS_TEST_REDIS_URL").ok(),
+    ) else {
+        return;
+    };
+    let (at, slash) = (db.url.rfind('@').unwrap(), db.url.rfind('/').unwrap());
+    let proxy = CuttableProxy::start(db.url[at + 1..slash].to_owned()).await;
+    let proxied = format!(
+        "{}127.0.0.1:{}{}",
+        &db.url[..=at],
+        proxy.port,
+        &db.url[slash..]
+    );
+    let logs = tempfile::tempdir().unwrap();
+    let (api_port, ws_port) = (free_port(), free_port());
+    let env = |key: &'static str, port: u16| {
+        vec![
+            ("DATABASE_URL", proxied.clone()),
+            ("REDIS_URL", redis_url.clone()),
+            ("TIDINGS_REDIS_PREFIX", format!("dbcut{ws_port}")),
+            ("JWT_SECRET", crate::cluster::SECRET.to_owned()),
+            (key, format!("127.0.0.1:{port}")),
+        ]
+    };
+    let _api = start_logged(
+        binary("api"),
+        &env("TIDINGS_API_ADDR", api_port),
+        &logs.path().join("api.log"),
+    );
+    let _gateway = start_logged(
+        binary("ws-gateway"),
+        &env("TIDINGS_WS_ADDR", ws_port),
+        &logs.path().join("ws.log"),
+    );
+    let (api, ws) = (
+        format!("http://127.0.0.1:{api_port}"),
+        format!("127.0.0.1:{ws_port}"),
+    );
+    crate::processes::wait_ready(&api).await;
+    crate::processes::wait_ready(&format!("http://{ws}")).await;
+    let user = domain::testing::user(&db, "alice", false).await;
+    let keys = domain::auth::JwtKeys::new(
+        crate::cluster::SECRET.as_bytes(),
+        Duration::from_secs(3600),
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    let token = keys.issue(&user, domain::auth::TokenType::Access).unwrap();
+    connect(&ws, &token).await;
+
+    proxy.cut();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(4))
+        .build()
+        .unwrap();
+    let handshake = client
+        .get(format!("http://{ws}/ws?token={token}"))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .expect("the handshake is answered within seconds");
+    assert_eq!(
+        handshake.status().as_u16(),
+        503,
+        "not 401: the token is fine"
+    );
+    let me = client
+        .get(format!("{api}/api/users/me/"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("REST answers within seconds");
+    assert_eq!(me.status().as_u16(), 503);
+    for base in [api.clone(), format!("http://{ws}")] {
+        let (status, body) = readyz(&base).await;
+        assert_eq!(status, 503, "{base}: {body}");
+        assert_ne!(body["store"], "ok", "{body}");
+    }
+
+    proxy.mend();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    for base in [api.clone(), format!("http://{ws}")] {
+        while readyz(&base).await.0 != 200 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{base} never recovered"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    connect(&ws, &token).await;
+    let me = client
+        .get(format!("{api}/api/users/me/"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status().as_u16(), 200);
+}
