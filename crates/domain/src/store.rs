@@ -169,11 +169,35 @@ impl Store {
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let migrator = match self.backend {
-            Backend::Sqlite => sqlx::migrate!("../../migrations/sqlite"),
-            Backend::Postgres => sqlx::migrate!("../../migrations/postgres"),
-        };
-        migrator.run(&mut *self.writer().await?).await?;
+        let mut conn = self.writer().await?;
+        match self.backend {
+            Backend::Postgres => {
+                sqlx::migrate!("../../migrations/postgres")
+                    .run(&mut *conn)
+                    .await?
+            }
+            Backend::Sqlite => {
+                // Rebuilding a table (SQLite's way to change one) drops the
+                // old one, which with foreign keys on would cascade into
+                // every child row; the pragma is a no-op inside the
+                // transaction each migration runs in, so it is set around
+                // them, and the keys are checked before they are back on.
+                conn.execute("PRAGMA foreign_keys = OFF").await?;
+                let migrated = sqlx::migrate!("../../migrations/sqlite")
+                    .run(&mut *conn)
+                    .await;
+                let dangling = sqlx::query("PRAGMA foreign_key_check")
+                    .fetch_all(&mut *conn)
+                    .await;
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+                migrated?;
+                if !dangling?.is_empty() {
+                    return Err(StoreError::Unavailable(
+                        "the migrated database has dangling foreign keys".into(),
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 

@@ -50,6 +50,7 @@ contract!(
     notification_backlog_follows_the_subscription_cursor,
     audit_records_old_and_new_values,
     tag_and_subscription_lifecycle,
+    ids_are_never_reused,
     inbox_counts_agree_with_pages_across_tags_and_states,
 );
 
@@ -786,6 +787,7 @@ async fn tag_and_subscription_lifecycle(db: &TestStore) {
     ));
     assert_eq!(db.subscriptions(None).await.unwrap(), vec![sub.clone()]);
     assert_eq!(db.subscription(sub.id).await.unwrap(), Some(sub));
+    let kept = db.create_notification(&root, tag.id, "kept").await.unwrap();
     db.delete_tag(&root, tag.id).await.unwrap();
     assert!(db.tags().await.unwrap().is_empty());
     assert!(db.subscriptions(None).await.unwrap().is_empty());
@@ -793,6 +795,54 @@ async fn tag_and_subscription_lifecycle(db: &TestStore) {
         db.delete_tag(&root, tag.id).await,
         Err(StoreError::NotFound)
     ));
+    // What the tag brought stays in the inbox; it takes nothing new.
+    let inbox = db.inbox_page(alice.id, None, page(1, 20)).await.unwrap();
+    assert_eq!(inbox.count, 1);
+    assert_eq!(inbox.results[0].notification.id, kept.id);
+    assert!(matches!(
+        db.create_notification(&root, tag.id, "late").await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        db.subscribe(&root, alice.id, tag.id).await,
+        Err(StoreError::NotFound)
+    ));
+    // Its name is free again, under a new id.
+    let again = db.create_tag(&root, "news").await.unwrap();
+    assert!(again.id > tag.id);
+}
+
+/// Ids are never handed out twice, not even the newest one's after it is
+/// deleted (SQLite would, without AUTOINCREMENT).
+async fn ids_are_never_reused(db: &TestStore) {
+    let root = admin(db, "root").await;
+    let first = db
+        .create_topic(&root, &topic_name("first"), false)
+        .await
+        .unwrap();
+    db.delete_topic(&root, &first).await.unwrap();
+    let second = db
+        .create_topic(&root, &topic_name("second"), false)
+        .await
+        .unwrap();
+    assert!(second.id > first.id, "{} after {}", second.id, first.id);
+    let tag = db.create_tag(&root, "t").await.unwrap();
+    db.delete_tag(&root, tag.id).await.unwrap();
+    assert!(db.create_tag(&root, "u").await.unwrap().id > tag.id);
+    // So the audit log never names two topics by one id.
+    let topics = AuditFilter {
+        resource: Some("topic".into()),
+        ..AuditFilter::default()
+    };
+    let audit = db.audit_page(&topics, page(1, 100)).await.unwrap();
+    let created: Vec<&str> = audit
+        .results
+        .iter()
+        .filter(|e| e.action == "create")
+        .map(|e| e.resource_id.as_str())
+        .collect();
+    assert_eq!(created.len(), 2);
+    assert_ne!(created[0], created[1]);
 }
 
 async fn inbox_counts_agree_with_pages_across_tags_and_states(db: &TestStore) {

@@ -15,3 +15,87 @@ async fn a_new_sqlite_database_is_readable_by_its_owner_only() {
         assert_eq!(mode, 0o600, "{}", path.display());
     }
 }
+
+/// A database made before ids were kept from reuse is migrated without
+/// losing a row: rebuilding its tables must not cascade into their children.
+#[tokio::test]
+async fn upgrading_an_existing_sqlite_database_keeps_every_row() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("PRAGMA foreign_keys = ON")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
+    let mut migrator = sqlx::migrate::Migrator::new(path).await.unwrap();
+    migrator.migrations = migrator
+        .migrations
+        .iter()
+        .filter(|m| m.version < 3)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    migrator.run(&mut conn).await.unwrap();
+    for statement in [
+        "INSERT INTO users (id, username, password_hash, created_at) VALUES (1, 'alice', 'h', 0), (2, 'bob', 'h', 0)",
+        "INSERT INTO names (name) VALUES ('alice'), ('bob'), ('news')",
+        "INSERT INTO channels (id, kind, name, owner_id, last_seq, created_at) VALUES (1, 'topic', 'news', 1, 2, 0)",
+        "INSERT INTO memberships (channel_id, user_id, joined_at, delivered_seq) VALUES (1, 1, 0, 2), (1, 2, 0, 1)",
+        "INSERT INTO messages (channel_id, seq, sender_id, content, created_at) VALUES (1, 1, 1, 'one', 0), (1, 2, 1, 'two', 0)",
+        "INSERT INTO tags (id, name, last_seq, created_at) VALUES (1, 'alerts', 1, 0)",
+        "INSERT INTO subscriptions (user_id, tag_id, start_seq, delivered_seq, created_at) VALUES (2, 1, 0, 0, 0)",
+        "INSERT INTO notifications (id, tag_id, seq, message, created_at) VALUES (1, 1, 1, 'hi', 0)",
+        "INSERT INTO inbox_state (user_id, notification_id, is_read, updated_at) VALUES (2, 1, 1, 0)",
+        "INSERT INTO audit_log (created_at, actor, resource, resource_id, action, changes) VALUES (0, 'alice', 'topic', '1', 'create', '{}')",
+    ] {
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+    }
+    let tables = [
+        "users",
+        "channels",
+        "memberships",
+        "messages",
+        "tags",
+        "subscriptions",
+        "notifications",
+        "inbox_state",
+        "audit_log",
+    ];
+    let mut before = Vec::new();
+    for table in tables {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        before.push(n);
+    }
+    conn.close().await.unwrap();
+
+    let store = domain::store::Store::connect(&url, 1).await.unwrap();
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    for (table, expected) in tables.iter().zip(before) {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(n, expected, "{table}");
+    }
+    let bob = store.memberships(2).await.unwrap();
+    assert_eq!((bob.len(), bob[0].delivered_seq), (1, 1));
+    let inbox = store
+        .inbox_page(
+            2,
+            None,
+            domain::paging::PageRequest::new(Some(1), Some(10), 10).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((inbox.count, inbox.results[0].is_read), (1, true));
+    let alice: domain::model::Actor = store.user_by_id(1).await.unwrap().unwrap().into();
+    let news = store.topic("news").await.unwrap().unwrap();
+    store.delete_topic(&alice, &news).await.unwrap();
+    let name = domain::names::TopicName::parse("later").unwrap();
+    assert!(store.create_topic(&alice, &name, false).await.unwrap().id > news.id);
+}

@@ -66,7 +66,7 @@ impl Store {
         let mut conn = self.writer().await?;
         let mut tx = conn.begin().await?;
         let seq: i64 = sqlx::query_scalar(
-            "UPDATE tags SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
+            "UPDATE tags SET last_seq = last_seq + 1 WHERE id = $1 AND deleted_at IS NULL RETURNING last_seq",
         )
         .bind(tag_id)
         .fetch_optional(&mut *tx)

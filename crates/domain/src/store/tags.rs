@@ -65,9 +65,10 @@ impl Store {
     }
 
     pub async fn tags(&self) -> Result<Vec<Tag>, StoreError> {
-        let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, name FROM tags ORDER BY name")
-            .fetch_all(&self.read)
-            .await?;
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, name FROM tags WHERE deleted_at IS NULL ORDER BY name")
+                .fetch_all(&self.read)
+                .await?;
         Ok(rows
             .into_iter()
             .map(|(id, name)| Tag { id, name })
@@ -75,22 +76,35 @@ impl Store {
     }
 
     pub async fn tag(&self, id: i64) -> Result<Option<Tag>, StoreError> {
-        let row: Option<(i64, String)> = sqlx::query_as("SELECT id, name FROM tags WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?;
+        let row: Option<(i64, String)> =
+            sqlx::query_as("SELECT id, name FROM tags WHERE id = $1 AND deleted_at IS NULL")
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?;
         Ok(row.map(|(id, name)| Tag { id, name }))
     }
 
-    /// Deletes a tag with its subscriptions and notifications.
+    /// Deletes a tag softly: it takes no more notifications or
+    /// subscriptions and its name is free again, while what it already
+    /// brought stays in every inbox (its subscriptions end where it is).
     pub async fn delete_tag(&self, actor: &Actor, id: i64) -> Result<(), StoreError> {
         let mut conn = self.writer().await?;
         let mut tx = conn.begin().await?;
-        let name: String = sqlx::query_scalar("DELETE FROM tags WHERE id = $1 RETURNING name")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound)?;
+        let name: String = sqlx::query_scalar(
+            "UPDATE tags SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL RETURNING name",
+        )
+        .bind(id)
+        .bind(now_millis())
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(StoreError::NotFound)?;
+        sqlx::query(
+            "UPDATE subscriptions SET end_seq = (SELECT last_seq FROM tags WHERE tags.id = subscriptions.tag_id) \
+             WHERE tag_id = $1 AND end_seq IS NULL",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         record(
             &mut tx,
             Some(actor),
@@ -115,7 +129,7 @@ impl Store {
         let mut tx = conn.begin().await?;
         let row: SubscriptionRow = sqlx::query_as(
             "INSERT INTO subscriptions (user_id, tag_id, start_seq, delivered_seq, created_at) \
-             SELECT $1, id, last_seq, last_seq, $3 FROM tags WHERE id = $2 \
+             SELECT $1, id, last_seq, last_seq, $3 FROM tags WHERE id = $2 AND deleted_at IS NULL \
              RETURNING id, user_id, tag_id",
         )
         .bind(user_id)

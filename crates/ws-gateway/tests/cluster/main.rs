@@ -16,6 +16,7 @@ mod processes;
 
 mod delivery;
 mod faults;
+mod logs;
 mod nginx;
 mod outages;
 mod shutdown;
