@@ -161,6 +161,13 @@ impl From<QueryRejection> for ApiError {
 
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
+        // A path segment that is not a valid name (the only path values
+        // with a custom parser) is an `invalid_name`, like a body's.
+        if let PathRejection::FailedToDeserializePathParams(inner) = &rejection
+            && matches!(inner.kind(), axum::extract::path::ErrorKind::Message(_))
+        {
+            return Self::InvalidName(inner.body_text());
+        }
         Self::NotFound(rejection.body_text())
     }
 }

@@ -5,6 +5,8 @@ use axum::extract::State;
 use axum::routing::get;
 
 use super::topics::{History, HistoryParams};
+use domain::names::Username;
+
 use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{AuthUser, Json, Path, Query};
@@ -20,7 +22,7 @@ pub fn router() -> Router<AppState> {
 pub async fn history(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
-    Path(username): Path<String>,
+    Path(username): Path<Username>,
     Query(params): Query<HistoryParams>,
 ) -> Result<Json<History>, ApiError> {
     let results = state

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use domain::model::{Member, Message, Topic};
-use domain::names::TopicName;
+use domain::names::{TopicName, Username};
 use domain::paging::{Page, PageRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -36,7 +36,8 @@ pub struct NewTopic {
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewMember {
-    username: String,
+    #[schema(value_type = String)]
+    username: Username,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -124,7 +125,7 @@ pub async fn list(
 pub async fn show(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
-    Path(name): Path<String>,
+    Path(name): Path<TopicName>,
 ) -> Result<Json<Topic>, ApiError> {
     Ok(Json(state.core.readable_topic(&actor, &name).await?))
 }
@@ -135,7 +136,7 @@ pub async fn show(
 pub async fn remove(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
-    Path(name): Path<String>,
+    Path(name): Path<TopicName>,
 ) -> Result<StatusCode, ApiError> {
     state.core.delete_topic(&actor, &name).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -146,7 +147,7 @@ pub async fn remove(
 pub async fn members(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
-    Path(name): Path<String>,
+    Path(name): Path<TopicName>,
 ) -> Result<Json<Vec<Member>>, ApiError> {
     Ok(Json(state.core.members(&actor, &name).await?))
 }
@@ -159,7 +160,7 @@ pub async fn members(
 pub async fn add_member(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
-    Path(name): Path<String>,
+    Path(name): Path<TopicName>,
     Json(body): Json<NewMember>,
 ) -> Result<(StatusCode, Json<Membership>), ApiError> {
     let user = state.core.user_named(&body.username).await?;
@@ -184,7 +185,7 @@ pub async fn add_member(
 pub async fn remove_member(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
-    Path((name, username)): Path<(String, String)>,
+    Path((name, username)): Path<(TopicName, Username)>,
 ) -> Result<StatusCode, ApiError> {
     state.core.remove_member(&actor, &name, &username).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -196,7 +197,7 @@ pub async fn remove_member(
 pub async fn history(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
-    Path(name): Path<String>,
+    Path(name): Path<TopicName>,
     Query(params): Query<HistoryParams>,
 ) -> Result<Json<History>, ApiError> {
     let results = state
@@ -213,7 +214,7 @@ pub async fn history(
 pub async fn publish(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
-    Path(name): Path<String>,
+    Path(name): Path<TopicName>,
     Json(body): Json<NewMessage>,
 ) -> Result<(StatusCode, Json<Pushed>), ApiError> {
     let topic = state.core.find_topic(&name).await?;

@@ -84,18 +84,47 @@ async fn nul_is_refused_everywhere_alike(app: &TestApp) {
             Some(json!({"username":"alice\u{0}","password":"whatever-password"})),
         )
         .await,
-        app.get("/api/topics/%00/", &alice).await,
-        app.get("/api/topics/%00/messages/", &alice).await,
-        app.get("/api/direct/a%00b/messages/", &alice).await,
         app.get("/api/audit/?actor=%00", &app.admin).await,
         app.get("/api/audit/?resource=a%00", &app.admin).await,
-        app.delete("/api/topics/open/members/bo%00b/", &alice).await,
     ];
     for (n, (status, body)) in refused.iter().enumerate() {
         assert_eq!(
             (*status, code(body)),
             (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
             "case {n}: {body}"
+        );
+    }
+    // In a name (which has its own alphabet) the same is an invalid name:
+    // in a path `invalid_name`, in a body field `invalid_field`.
+    let names = [
+        (app.get("/api/topics/%00/", &alice).await, "invalid_name"),
+        (
+            app.get("/api/topics/%00/messages/", &alice).await,
+            "invalid_name",
+        ),
+        (
+            app.get("/api/direct/a%00b/messages/", &alice).await,
+            "invalid_name",
+        ),
+        (
+            app.delete("/api/topics/open/members/bo%00b/", &alice).await,
+            "invalid_name",
+        ),
+        (
+            app.post(
+                "/api/topics/open/members/",
+                &alice,
+                json!({"username":"a\u{0}"}),
+            )
+            .await,
+            "invalid_field",
+        ),
+    ];
+    for (n, ((status, body), expected)) in names.iter().enumerate() {
+        assert_eq!(
+            (*status, code(body)),
+            (StatusCode::UNPROCESSABLE_ENTITY, *expected),
+            "name case {n}: {body}"
         );
     }
     // Nothing of it was stored, and the topic still takes messages.

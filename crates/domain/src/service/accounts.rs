@@ -28,10 +28,9 @@ impl Core {
     }
 
     /// The user named `username`.
-    pub async fn user_named(&self, username: &str) -> Result<User, ServiceError> {
-        super::storable("username", username)?;
+    pub async fn user_named(&self, username: &Username) -> Result<User, ServiceError> {
         self.store
-            .user_by_name(username)
+            .user_by_name(username.as_str())
             .await?
             .ok_or(ServiceError::NotFound("user"))
     }

@@ -2,7 +2,7 @@
 
 use super::{Core, ServiceError};
 use crate::model::{Actor, Audience, Message, StoredMessage, Topic, User};
-use crate::names::Target;
+use crate::names::{Target, TopicName, Username};
 use crate::store::{Receipt, StoreError};
 
 /// A stored message and how its publisher names the channel.
@@ -214,7 +214,6 @@ impl Core {
     }
 
     async fn peer(&self, actor: &Actor, username: &str) -> Result<User, ServiceError> {
-        super::storable("topic_name", username)?;
         let peer = self
             .store
             .user_by_name(username)
@@ -253,7 +252,7 @@ impl Core {
     pub async fn topic_history(
         &self,
         actor: &Actor,
-        name: &str,
+        name: &TopicName,
         after: Option<i64>,
         limit: Option<i64>,
     ) -> Result<Vec<Message>, ServiceError> {
@@ -273,12 +272,12 @@ impl Core {
     pub async fn direct_history(
         &self,
         actor: &Actor,
-        username: &str,
+        username: &Username,
         after: Option<i64>,
         limit: Option<i64>,
     ) -> Result<Vec<Message>, ServiceError> {
         let (after, limit) = (Self::check_after(after)?, self.history_limit(limit)?);
-        let peer = self.peer(actor, username).await?;
+        let peer = self.peer(actor, username.as_str()).await?;
         let Some(channel) = self.store.find_direct_channel(actor.id, peer.id).await? else {
             return Ok(Vec::new());
         };

@@ -8,7 +8,7 @@
 use super::{Core, ServiceError};
 use crate::events::Event;
 use crate::model::{Actor, Member, Topic, User};
-use crate::names::TopicName;
+use crate::names::{TopicName, Username};
 
 impl Core {
     /// Public topics and the private ones `actor` belongs to, by name.
@@ -38,16 +38,19 @@ impl Core {
         Ok(topic)
     }
 
-    pub async fn find_topic(&self, name: &str) -> Result<Topic, ServiceError> {
-        super::storable("name", name)?;
+    pub async fn find_topic(&self, name: &TopicName) -> Result<Topic, ServiceError> {
         self.store
-            .topic(name)
+            .topic(name.as_str())
             .await?
             .ok_or(ServiceError::NotFound("topic"))
     }
 
     /// The topic if `actor` may read it (history, details, members).
-    pub async fn readable_topic(&self, actor: &Actor, name: &str) -> Result<Topic, ServiceError> {
+    pub async fn readable_topic(
+        &self,
+        actor: &Actor,
+        name: &TopicName,
+    ) -> Result<Topic, ServiceError> {
         let topic = self.find_topic(name).await?;
         if topic.private && !actor.is_admin && !self.store.is_member(topic.id, actor.id).await? {
             return Err(ServiceError::Forbidden(
@@ -57,7 +60,11 @@ impl Core {
         Ok(topic)
     }
 
-    pub async fn members(&self, actor: &Actor, name: &str) -> Result<Vec<Member>, ServiceError> {
+    pub async fn members(
+        &self,
+        actor: &Actor,
+        name: &TopicName,
+    ) -> Result<Vec<Member>, ServiceError> {
         let topic = self.find_topic(name).await?;
         if !actor.is_admin && !self.store.is_member(topic.id, actor.id).await? {
             return Err(ServiceError::Forbidden("only members see the member list"));
@@ -65,7 +72,7 @@ impl Core {
         Ok(self.store.members(topic.id).await?)
     }
 
-    pub async fn delete_topic(&self, actor: &Actor, name: &str) -> Result<(), ServiceError> {
+    pub async fn delete_topic(&self, actor: &Actor, name: &TopicName) -> Result<(), ServiceError> {
         let topic = self.find_topic(name).await?;
         if !actor.is_admin && topic.owner.as_deref() != Some(actor.username.as_str()) {
             return Err(ServiceError::Forbidden(
@@ -87,7 +94,7 @@ impl Core {
     pub async fn add_member(
         &self,
         actor: &Actor,
-        name: &str,
+        name: &TopicName,
         user: &User,
     ) -> Result<(Topic, bool), ServiceError> {
         let topic = self.find_topic(name).await?;
@@ -125,7 +132,7 @@ impl Core {
 
     /// `subscribe`: join a public topic, or confirm membership of a private one.
     pub async fn subscribe(&self, actor: &Actor, name: &TopicName) -> Result<Topic, ServiceError> {
-        let topic = self.find_topic(name.as_str()).await?;
+        let topic = self.find_topic(name).await?;
         if topic.private && !self.store.is_member(topic.id, actor.id).await? {
             return Err(ServiceError::Forbidden(
                 "this topic is private to its members",
@@ -152,26 +159,42 @@ impl Core {
     pub async fn remove_member(
         &self,
         actor: &Actor,
-        name: &str,
-        username: &str,
+        name: &TopicName,
+        username: &Username,
     ) -> Result<Topic, ServiceError> {
         let topic = self.find_topic(name).await?;
         let is_owner = topic.owner.as_deref() == Some(actor.username.as_str());
-        if username != actor.username && !is_owner && !actor.is_admin {
+        if username.as_str() != actor.username && !is_owner && !actor.is_admin {
             return Err(ServiceError::Forbidden(
                 "only the member, the owner or an admin may remove a member",
             ));
         }
         let user = self.user_named(username).await?;
+        self.remove(actor, topic, user.id, &user.username).await
+    }
+
+    /// `unsubscribe`: `actor` leaves a topic.
+    pub async fn leave(&self, actor: &Actor, name: &TopicName) -> Result<Topic, ServiceError> {
+        let topic = self.find_topic(name).await?;
+        self.remove(actor, topic, actor.id, &actor.username).await
+    }
+
+    async fn remove(
+        &self,
+        actor: &Actor,
+        topic: Topic,
+        user_id: i64,
+        username: &str,
+    ) -> Result<Topic, ServiceError> {
         if !self
             .store
-            .leave_topic(actor, &topic, user.id, &user.username)
+            .leave_topic(actor, &topic, user_id, username)
             .await?
         {
             return Err(ServiceError::NotSubscribed(topic.name));
         }
         self.announce(Event::Left {
-            user_id: user.id,
+            user_id,
             channel_id: topic.id,
         })
         .await;

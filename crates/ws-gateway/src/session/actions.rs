@@ -133,11 +133,10 @@ impl Session {
 
     async fn unsubscribe(&mut self, topic: TopicName) -> Reply {
         frame_in("unsubscribe");
-        let username = self.actor.username.clone();
         let topic = self
             .state
             .core
-            .remove_member(&self.actor, topic.as_str(), &username)
+            .leave(&self.actor, &topic)
             .await
             .map_err(frame_error)?;
         self.untrack_channel(topic.id).await;
@@ -149,12 +148,12 @@ impl Session {
         let user = self
             .state
             .core
-            .user_named(username.as_str())
+            .user_named(&username)
             .await
             .map_err(frame_error)?;
         self.state
             .core
-            .add_member(&self.actor, topic.as_str(), &user)
+            .add_member(&self.actor, &topic, &user)
             .await
             .map_err(frame_error)?;
         Ok(Some(ServerFrame::Ok))

@@ -19,7 +19,8 @@ async fn pipelined_topic_and_direct_publishes_keep_send_order(app: &TestGateway)
     app.topic(&alice, "beta", true).await;
     for name in ["bob", "carol"] {
         let user = app.db.user_by_name(name).await.unwrap().unwrap();
-        app.core.add_member(&alice, "beta", &user).await.unwrap();
+        let beta = domain::names::TopicName::parse("beta").unwrap();
+        app.core.add_member(&alice, &beta, &user).await.unwrap();
     }
     let mut subscribers = Vec::new();
     for token in [&bob_token, &carol_token] {

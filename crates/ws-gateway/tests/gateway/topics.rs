@@ -258,7 +258,8 @@ async fn a_topic_deleted_elsewhere_is_not_published_to(app: &TestGateway) {
     if app.db.url.starts_with("postgres") {
         app.db.delete_topic(&alice, &old).await.unwrap();
     } else {
-        app.core.delete_topic(&alice, "news").await.unwrap();
+        let news = domain::names::TopicName::parse("news").unwrap();
+        app.core.delete_topic(&alice, &news).await.unwrap();
     }
     let name = domain::names::TopicName::parse("news").unwrap();
     let new = app.db.create_topic(&carol, &name, true).await.unwrap();
