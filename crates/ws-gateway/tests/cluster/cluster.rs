@@ -31,6 +31,14 @@ impl Cluster {
 
     /// Like [`Cluster::start`], on the Redis at `redis_url`.
     pub async fn start_with(redis_url: Option<String>) -> Option<Self> {
+        Self::start_configured(redis_url, &[]).await
+    }
+
+    /// Like [`Cluster::start_with`], with `gateway_env` set on both gateways.
+    pub async fn start_configured(
+        redis_url: Option<String>,
+        gateway_env: &[(&'static str, &str)],
+    ) -> Option<Self> {
         let db = TestStore::postgres().await;
         let (Some(db), Some(redis_url)) = (db, redis_url) else {
             assert!(
@@ -65,11 +73,9 @@ impl Cluster {
         let api = format!("http://127.0.0.1:{api_port}");
         wait_ready(&api).await;
         for (n, port) in [(1, ws_a), (2, ws_b)] {
-            children.push(start_logged(
-                binary("ws-gateway"),
-                &common("TIDINGS_WS_ADDR", port),
-                &log(n),
-            ));
+            let mut env = common("TIDINGS_WS_ADDR", port);
+            env.extend(gateway_env.iter().map(|(k, v)| (*k, (*v).to_owned())));
+            children.push(start_logged(binary("ws-gateway"), &env, &log(n)));
         }
         let gateways = [format!("127.0.0.1:{ws_a}"), format!("127.0.0.1:{ws_b}")];
         for gateway in &gateways {

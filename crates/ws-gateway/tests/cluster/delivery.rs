@@ -144,3 +144,65 @@ async fn pipelined_publishes_keep_send_order_across_gateways() {
     .await;
     expect_history_in_send_order(&cluster.api, &alice, &sent).await;
 }
+
+/// A client on gateway B goes silent (stops reading and answering) while
+/// messages published on gateway A flow to it. Gateway B drops it; it
+/// reconnects (to gateway A this time) without `since` and gets every
+/// message it never read: positions move only past proven receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_misses_nothing_across_gateways() {
+    let redis = std::env::var("TIDINGS_TEST_REDIS_URL").ok();
+    let quick = [
+        ("TIDINGS_PING_INTERVAL", "200ms"),
+        ("TIDINGS_IDLE_TIMEOUT", "600ms"),
+    ];
+    let Some(cluster) = Cluster::start_configured(redis, &quick).await else {
+        return;
+    };
+    let (_, alice) = cluster.user("alice", false).await;
+    let (_, bob) = cluster.user("bob", false).await;
+    cluster
+        .rest(Method::POST, "/api/topics/", &alice, json!({"name":"news"}))
+        .await;
+    let mut publisher = connect(&cluster.gateways[0], &alice).await;
+    let mut silent = connect(&cluster.gateways[1], &bob).await;
+    let reply = silent
+        .request(json!({"action":"subscribe","topic_name":"news"}))
+        .await;
+    assert_eq!(reply["type"], "subscribed");
+    const TOTAL: i64 = 100;
+    for n in 1..=TOTAL {
+        let ack = publisher
+            .request(json!({"action":"message","topic_name":"news","content":format!("m{n}")}))
+            .await;
+        assert_eq!(ack["seq"], n);
+        if n <= 5 {
+            assert_eq!(silent.recv().await["seq"], n);
+        }
+    }
+    // Bob reads no more and answers no pings: B gives up on him (its
+    // connection gauge says when). What sat unread dies with his socket.
+    let metrics = format!("http://{}/metrics", cluster.gateways[1]);
+    let deadline = tokio::time::Instant::now() + crate::ws_client::PATIENCE;
+    loop {
+        let text = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+        if text.lines().any(|l| l == "ws_connections 0") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "B never dropped the silent client"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    drop(silent);
+    let mut again = connect(&cluster.gateways[0], &bob).await;
+    let mut seqs = vec![];
+    while seqs.last() != Some(&TOTAL) {
+        seqs.push(again.recv().await["seq"].as_i64().unwrap());
+    }
+    let first = seqs[0];
+    assert!(first <= 6, "skipped {first}: frames 6.. were never read");
+    assert_eq!(seqs, (first..=TOTAL).collect::<Vec<_>>());
+    again.expect_quiet().await;
+}
