@@ -41,7 +41,7 @@ pub enum InboxChange {
     Read,
     Unread,
     Deleted,
-    /// Every item is read now (`id` is 0).
+    /// Every item with an id up to `id` is read now.
     ReadAll,
 }
 

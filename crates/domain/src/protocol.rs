@@ -264,7 +264,10 @@ pub enum ServerFrame {
     Delete {
         id: i64,
     },
-    ReadAll,
+    /// Every inbox item with an id up to `up_to` is read now.
+    ReadAll {
+        up_to: i64,
+    },
     Error {
         code: ErrorCode,
         message: String,

@@ -630,9 +630,9 @@ async fn read_all_is_a_watermark_that_explicit_marks_override(db: &TestStore) {
     let tag = db.create_tag(&root, "news").await.unwrap();
     db.subscribe(&alice, alice.id, tag.id).await.unwrap();
     let first = db.create_notification(&root, tag.id, "1").await.unwrap();
-    db.create_notification(&root, tag.id, "2").await.unwrap();
-    assert_eq!(db.read_all(&alice).await.unwrap(), 2);
-    assert_eq!(db.read_all(&alice).await.unwrap(), 0);
+    let second = db.create_notification(&root, tag.id, "2").await.unwrap();
+    assert_eq!(db.read_all(&alice).await.unwrap(), (2, second.id));
+    assert_eq!(db.read_all(&alice).await.unwrap(), (0, second.id));
     let item = db.inbox_item(alice.id, first.id).await.unwrap().unwrap();
     assert!(item.is_read);
     db.update_inbox_item(&alice, &item, Some(false), None)

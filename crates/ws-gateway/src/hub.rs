@@ -276,7 +276,7 @@ fn shared_frame(event: &Event) -> Option<Utf8Bytes> {
             InboxChange::Read => ServerFrame::Read { id: *id },
             InboxChange::Unread => ServerFrame::Unread { id: *id },
             InboxChange::Deleted => ServerFrame::Delete { id: *id },
-            InboxChange::ReadAll => ServerFrame::ReadAll,
+            InboxChange::ReadAll => ServerFrame::ReadAll { up_to: *id },
         },
         _ => return None,
     };

@@ -90,11 +90,11 @@ impl Core {
     }
 
     pub async fn read_all(&self, actor: &Actor) -> Result<i64, ServiceError> {
-        let updated = self.store.read_all(actor).await?;
+        let (updated, up_to) = self.store.read_all(actor).await?;
         if updated > 0 {
             self.announce(Event::Inbox {
                 user_id: actor.id,
-                id: 0,
+                id: up_to,
                 change: InboxChange::ReadAll,
             })
             .await;

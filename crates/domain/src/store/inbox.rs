@@ -156,7 +156,9 @@ impl Store {
     }
 
     /// Marks every item read; returns how many were unread.
-    pub async fn read_all(&self, actor: &Actor) -> Result<i64, StoreError> {
+    /// Marks every item up to the newest notification read; returns how
+    /// many were unread and that newest id (the new watermark).
+    pub async fn read_all(&self, actor: &Actor) -> Result<(i64, i64), StoreError> {
         let mut conn = self.writer().await?;
         let mut tx = conn.begin().await?;
         let unread: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {INBOX} AND {IS_READ} = 0"))
@@ -185,7 +187,7 @@ impl Store {
             record(&mut tx, Some(actor), "inbox", actor.id, "read_all", changes).await?;
         }
         tx.commit().await?;
-        Ok(unread)
+        Ok((unread, mark))
     }
 
     /// The tag's notifications after `after_seq` still in `user_id`'s inbox,

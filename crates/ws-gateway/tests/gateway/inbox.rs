@@ -107,6 +107,20 @@ async fn inbox_actions_reach_every_socket(app: &TestGateway) {
     let list = laptop.request(json!({"action":"notifications_list"})).await;
     assert_eq!(list["count"], 1);
     assert_eq!(list["results"][0]["is_read"], false);
+    // Read-all is one frame per socket, naming how far it reaches.
+    let (status, _) = app
+        .rest(
+            Method::POST,
+            "/api/notifications/read-all/",
+            &bob_token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    for ws in [&mut phone, &mut laptop] {
+        assert_eq!(ws.recv().await, json!({"type":"read_all","up_to": second}));
+        ws.expect_quiet().await;
+    }
 }
 
 async fn another_users_inbox_item_is_not_found_over_the_socket(app: &TestGateway) {
