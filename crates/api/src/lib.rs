@@ -36,8 +36,40 @@ pub struct AppState {
     pub config: Arc<ApiConfig>,
 }
 
-/// The whole REST API with its operational routes.
+/// The whole REST API with its operational routes. Every `/api/` path
+/// answers with or without its trailing slash.
 pub fn router(state: AppState) -> Router {
+    let routes = routes(state);
+    Router::new().fallback_service(
+        tower::ServiceBuilder::new()
+            .map_request(with_trailing_slash)
+            .service(routes),
+    )
+}
+
+/// `/api/users/me` is `/api/users/me/` (the routes are declared with the
+/// slash, as the protocol names them); the OpenAPI document keeps its name.
+fn with_trailing_slash(mut request: axum::extract::Request) -> axum::extract::Request {
+    let uri = request.uri();
+    let path = uri.path();
+    if !path.starts_with("/api/") || path.ends_with('/') || path.ends_with(".json") {
+        return request;
+    }
+    let rewritten = match uri.query() {
+        Some(query) => format!("{path}/?{query}"),
+        None => format!("{path}/"),
+    };
+    let mut parts = uri.clone().into_parts();
+    if let Ok(path_and_query) = rewritten.parse() {
+        parts.path_and_query = Some(path_and_query);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}
+
+fn routes(state: AppState) -> Router {
     let api = Router::new()
         .merge(routes::auth::router())
         .merge(routes::users::router())

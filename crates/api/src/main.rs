@@ -40,7 +40,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let (core, keys) = started?;
     if let Some(password) = ops::boot::ensure_admin(&core, cli.api.admin_password.as_ref()).await? {
-        println!("created user `admin` with password: {password}");
+        ops::logs::banner(
+            cli.common.log_format,
+            &format!("created user `admin` with password: {password}  (shown once)"),
+        );
     }
     let state = AppState {
         core: core.clone(),

@@ -56,6 +56,8 @@ pub struct Core {
     hashers: tokio::sync::Semaphore,
     /// Failed logins per username and per client address.
     logins: throttle::LoginThrottle,
+    /// Delivery reads under way; see [`Core::backlog`].
+    delivery_reads: tokio::sync::Semaphore,
 }
 
 /// Entries each cache holds before starting over.
@@ -68,6 +70,8 @@ impl Core {
         if let Some(feed) = store.commit_feed() {
             store.spawn_beside_writer(announcer::run(feed, bus.clone()));
         }
+        // One read connection stays free for REST and readiness.
+        let delivery_slots = store.read_connections().saturating_sub(1).max(1);
         Arc::new(Self {
             store,
             bus,
@@ -78,6 +82,7 @@ impl Core {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
             logins: throttle::LoginThrottle::default(),
+            delivery_reads: tokio::sync::Semaphore::new(delivery_slots),
         })
     }
 

@@ -219,6 +219,11 @@ impl Store {
         self.writer_thread.spawn(task);
     }
 
+    /// How many connections reads share.
+    pub fn read_connections(&self) -> usize {
+        self.read.options().get_max_connections() as usize
+    }
+
     /// A round trip to the database, for `/readyz`.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.read).await?;

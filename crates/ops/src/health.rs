@@ -95,6 +95,6 @@ pub async fn track(request: Request, next: Next) -> Response {
     ];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
-    tracing::debug!(%method, %route, status, elapsed_ms = elapsed.as_millis() as u64, "request");
+    tracing::info!(%method, %route, status, elapsed_ms = elapsed.as_millis() as u64, "request");
     response
 }

@@ -7,13 +7,37 @@ use tracing_subscriber::EnvFilter;
 
 use crate::settings::LogFormat;
 
+/// A line for the person or script that started the process (where it
+/// listens, a generated password), on stdout: plain text, or with
+/// `LOG_FORMAT=json` one JSON object like every other line.
+pub fn banner(format: LogFormat, message: &str) {
+    match format {
+        LogFormat::Text => println!("{message}"),
+        LogFormat::Json => println!(
+            "{}",
+            serde_json::json!({
+                "timestamp": domain::time::rfc3339(domain::time::now_millis()),
+                "level": "INFO",
+                "fields": { "message": message },
+                "target": "banner",
+            })
+        ),
+    }
+}
+
 /// Installs the global subscriber; later calls (tests) are no-ops.
 pub fn init(format: LogFormat) {
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // The WebSocket library logs every frame's payload at trace level:
     // message contents and tokens never reach a log line, whatever
     // RUST_LOG asks for.
-    for quiet in ["tungstenite=debug", "tokio_tungstenite=debug"] {
+    // PostgreSQL's notices ("relation … already exists, skipping" on every
+    // start) are not news.
+    for quiet in [
+        "tungstenite=debug",
+        "tokio_tungstenite=debug",
+        "sqlx::postgres::notice=warn",
+    ] {
         if let Ok(directive) = quiet.parse() {
             filter = filter.add_directive(directive);
         }

@@ -79,7 +79,10 @@ async fn serve(cli: &Cli) -> anyhow::Result<()> {
         }
     };
     if let Some(password) = ops::boot::ensure_admin(&core, cli.api.admin_password.as_ref()).await? {
-        println!("created user `admin` with password: {password}  (shown once)");
+        ops::logs::banner(
+            cli.common.log_format,
+            &format!("created user `admin` with password: {password}  (shown once)"),
+        );
     }
     let api = AppState {
         core: core.clone(),
@@ -96,8 +99,15 @@ async fn serve(cli: &Cli) -> anyhow::Result<()> {
     ws_switch.ready(tidings_gateway::router(gateway.clone()));
     // Printed once everything answers, so a script that waits for these
     // lines can use the service at once.
-    println!("REST API:  http://{api_addr}/api/  (OpenAPI at /api/openapi.json)");
-    println!("WebSocket: ws://{ws_addr}/ws?token=ACCESS_TOKEN");
+    let format = cli.common.log_format;
+    ops::logs::banner(
+        format,
+        &format!("REST API:  http://{api_addr}/api/  (OpenAPI at /api/openapi.json)"),
+    );
+    ops::logs::banner(
+        format,
+        &format!("WebSocket: ws://{ws_addr}/ws?token=ACCESS_TOKEN"),
+    );
     let (api_result, ws_result) = tokio::join!(api_serving, ws_serving);
     tidings_gateway::finish(&gateway).await;
     core.close().await;

@@ -145,9 +145,15 @@ impl Session {
             turn: None,
         };
         metrics.connections.increment(1.0);
+        tracing::info!(user = %session.actor.username, session = id, "socket opened");
         let end = session.run(&mut receiver, expires_at).await;
+        let (code, reason) = match &end {
+            End::Close(code, reason) => (*code, *reason),
+            End::Gone => (0, "the peer went away"),
+        };
         session.finish(end).await;
         metrics.connections.decrement(1.0);
+        tracing::info!(user = %session.actor.username, session = id, code, reason, "socket closed");
     }
 
     async fn run(

@@ -18,7 +18,27 @@ on_both_stores!(
     health_ready_metrics_and_openapi,
     tokens_are_not_cached_and_responses_carry_security_headers,
     the_bearer_scheme_is_case_insensitive,
+    paths_answer_with_or_without_the_trailing_slash,
 );
+
+async fn paths_answer_with_or_without_the_trailing_slash(app: &TestApp) {
+    for path in [
+        "/api/users/me",
+        "/api/users/me/",
+        "/api/topics?page=1&page_size=5",
+        "/api/openapi.json",
+        "/healthz",
+    ] {
+        let (status, body) = app.get(path, &app.admin).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    }
+    let (status, body) = app.get("/api/topics?page=0", &app.admin).await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
+        "the query survives the rewrite"
+    );
+}
 
 async fn tokens_are_not_cached_and_responses_carry_security_headers(app: &TestApp) {
     app.user("alice").await;

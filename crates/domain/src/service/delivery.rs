@@ -1,6 +1,12 @@
 //! What a gateway reads to deliver: a user's memberships and subscriptions
 //! with their cursors, backlogs, and where cursors are saved. No rules
 //! apply here: a session only ever reads for its own user.
+//!
+//! These reads come in storms: after a Redis blip every session resyncs at
+//! once, after a restart every client reconnects at once. Each read first
+//! takes one of a few slots (one fewer than the read pool's connections),
+//! so a storm queues here, without a deadline, instead of timing out in
+//! the pool's queue and closing sockets with 1011.
 
 use super::{Core, ServiceError};
 use crate::model::{InboxItem, StoredMessage};
@@ -9,6 +15,7 @@ use crate::store::{Cursor, Membership, TagSubscription};
 impl Core {
     /// Every channel `user_id` belongs to, with its delivery cursor.
     pub async fn memberships(&self, user_id: i64) -> Result<Vec<Membership>, ServiceError> {
+        let _slot = self.delivery_slot().await?;
         Ok(self.store.memberships(user_id).await?)
     }
 
@@ -17,6 +24,7 @@ impl Core {
         &self,
         user_id: i64,
     ) -> Result<Vec<TagSubscription>, ServiceError> {
+        let _slot = self.delivery_slot().await?;
         Ok(self.store.tag_subscriptions(user_id).await?)
     }
 
@@ -26,6 +34,7 @@ impl Core {
         channel_id: i64,
         user_id: i64,
     ) -> Result<Option<i64>, ServiceError> {
+        let _slot = self.delivery_slot().await?;
         Ok(self.store.delivered_seq(channel_id, user_id).await?)
     }
 
@@ -38,6 +47,7 @@ impl Core {
         limit: i64,
         skip_sender: Option<i64>,
     ) -> Result<Vec<StoredMessage>, ServiceError> {
+        let _slot = self.delivery_slot().await?;
         Ok(self
             .store
             .messages_after(channel_id, after, limit, skip_sender)
@@ -52,10 +62,18 @@ impl Core {
         after: i64,
         limit: i64,
     ) -> Result<Vec<InboxItem>, ServiceError> {
+        let _slot = self.delivery_slot().await?;
         Ok(self
             .store
             .notifications_after(user_id, tag_id, after, limit)
             .await?)
+    }
+
+    async fn delivery_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ServiceError> {
+        self.delivery_reads
+            .acquire()
+            .await
+            .map_err(|_| ServiceError::Internal("delivery reads have stopped"))
     }
 
     /// Saves delivery cursors in one batch (positions never move back).

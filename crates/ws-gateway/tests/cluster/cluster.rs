@@ -132,3 +132,17 @@ impl Cluster {
         response.json().await.unwrap_or_default()
     }
 }
+
+impl Drop for Cluster {
+    /// A failed test shows what its processes logged.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for n in 0..3 {
+                eprintln!(
+                    "--- child {n} (0: api, 1 and 2: gateways) ---\n{}",
+                    self.log(n)
+                );
+            }
+        }
+    }
+}
