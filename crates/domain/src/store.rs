@@ -70,6 +70,15 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+impl StoreError {
+    /// The pool could not hand out a connection in time: the database may
+    /// be slow (opening connections under load) rather than gone, and the
+    /// same read may well succeed a moment later.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, StoreError::Database(sqlx::Error::PoolTimedOut))
+    }
+}
+
 /// Turns a unique-key violation into `Conflict(what)`; anything else stays
 /// a database error.
 fn conflict(what: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {

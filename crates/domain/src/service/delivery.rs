@@ -6,17 +6,37 @@
 //! once, after a restart every client reconnects at once. Each read first
 //! takes one of a few slots (one fewer than the read pool's connections),
 //! so a storm queues here, without a deadline, instead of timing out in
-//! the pool's queue and closing sockets with 1011.
+//! the pool's queue and closing sockets with 1011. A read that still finds
+//! the pool busy (connections slow to open under load) is tried again a
+//! few times before the session gives up.
 
 use super::{Core, ServiceError};
 use crate::model::{InboxItem, StoredMessage};
-use crate::store::{Cursor, Membership, TagSubscription};
+use crate::store::{Cursor, Membership, StoreError, TagSubscription};
+
+/// Attempts at a delivery read while the pool is busy.
+const BUSY_ATTEMPTS: usize = 3;
+
+/// Runs `read`, again while the pool reports itself busy.
+async fn busy_retry<T, F, Fut>(mut read: F) -> Result<T, ServiceError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match read().await {
+            Err(err) if err.is_busy() && attempt < BUSY_ATTEMPTS => attempt += 1,
+            done => return Ok(done?),
+        }
+    }
+}
 
 impl Core {
     /// Every channel `user_id` belongs to, with its delivery cursor.
     pub async fn memberships(&self, user_id: i64) -> Result<Vec<Membership>, ServiceError> {
         let _slot = self.delivery_slot().await?;
-        Ok(self.store.memberships(user_id).await?)
+        busy_retry(|| self.store.memberships(user_id)).await
     }
 
     /// `user_id`'s tag subscriptions, with their delivery cursors.
@@ -25,7 +45,7 @@ impl Core {
         user_id: i64,
     ) -> Result<Vec<TagSubscription>, ServiceError> {
         let _slot = self.delivery_slot().await?;
-        Ok(self.store.tag_subscriptions(user_id).await?)
+        busy_retry(|| self.store.tag_subscriptions(user_id)).await
     }
 
     /// How far `user_id` has received `channel_id`; `None` when not a member.
@@ -35,7 +55,7 @@ impl Core {
         user_id: i64,
     ) -> Result<Option<i64>, ServiceError> {
         let _slot = self.delivery_slot().await?;
-        Ok(self.store.delivered_seq(channel_id, user_id).await?)
+        busy_retry(|| self.store.delivered_seq(channel_id, user_id)).await
     }
 
     /// A channel's messages after `after`, oldest first, leaving out the
@@ -48,10 +68,11 @@ impl Core {
         skip_sender: Option<i64>,
     ) -> Result<Vec<StoredMessage>, ServiceError> {
         let _slot = self.delivery_slot().await?;
-        Ok(self
-            .store
-            .messages_after(channel_id, after, limit, skip_sender)
-            .await?)
+        busy_retry(|| {
+            self.store
+                .messages_after(channel_id, after, limit, skip_sender)
+        })
+        .await
     }
 
     /// A tag's notifications after `after` still in `user_id`'s inbox.
@@ -63,10 +84,11 @@ impl Core {
         limit: i64,
     ) -> Result<Vec<InboxItem>, ServiceError> {
         let _slot = self.delivery_slot().await?;
-        Ok(self
-            .store
-            .notifications_after(user_id, tag_id, after, limit)
-            .await?)
+        busy_retry(|| {
+            self.store
+                .notifications_after(user_id, tag_id, after, limit)
+        })
+        .await
     }
 
     async fn delivery_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ServiceError> {
