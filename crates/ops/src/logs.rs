@@ -4,6 +4,7 @@
 //! stays clean for scripts.
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 
 use crate::settings::LogFormat;
 
@@ -28,17 +29,21 @@ pub fn banner(format: LogFormat, message: &str) {
 /// Installs the global subscriber; later calls (tests) are no-ops.
 pub fn init(format: LogFormat) {
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // The WebSocket library logs every frame's payload at trace level:
-    // message contents and tokens never reach a log line, whatever
-    // RUST_LOG asks for.
-    // PostgreSQL's notices ("relation … already exists, skipping" on every
-    // start) are not news.
-    for quiet in [
-        "tungstenite=debug",
-        "tokio_tungstenite=debug",
-        "sqlx::postgres::notice=warn",
-    ] {
-        if let Ok(directive) = quiet.parse() {
+    // Caps, added only where RUST_LOG asks for more (a directive would
+    // otherwise raise a quieter setting): the WebSocket library logs every
+    // frame's payload at trace level, and message contents and tokens never
+    // reach a log line; PostgreSQL's notices ("relation … already exists,
+    // skipping" on every start) are not news.
+    let verbosity = filter.max_level_hint().unwrap_or(LevelFilter::TRACE);
+    let caps = [
+        (LevelFilter::DEBUG, "tungstenite=debug"),
+        (LevelFilter::DEBUG, "tokio_tungstenite=debug"),
+        (LevelFilter::WARN, "sqlx::postgres::notice=warn"),
+    ];
+    for (cap, directive) in caps {
+        if verbosity > cap
+            && let Ok(directive) = directive.parse()
+        {
             filter = filter.add_directive(directive);
         }
     }

@@ -26,6 +26,11 @@ impl Shutdown {
         self.sender.send_replace(true);
     }
 
+    /// Whether shutdown has been triggered.
+    pub fn triggered(&self) -> bool {
+        *self.sender.borrow()
+    }
+
     /// Resolves once shutdown has been triggered.
     pub async fn wait(&self) {
         let mut receiver = self.sender.subscribe();

@@ -328,16 +328,25 @@ impl Session {
     }
 
     /// Leaves the hub, closes the socket, and saves what the client received.
+    ///
+    /// When the whole process is going away, every session closes at once:
+    /// leaving the hub (a Redis round trip per key) and saving this
+    /// session's cursors on its own would put hundreds of closes in a queue
+    /// behind each other, while the process saves every noted cursor in
+    /// one batch once the last session is done anyway.
     async fn finish(&mut self, end: End) {
-        let keys: Vec<Key> = self
-            .channels
-            .keys()
-            .map(|&c| Key::Channel(c))
-            .chain(self.tags.keys().map(|&t| Key::Tag(t)))
-            .chain([Key::User(self.actor.id)])
-            .collect();
-        for key in keys {
-            self.unwatch(key).await;
+        let exiting = self.state.shutdown.triggered();
+        if !exiting {
+            let keys: Vec<Key> = self
+                .channels
+                .keys()
+                .map(|&c| Key::Channel(c))
+                .chain(self.tags.keys().map(|&t| Key::Tag(t)))
+                .chain([Key::User(self.actor.id)])
+                .collect();
+            for key in keys {
+                self.unwatch(key).await;
+            }
         }
         if let End::Close(code, reason) = end
             && self.conn.close_handshake(code, reason).await
@@ -351,7 +360,9 @@ impl Session {
         // sees the end of this one starts where this one stopped.
         self.note_cursors();
         self.conn.report_tally();
-        self.state.cursors.flush(&self.state.core).await;
+        if !exiting {
+            self.state.cursors.flush(&self.state.core).await;
+        }
         self.conn.shut().await;
     }
 }

@@ -62,25 +62,24 @@ impl Cluster {
                 (addr_key, format!("127.0.0.1:{port}")),
             ]
         };
-        let (api_port, ws_a, ws_b) = (free_port(), free_port(), free_port());
         let logs = tempfile::tempdir().unwrap();
         let log = |n: usize| logs.path().join(format!("{n}.log"));
-        let mut children = vec![start_logged(
-            binary("api"),
-            &common("TIDINGS_API_ADDR", api_port),
-            &log(0),
-        )];
+        let (api_child, api_port) =
+            start_ready("api", &log(0), |port| common("TIDINGS_API_ADDR", port)).await;
+        let mut children = vec![api_child];
         let api = format!("http://127.0.0.1:{api_port}");
-        wait_ready(&api).await;
-        for (n, port) in [(1, ws_a), (2, ws_b)] {
-            let mut env = common("TIDINGS_WS_ADDR", port);
-            env.extend(gateway_env.iter().map(|(k, v)| (*k, (*v).to_owned())));
-            children.push(start_logged(binary("ws-gateway"), &env, &log(n)));
+        let mut gateways = Vec::new();
+        for n in [1, 2] {
+            let (child, port) = start_ready("ws-gateway", &log(n), |port| {
+                let mut env = common("TIDINGS_WS_ADDR", port);
+                env.extend(gateway_env.iter().map(|(k, v)| (*k, (*v).to_owned())));
+                env
+            })
+            .await;
+            children.push(child);
+            gateways.push(format!("127.0.0.1:{port}"));
         }
-        let gateways = [format!("127.0.0.1:{ws_a}"), format!("127.0.0.1:{ws_b}")];
-        for gateway in &gateways {
-            wait_ready(&format!("http://{gateway}")).await;
-        }
+        let gateways = [gateways[0].clone(), gateways[1].clone()];
         let keys = JwtKeys::new(
             SECRET.as_bytes(),
             Duration::from_secs(3600),
@@ -131,6 +130,25 @@ impl Cluster {
         );
         response.json().await.unwrap_or_default()
     }
+}
+
+/// Starts `binary` on a free port until it is ready and still running: a
+/// port found free can be taken by another test before the child binds
+/// it, and then readiness would be answered by that test's process.
+async fn start_ready(
+    binary_name: &str,
+    log: &std::path::Path,
+    env: impl Fn(u16) -> Vec<(&'static str, String)>,
+) -> (Child, u16) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = start_logged(binary(binary_name), &env(port), log);
+        wait_ready(&format!("http://127.0.0.1:{port}")).await;
+        if child.try_wait().unwrap().is_none() {
+            return (child, port);
+        }
+    }
+    panic!("{binary_name} could not keep a port");
 }
 
 impl Drop for Cluster {

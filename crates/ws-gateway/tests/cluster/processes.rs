@@ -6,13 +6,24 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
-/// A free loopback port (bound and released; the child binds it next).
+/// A free loopback port (bound and released; the child binds it next),
+/// never the same one twice in this test run: tests run side by side, and
+/// a port released by one could otherwise be handed to another before the
+/// first one's child binds it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut handed_out = HANDED_OUT.lock().unwrap();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
 }
 
 /// A binary of this workspace, next to the gateway's own.
