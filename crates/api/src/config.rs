@@ -20,6 +20,11 @@ pub struct ApiArgs {
     #[arg(long, env = "TIDINGS_TRUST_FORWARDED_FOR", default_value_t = false)]
     pub trust_forwarded_for: bool,
 
+    /// Web origins allowed to call the API from a browser (CORS), comma-separated, e.g.
+    /// `https://app.example.com`; `*` allows any. Off when unset.
+    #[arg(long, env = "TIDINGS_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
     /// Password of the `admin` created on an empty store (generated and printed once if unset).
     #[arg(long, env = "TIDINGS_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<Secret>,
@@ -30,6 +35,8 @@ pub struct ApiArgs {
 pub struct ApiConfig {
     pub open_registration: bool,
     pub trust_forwarded_for: bool,
+    /// Origins allowed by CORS; empty: no CORS headers at all.
+    pub cors_origins: Vec<String>,
 }
 
 impl From<&ApiArgs> for ApiConfig {
@@ -37,6 +44,7 @@ impl From<&ApiArgs> for ApiConfig {
         Self {
             open_registration: args.open_registration,
             trust_forwarded_for: args.trust_forwarded_for,
+            cors_origins: args.cors_origins.clone(),
         }
     }
 }

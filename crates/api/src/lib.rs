@@ -39,11 +39,47 @@ pub struct AppState {
 /// The whole REST API with its operational routes. Every `/api/` path
 /// answers with or without its trailing slash.
 pub fn router(state: AppState) -> Router {
+    let cors = cors(&state.config.cors_origins);
     let routes = routes(state);
-    Router::new().fallback_service(
+    let router = Router::new().fallback_service(
         tower::ServiceBuilder::new()
             .map_request(with_trailing_slash)
             .service(routes),
+    );
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+/// CORS for the configured origins (`*`: any), or none at all. Tokens
+/// travel in the `Authorization` header, never in cookies, so no
+/// credentials mode is needed.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins: Vec<&String> = origins.iter().filter(|o| !o.trim().is_empty()).collect();
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o.trim() == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| o.trim().parse().ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([
+                axum::http::Method::GET,
+                axum::http::Method::POST,
+                axum::http::Method::PATCH,
+                axum::http::Method::DELETE,
+            ])
+            .allow_headers([
+                axum::http::header::AUTHORIZATION,
+                axum::http::header::CONTENT_TYPE,
+            ])
+            .max_age(std::time::Duration::from_secs(3600)),
     )
 }
 

@@ -401,3 +401,64 @@ async fn health_ready_metrics_and_openapi(app: &TestApp) {
         );
     }
 }
+
+/// CORS is off unless origins are configured; then a browser on an
+/// allowed origin gets its preflight answered, and others get nothing.
+#[tokio::test]
+async fn cors_allows_only_the_configured_origins() {
+    let preflight = |app: &TestApp, origin: &'static str| {
+        app.client
+            .request(Method::OPTIONS, format!("{}/api/topics/", app.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+    let closed = TestApp::spawn(domain::testing::Flavor::Sqlite)
+        .await
+        .unwrap();
+    let response = preflight(&closed, "https://app.example.com").await.unwrap();
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+
+    let config = tidings_api::ApiConfig {
+        cors_origins: vec!["https://app.example.com".into()],
+        ..Default::default()
+    };
+    let open = TestApp::spawn_with(domain::testing::Flavor::Sqlite, config)
+        .await
+        .unwrap();
+    let response = preflight(&open, "https://app.example.com").await.unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let response = preflight(&open, "https://evil.example.net").await.unwrap();
+    assert!(
+        response
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+    let response = open
+        .client
+        .get(format!("{}/api/users/me/", open.base))
+        .header("origin", "https://app.example.com")
+        .bearer_auth(&open.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+}
