@@ -100,16 +100,26 @@ impl TestStore {
     }
 
     pub async fn fresh(flavor: Flavor) -> Option<Self> {
+        Self::fresh_with_pool(flavor, None).await
+    }
+
+    /// Like [`TestStore::fresh`], with `pool` read connections instead of
+    /// the default (a small pool makes starvation show at once).
+    pub async fn fresh_with_pool(flavor: Flavor, pool: Option<u32>) -> Option<Self> {
         match flavor {
-            Flavor::Sqlite => Some(Self::sqlite().await),
-            Flavor::Postgres => Self::postgres().await,
+            Flavor::Sqlite => Some(Self::sqlite_with_pool(pool.unwrap_or(4)).await),
+            Flavor::Postgres => Self::postgres_with_pool(pool.unwrap_or(5)).await,
         }
     }
 
     pub async fn sqlite() -> Self {
+        Self::sqlite_with_pool(4).await
+    }
+
+    async fn sqlite_with_pool(pool: u32) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
         let url = format!("sqlite://{}", dir.path().join("tidings.db").display());
-        let store = Store::connect(&url, 4).await.expect("SQLite store");
+        let store = Store::connect(&url, pool).await.expect("SQLite store");
         Self {
             store,
             url,
@@ -118,6 +128,10 @@ impl TestStore {
     }
 
     pub async fn postgres() -> Option<Self> {
+        Self::postgres_with_pool(5).await
+    }
+
+    async fn postgres_with_pool(pool: u32) -> Option<Self> {
         let Ok(server) = std::env::var(POSTGRES_ENV) else {
             // A skipped test must not count as passed where the database
             // is meant to be there.
@@ -142,7 +156,7 @@ impl TestStore {
             Some(slash) if slash > "postgres://".len() => format!("{}/{name}", &base[..slash]),
             _ => format!("{base}/{name}"),
         };
-        let store = Store::connect(&url, 5).await.expect("PostgreSQL store");
+        let store = Store::connect(&url, pool).await.expect("PostgreSQL store");
         Some(Self {
             store,
             url,

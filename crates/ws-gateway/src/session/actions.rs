@@ -184,7 +184,12 @@ impl Session {
         // the next one's turn.
         let (queued, turn) = tokio::sync::oneshot::channel::<()>();
         let previous = self.turn.replace(turn);
-        pending.push_back(Box::pin(async move {
+        // A task of its own, not a future polled by the session: while the
+        // session awaits something else (a read of its own, a resync), a
+        // publish that holds a pool connection, or is next in the pool's
+        // queue, must still run and let go of it. Aborted if the session
+        // ends without waiting for it, like any unanswered frame.
+        let publish = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
             let checked = core.check_publish(&actor, &target, content).await;
             if let Some(previous) = previous {
                 let _ = previous.await;
@@ -194,10 +199,15 @@ impl Session {
                 Err(err) => Err(err),
             };
             drop(queued);
-            let result = match queued_publish {
+            match queued_publish {
                 Ok(queued_publish) => core.committed(&actor, queued_publish).await,
                 Err(err) => Err(err),
-            };
+            }
+        }));
+        pending.push_back(Box::pin(async move {
+            let result = publish
+                .await
+                .unwrap_or(Err(ServiceError::Internal("the publish stopped")));
             (reference, result)
         }));
         Ok(None)

@@ -7,7 +7,7 @@ use domain::model::User;
 use domain::testing::TestStore;
 use tokio::process::Child;
 
-use crate::processes::{binary, free_port, start_logged, wait_ready};
+use crate::processes::{binary, free_port, one_at_a_time, start_logged, wait_ready};
 
 pub const SECRET: &str = "a-cluster-test-secret-that-is-long-enough";
 
@@ -21,6 +21,8 @@ pub struct Cluster {
     pub children: Vec<Child>,
     /// Each child's stderr, in the same order.
     logs: tempfile::TempDir,
+    /// Released once this cluster's processes are gone.
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Cluster {
@@ -39,6 +41,7 @@ impl Cluster {
         redis_url: Option<String>,
         gateway_env: &[(&'static str, &str)],
     ) -> Option<Self> {
+        let turn = one_at_a_time().await;
         let db = TestStore::postgres().await;
         let (Some(db), Some(redis_url)) = (db, redis_url) else {
             assert!(
@@ -94,6 +97,7 @@ impl Cluster {
             keys,
             children,
             logs,
+            _turn: turn,
         })
     }
 

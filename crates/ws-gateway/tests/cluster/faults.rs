@@ -1,11 +1,14 @@
 //! Redis connections cut while publishing goes on: every subscriber still
-//! ends up with every message, in order, once.
+//! ends up with every message, in order, once. The cuts go to a Redis of
+//! the test's own: `CLIENT KILL` on the shared one would cut the tests
+//! running beside it.
 
 use reqwest::Method;
 use serde_json::json;
 
 use crate::cluster::Cluster;
 use crate::delivery::connect;
+use crate::own_redis::OwnRedis;
 use crate::ws_client::Client;
 
 const TOTAL: i64 = 200;
@@ -21,7 +24,8 @@ async fn all_messages(client: &mut Client) -> Vec<i64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_gateways_redis_subscriptions_loses_nothing() {
-    let Some(cluster) = Cluster::start().await else {
+    let redis = OwnRedis::start().await;
+    let Some(cluster) = Cluster::start_with(Some(redis.url())).await else {
         return;
     };
     let (_, alice) = cluster.user("alice", false).await;

@@ -10,6 +10,7 @@ use crate::processes::{binary, free_port, start_logged, terminate, wait_ready};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_logs_carry_no_contents_and_no_tokens() {
+    let _turn = crate::processes::one_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("tidings.db").display());
     let store = domain::store::Store::connect(&url, 1).await.unwrap();

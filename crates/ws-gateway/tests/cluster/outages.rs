@@ -4,75 +4,19 @@
 //! gateways resumes within seconds of Redis returning, with nothing lost.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
 
 use crate::cluster::Cluster;
 use crate::delivery::connect;
+use crate::own_redis::OwnRedis;
 use crate::processes::{binary, free_port, start_logged};
 use crate::ws_client::Client;
 
 /// How soon live delivery must resume once Redis is back.
 const RESUME: Duration = Duration::from_secs(5);
-
-/// A `redis-server` of this test's own.
-struct OwnRedis {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl OwnRedis {
-    async fn start() -> Self {
-        let mut redis = Self {
-            port: free_port(),
-            dir: tempfile::tempdir().unwrap(),
-            child: None,
-        };
-        redis.restart().await;
-        redis
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    async fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server is installed");
-        self.child = Some(child);
-        let client = redis::Client::open(self.url()).unwrap();
-        for _ in 0..100 {
-            if let Ok(mut conn) = client.get_multiplexed_async_connection().await
-                && redis::cmd("PING")
-                    .query_async::<String>(&mut conn)
-                    .await
-                    .is_ok()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("redis-server did not start");
-    }
-
-    async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().await.unwrap();
-        }
-    }
-}
 
 async fn readyz(base: &str) -> (u16, Value) {
     let response = reqwest::Client::new()
@@ -188,6 +132,7 @@ async fn a_redis_outage_keeps_local_delivery_and_recovers_within_seconds() {
 /// why in `/readyz` and in its log, and becomes ready once Redis answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_started_without_redis_listens_and_says_why() {
+    let _turn = crate::processes::one_at_a_time().await;
     let Some(db) = domain::testing::TestStore::postgres().await else {
         return;
     };
@@ -232,12 +177,7 @@ async fn a_gateway_started_without_redis_listens_and_says_why() {
     );
     assert!(text.to_lowercase().contains("refused"), "{text}");
 
-    let mut redis = OwnRedis {
-        port: redis_port,
-        dir: tempfile::tempdir().unwrap(),
-        child: None,
-    };
-    redis.restart().await;
+    let _redis = OwnRedis::start_on(redis_port).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while readyz(&base).await.0 != 200 {
         assert!(tokio::time::Instant::now() < deadline, "never ready");
@@ -297,6 +237,7 @@ impl CuttableProxy {
 /// of it recovers when the database is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_is_503_everywhere_and_recovers() {
+    let _turn = crate::processes::one_at_a_time().await;
     let (Some(db), Some(redis_url)) = (
         domain::testing::TestStore::postgres().await,
         std::env::var("TIDINGS_TEST_REDIS_URL").ok(),

@@ -6,6 +6,16 @@ use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits for this test's turn to run processes. Each test here starts
+/// several server processes and drives them flat out; two at once on a
+/// small machine measure the machine (a starved process misses its
+/// deadlines), not the code.
+pub async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    TURN.lock().await
+}
+
 /// A free loopback port (bound and released; the child binds it next),
 /// never the same one twice in this test run: tests run side by side, and
 /// a port released by one could otherwise be handed to another before the

@@ -56,7 +56,11 @@ impl TestGateway {
     }
 
     pub async fn spawn_with(flavor: Flavor, config: GatewayConfig) -> Option<Self> {
-        let db = TestStore::fresh(flavor).await?;
+        Self::spawn_on(TestStore::fresh(flavor).await?, config).await
+    }
+
+    /// A gateway over a store made by the test (a small pool, say).
+    pub async fn spawn_on(db: TestStore, config: GatewayConfig) -> Option<Self> {
         let keys = domain::testing::keys();
         let core = db.core();
         let shutdown = Shutdown::new();

@@ -85,3 +85,68 @@ async fn a_refused_publish_among_pipelined_ones_fails_alone(app: &TestGateway) {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_publishes_in_flight_never_starve_the_sessions_own_reads() {
+    publishes_in_flight_never_starve_the_sessions_own_reads(domain::testing::Flavor::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_publishes_in_flight_never_starve_the_sessions_own_reads() {
+    publishes_in_flight_never_starve_the_sessions_own_reads(domain::testing::Flavor::Postgres)
+        .await;
+}
+
+/// On a store with two read connections, a socket pipelines publishes to
+/// a private topic (each one's membership check reads the store) while
+/// people it never talked to send it direct messages (each new
+/// conversation makes the session itself read the store). Publishes
+/// waiting on the store must not hold the connections the session's own
+/// read needs: every publish is acknowledged and every direct message
+/// delivered, and nothing is closed with 1011.
+async fn publishes_in_flight_never_starve_the_sessions_own_reads(flavor: domain::testing::Flavor) {
+    const PEERS: usize = 40;
+    const TOTAL: usize = 3000;
+    let Some(db) = domain::testing::TestStore::fresh_with_pool(flavor, Some(2)).await else {
+        return;
+    };
+    let Some(app) = TestGateway::spawn_on(db, Default::default()).await else {
+        return;
+    };
+    let (alice, alice_token) = app.user("alice").await;
+    app.topic(&alice, "inner", true).await;
+    let mut peers = Vec::new();
+    for n in 0..PEERS {
+        peers.push(app.user(&format!("peer{n}")).await.0);
+    }
+    let mut ws = app.connect(&alice_token).await;
+    let core = app.core.clone();
+    let writers = tokio::spawn(async move {
+        let to_alice = domain::names::Target::parse("@alice").unwrap();
+        for peer in peers {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            core.publish(&peer, &to_alice, "hello").await.unwrap();
+        }
+    });
+    for n in 0..TOTAL {
+        ws.send(json!({"action":"message","topic_name":"inner","content":format!("m{n}"),"ref":n}))
+            .await;
+    }
+    let (mut acked, mut greeted) = (0, 0);
+    while acked < TOTAL || greeted < PEERS {
+        let frame = ws.recv().await;
+        match frame["type"].as_str() {
+            Some("ack") => {
+                assert_eq!(frame["ref"], acked, "{frame}");
+                acked += 1;
+            }
+            Some("message") => {
+                assert_eq!(frame["content"], "hello", "{frame}");
+                greeted += 1;
+            }
+            _ => panic!("unexpected {frame}"),
+        }
+    }
+    writers.await.unwrap();
+    ws.expect_quiet().await;
+}
