@@ -14,7 +14,11 @@ use serde::Deserialize;
 /// `?page=&page_size=` on every long list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct PageParams {
+    /// The page, from 1.
+    #[param(example = 1)]
     pub page: Option<i64>,
+    /// Items per page.
+    #[param(example = 20)]
     pub page_size: Option<i64>,
 }
 

@@ -32,6 +32,8 @@ pub enum Command {
     User(UserCommand),
     /// Print an access token for an existing user.
     Token(TokenArgs),
+    /// Print the REST API's OpenAPI document (as served at /api/openapi.json).
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,6 +24,10 @@ async fn main() -> anyhow::Result<()> {
     ops::logs::init(cli.common.log_format);
     match &cli.command {
         None | Some(Command::Serve) => serve(&cli).await,
+        Some(Command::Openapi) => {
+            println!("{}", tidings_api::openapi::document()?);
+            Ok(())
+        }
         Some(Command::Migrate) => {
             let store = Store::connect_only(&cli.common.database_url, 1).await?;
             store.migrate().await?;

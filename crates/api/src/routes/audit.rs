@@ -20,16 +20,24 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct AuditParams {
     /// user, topic, membership, tag, subscription, notification, inbox_item, inbox.
+    #[param(example = "topic")]
     resource: Option<String>,
     /// The acting username.
+    #[param(example = "alice")]
     actor: Option<String>,
+    /// The page, from 1.
+    #[param(example = 1)]
     page: Option<i64>,
+    /// Items per page.
+    #[param(example = 20)]
     page_size: Option<i64>,
 }
 
 /// Newest first.
-#[utoipa::path(get, path = "/api/audit/", tag = "audit", params(AuditParams), security(("bearer" = [])),
-    responses((status = 200, body = Page<AuditEntry>), (status = 403)))]
+#[utoipa::path(get, path = "/api/audit/", tag = "audit", operation_id = "audit_list",
+    summary = "List audit entries (admins)", params(AuditParams), security(("bearer" = [])),
+    responses((status = 200, body = Page<AuditEntry>, example = json!({"count": 1, "page": 1, "page_size": 20, "results": [{"id": 12, "created_at": "2026-11-26T09:30:00Z", "actor": "alice", "resource": "topic", "resource_id": "1", "action": "create", "changes": {"name": {"old": null, "new": "news"}}}]})),
+        (status = 403, description = "not an admin")))]
 pub async fn list(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,

@@ -49,8 +49,11 @@ pub struct AccessToken {
 }
 
 /// Exchanges a username and password for an access and a refresh token.
-#[utoipa::path(post, path = "/api/token/", tag = "auth", request_body = LoginBody,
-    responses((status = 200, body = TokenPair), (status = 401, description = "wrong username or password"),
+#[utoipa::path(post, path = "/api/token/", tag = "auth", operation_id = "token_create",
+    summary = "Log in", request_body(content = LoginBody, example = json!({"username": "alice", "password": "correct horse battery"})),
+    security(()),
+    responses((status = 200, body = TokenPair, example = json!({"access": "eyJhbGciOiJIUzI1NiJ9.ACCESS.sig", "refresh": "eyJhbGciOiJIUzI1NiJ9.REFRESH.sig"})),
+        (status = 401, description = "wrong username or password"),
         (status = 429, description = "too many failed attempts for this username or client address; see Retry-After")))]
 pub async fn login(
     State(state): State<AppState>,
@@ -69,8 +72,11 @@ pub async fn login(
 }
 
 /// Exchanges a refresh token for a new access token.
-#[utoipa::path(post, path = "/api/token/refresh/", tag = "auth", request_body = RefreshBody,
-    responses((status = 200, body = AccessToken), (status = 401, description = "invalid, expired or not a refresh token")))]
+#[utoipa::path(post, path = "/api/token/refresh/", tag = "auth", operation_id = "token_refresh",
+    summary = "Refresh an access token", request_body(content = RefreshBody, example = json!({"refresh": "eyJhbGciOiJIUzI1NiJ9.REFRESH.sig"})),
+    security(()),
+    responses((status = 200, body = AccessToken, example = json!({"access": "eyJhbGciOiJIUzI1NiJ9.ACCESS.sig"})),
+        (status = 401, description = "invalid, expired or not a refresh token")))]
 pub async fn refresh(
     State(state): State<AppState>,
     Json(body): Json<RefreshBody>,

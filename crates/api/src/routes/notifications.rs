@@ -29,9 +29,14 @@ pub struct NewNotification {
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct InboxParams {
+    /// The page, from 1.
+    #[param(example = 1)]
     page: Option<i64>,
+    /// Items per page.
+    #[param(example = 20)]
     page_size: Option<i64>,
     /// `true`: unread only; `false`: read only.
+    #[param(example = true)]
     unread: Option<bool>,
 }
 
@@ -47,9 +52,11 @@ pub struct Updated {
 }
 
 /// Sends a notification to every subscriber of the tag.
-#[utoipa::path(post, path = "/api/notifications/", tag = "notifications", request_body = NewNotification,
-    security(("bearer" = [])),
-    responses((status = 201, body = Notification), (status = 403), (status = 404), (status = 422)))]
+#[utoipa::path(post, path = "/api/notifications/", tag = "notifications", operation_id = "notifications_create",
+    summary = "Send a notification to a tag (admins)",
+    request_body(content = NewNotification, example = json!({"tag": 1, "message": "v2.3 is deployed"})), security(("bearer" = [])),
+    responses((status = 201, body = Notification, example = json!({"id": 4, "tag": 1, "message": "v2.3 is deployed", "timestamp": "2026-11-26T09:30:00Z"})),
+        (status = 403, description = "not an admin"), (status = 404, description = "no such tag"), (status = 422)))]
 pub async fn create(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
@@ -67,8 +74,9 @@ pub async fn create(
 }
 
 /// The caller's inbox, newest first, deleted items left out.
-#[utoipa::path(get, path = "/api/notifications/", tag = "notifications", params(InboxParams),
-    security(("bearer" = [])), responses((status = 200, body = Page<InboxItem>), (status = 400)))]
+#[utoipa::path(get, path = "/api/notifications/", tag = "notifications", operation_id = "notifications_list",
+    summary = "List the caller's inbox", params(InboxParams), security(("bearer" = [])),
+    responses((status = 200, body = Page<InboxItem>, example = json!({"count": 1, "page": 1, "page_size": 20, "results": [{"id": 4, "notification": {"id": 4, "tag": 1, "message": "v2.3 is deployed", "timestamp": "2026-11-26T09:30:00Z"}, "is_read": false, "created_at": "2026-11-26T09:30:00Z"}]}))))]
 pub async fn inbox(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
@@ -79,8 +87,12 @@ pub async fn inbox(
 }
 
 /// Marks an item read or unread, or deletes it (logically).
-#[utoipa::path(patch, path = "/api/notifications/{id}/", tag = "notifications", request_body = ItemPatch,
-    security(("bearer" = [])), responses((status = 200, body = InboxItem), (status = 404)))]
+#[utoipa::path(patch, path = "/api/notifications/{id}/", tag = "notifications", operation_id = "notifications_update",
+    summary = "Mark an inbox item read or unread, or delete it",
+    params(("id" = i64, Path, description = "The notification's id.", example = 4)),
+    request_body(content = ItemPatch, example = json!({"is_read": true})), security(("bearer" = [])),
+    responses((status = 200, body = InboxItem, example = json!({"id": 4, "notification": {"id": 4, "tag": 1, "message": "v2.3 is deployed", "timestamp": "2026-11-26T09:30:00Z"}, "is_read": true, "created_at": "2026-11-26T09:30:00Z"})),
+        (status = 404, description = "not in the caller's inbox")))]
 pub async fn update(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
@@ -95,8 +107,9 @@ pub async fn update(
     ))
 }
 
-#[utoipa::path(post, path = "/api/notifications/read-all/", tag = "notifications", security(("bearer" = [])),
-    responses((status = 200, body = Updated)))]
+#[utoipa::path(post, path = "/api/notifications/read-all/", tag = "notifications", operation_id = "notifications_read_all",
+    summary = "Mark the whole inbox read", security(("bearer" = [])),
+    responses((status = 200, body = Updated, example = json!({"updated": 3}))))]
 pub async fn read_all(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,

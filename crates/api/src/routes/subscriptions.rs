@@ -28,12 +28,16 @@ pub struct NewSubscription {
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct ListParams {
     /// Admins: only this user's subscriptions.
+    #[param(example = 2)]
     user: Option<i64>,
 }
 
-#[utoipa::path(post, path = "/api/subscriptions/", tag = "subscriptions", request_body = NewSubscription,
-    security(("bearer" = [])),
-    responses((status = 201, body = Subscription), (status = 403), (status = 404), (status = 409)))]
+#[utoipa::path(post, path = "/api/subscriptions/", tag = "subscriptions", operation_id = "subscriptions_create",
+    summary = "Subscribe to a tag",
+    request_body(content = NewSubscription, example = json!({"tag": 1})), security(("bearer" = [])),
+    responses((status = 201, body = Subscription, example = json!({"id": 5, "user": 2, "tag": 1})),
+        (status = 403, description = "only admins subscribe others"), (status = 404, description = "no such tag or user"),
+        (status = 409, description = "already subscribed")))]
 pub async fn create(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
@@ -47,8 +51,9 @@ pub async fn create(
 }
 
 /// Admins see all (or `?user=`); users see their own.
-#[utoipa::path(get, path = "/api/subscriptions/", tag = "subscriptions", params(ListParams), security(("bearer" = [])),
-    responses((status = 200, body = [Subscription])))]
+#[utoipa::path(get, path = "/api/subscriptions/", tag = "subscriptions", operation_id = "subscriptions_list",
+    summary = "List subscriptions", params(ListParams), security(("bearer" = [])),
+    responses((status = 200, body = [Subscription], example = json!([{"id": 5, "user": 2, "tag": 1}]))))]
 pub async fn list(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
@@ -60,8 +65,10 @@ pub async fn list(
 }
 
 /// Ends a subscription (its owner or an admin); what it brought stays in the inbox.
-#[utoipa::path(delete, path = "/api/subscriptions/{id}/", tag = "subscriptions", security(("bearer" = [])),
-    responses((status = 204), (status = 404)))]
+#[utoipa::path(delete, path = "/api/subscriptions/{id}/", tag = "subscriptions", operation_id = "subscriptions_delete",
+    summary = "Unsubscribe",
+    params(("id" = i64, Path, description = "The subscription's id.", example = 5)), security(("bearer" = [])),
+    responses((status = 204, description = "unsubscribed"), (status = 404, description = "no such subscription of the caller's")))]
 pub async fn remove(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,

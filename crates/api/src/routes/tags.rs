@@ -23,8 +23,10 @@ pub struct NewTag {
     name: String,
 }
 
-#[utoipa::path(post, path = "/api/tags/", tag = "tags", request_body = NewTag, security(("bearer" = [])),
-    responses((status = 201, body = Tag), (status = 403), (status = 409)))]
+#[utoipa::path(post, path = "/api/tags/", tag = "tags", operation_id = "tags_create",
+    summary = "Create a tag (admins)", request_body(content = NewTag, example = json!({"name": "deploys"})), security(("bearer" = [])),
+    responses((status = 201, body = Tag, example = json!({"id": 1, "name": "deploys"})),
+        (status = 403, description = "not an admin"), (status = 409, description = "name taken"), (status = 422)))]
 pub async fn create(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
@@ -36,7 +38,8 @@ pub async fn create(
     ))
 }
 
-#[utoipa::path(get, path = "/api/tags/", tag = "tags", security(("bearer" = [])), responses((status = 200, body = [Tag])))]
+#[utoipa::path(get, path = "/api/tags/", tag = "tags", operation_id = "tags_list", summary = "List tags", security(("bearer" = [])),
+    responses((status = 200, body = [Tag], example = json!([{"id": 1, "name": "deploys"}]))))]
 pub async fn list(
     State(state): State<AppState>,
     AuthUser(_caller): AuthUser,
@@ -45,8 +48,9 @@ pub async fn list(
 }
 
 /// Deletes a tag with its subscriptions and notifications.
-#[utoipa::path(delete, path = "/api/tags/{id}/", tag = "tags", security(("bearer" = [])),
-    responses((status = 204), (status = 403), (status = 404)))]
+#[utoipa::path(delete, path = "/api/tags/{id}/", tag = "tags", operation_id = "tags_delete",
+    summary = "Delete a tag (admins)", params(("id" = i64, Path, description = "The tag's id.", example = 1)), security(("bearer" = [])),
+    responses((status = 204, description = "deleted"), (status = 403, description = "not an admin"), (status = 404, description = "no such tag")))]
 pub async fn remove(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,

@@ -54,8 +54,10 @@ pub struct NewMessage {
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct HistoryParams {
     /// Only messages with a greater seq.
+    #[param(example = 0)]
     pub after: Option<i64>,
     /// At most this many (1 to 1000, default 100).
+    #[param(example = 100)]
     pub limit: Option<i64>,
 }
 
@@ -94,8 +96,9 @@ impl History {
 }
 
 /// Creates a topic; the caller owns it and is its first member.
-#[utoipa::path(post, path = "/api/topics/", tag = "topics", request_body = NewTopic, security(("bearer" = [])),
-    responses((status = 201, body = Topic), (status = 409, description = "name taken"), (status = 422)))]
+#[utoipa::path(post, path = "/api/topics/", tag = "topics", operation_id = "topics_create",
+    summary = "Create a topic", request_body(content = NewTopic, example = json!({"name": "news", "private": false})), security(("bearer" = [])),
+    responses((status = 201, body = Topic, example = json!({"id": 1, "name": "news", "private": false, "owner": "alice", "created_at": "2026-11-26T09:30:00Z"})), (status = 409, description = "name taken"), (status = 422)))]
 pub async fn create(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
@@ -109,8 +112,9 @@ pub async fn create(
 }
 
 /// Public topics and the private ones the caller belongs to, by name.
-#[utoipa::path(get, path = "/api/topics/", tag = "topics", params(PageParams), security(("bearer" = [])),
-    responses((status = 200, body = Page<Topic>), (status = 400)))]
+#[utoipa::path(get, path = "/api/topics/", tag = "topics", operation_id = "topics_list",
+    summary = "List topics", params(PageParams), security(("bearer" = [])),
+    responses((status = 200, body = Page<Topic>, example = json!({"count": 1, "page": 1, "page_size": 20, "results": [{"id": 1, "name": "news", "private": false, "owner": "alice", "created_at": "2026-11-26T09:30:00Z"}]}))))]
 pub async fn list(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
@@ -120,8 +124,10 @@ pub async fn list(
     Ok(Json(state.core.topics_page(&actor, page).await?))
 }
 
-#[utoipa::path(get, path = "/api/topics/{name}/", tag = "topics", security(("bearer" = [])),
-    responses((status = 200, body = Topic), (status = 403), (status = 404)))]
+#[utoipa::path(get, path = "/api/topics/{name}/", tag = "topics", operation_id = "topics_get",
+    summary = "Show a topic", params(("name" = String, Path, description = "The topic's name.", example = "news")), security(("bearer" = [])),
+    responses((status = 200, body = Topic, example = json!({"id": 1, "name": "news", "private": false, "owner": "alice", "created_at": "2026-11-26T09:30:00Z"})), (status = 403, description = "private, and the caller is not a member"),
+        (status = 404, description = "no such topic")))]
 pub async fn show(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
@@ -131,8 +137,9 @@ pub async fn show(
 }
 
 /// Deletes a topic with its messages (owner or admin).
-#[utoipa::path(delete, path = "/api/topics/{name}/", tag = "topics", security(("bearer" = [])),
-    responses((status = 204), (status = 403), (status = 404)))]
+#[utoipa::path(delete, path = "/api/topics/{name}/", tag = "topics", operation_id = "topics_delete",
+    summary = "Delete a topic", params(("name" = String, Path, description = "The topic's name.", example = "news")), security(("bearer" = [])),
+    responses((status = 204, description = "deleted"), (status = 403, description = "neither the owner nor an admin"), (status = 404, description = "no such topic")))]
 pub async fn remove(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
@@ -142,8 +149,10 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(get, path = "/api/topics/{name}/members/", tag = "topics", security(("bearer" = [])),
-    responses((status = 200, body = [Member]), (status = 403), (status = 404)))]
+#[utoipa::path(get, path = "/api/topics/{name}/members/", tag = "topics", operation_id = "topics_members_list",
+    summary = "List a topic's members", params(("name" = String, Path, description = "The topic's name.", example = "news")), security(("bearer" = [])),
+    responses((status = 200, body = [Member], example = json!([{"username": "alice", "joined_at": "2026-11-26T09:30:00Z"}])),
+        (status = 403, description = "private, and the caller is not a member"), (status = 404, description = "no such topic")))]
 pub async fn members(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
@@ -154,9 +163,12 @@ pub async fn members(
 
 /// Joins a public topic (yourself), invites into a private one (members),
 /// or adds anyone (admins). 201 when added, 200 when already a member.
-#[utoipa::path(post, path = "/api/topics/{name}/members/", tag = "topics", request_body = NewMember,
-    security(("bearer" = [])),
-    responses((status = 201, body = Membership), (status = 200, body = Membership), (status = 403), (status = 404)))]
+#[utoipa::path(post, path = "/api/topics/{name}/members/", tag = "topics", operation_id = "topics_members_add",
+    summary = "Join a topic, or add a member", params(("name" = String, Path, description = "The topic's name.", example = "news")),
+    request_body(content = NewMember, example = json!({"username": "alice"})), security(("bearer" = [])),
+    responses((status = 201, body = Membership, example = json!({"topic": "news", "username": "alice"})),
+        (status = 200, body = Membership, description = "already a member", example = json!({"topic": "news", "username": "alice"})),
+        (status = 403, description = "not allowed to add this user"), (status = 404, description = "no such topic or user")))]
 pub async fn add_member(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
@@ -180,8 +192,11 @@ pub async fn add_member(
 }
 
 /// Removes a member: themselves, the owner, or an admin.
-#[utoipa::path(delete, path = "/api/topics/{name}/members/{username}/", tag = "topics", security(("bearer" = [])),
-    responses((status = 204), (status = 403), (status = 404)))]
+#[utoipa::path(delete, path = "/api/topics/{name}/members/{username}/", tag = "topics", operation_id = "topics_members_delete",
+    summary = "Leave a topic, or remove a member",
+    params(("name" = String, Path, description = "The topic's name.", example = "news"), ("username" = String, Path, description = "The member.", example = "alice")), security(("bearer" = [])),
+    responses((status = 204, description = "removed"), (status = 403, description = "not allowed to remove this member"),
+        (status = 404, description = "no such topic or member")))]
 pub async fn remove_member(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
@@ -192,8 +207,10 @@ pub async fn remove_member(
 }
 
 /// Messages after `after`, oldest first.
-#[utoipa::path(get, path = "/api/topics/{name}/messages/", tag = "topics", params(HistoryParams),
-    security(("bearer" = [])), responses((status = 200, body = History), (status = 403), (status = 404)))]
+#[utoipa::path(get, path = "/api/topics/{name}/messages/", tag = "topics", operation_id = "topics_messages_list",
+    summary = "Read a topic's history", params(("name" = String, Path, description = "The topic's name.", example = "news"), HistoryParams), security(("bearer" = [])),
+    responses((status = 200, body = History, example = json!({"results": [{"type": "message", "id": 7, "topic": "news", "seq": 3, "from": "alice", "content": "hello", "ts": "2026-11-26T09:30:00Z"}], "next_after": null})),
+        (status = 403, description = "private, and the caller is not a member"), (status = 404, description = "no such topic")))]
 pub async fn history(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
@@ -208,9 +225,12 @@ pub async fn history(
 }
 
 /// Publishes server-side, as the `message` action does.
-#[utoipa::path(post, path = "/api/topics/{name}/messages/", tag = "topics", request_body = NewMessage,
-    security(("bearer" = [])),
-    responses((status = 201, body = Pushed), (status = 403), (status = 404), (status = 413), (status = 422)))]
+#[utoipa::path(post, path = "/api/topics/{name}/messages/", tag = "topics", operation_id = "topics_messages_create",
+    summary = "Publish to a topic", params(("name" = String, Path, description = "The topic's name.", example = "news")),
+    request_body(content = NewMessage, example = json!({"content": "hello"})), security(("bearer" = [])),
+    responses((status = 201, body = Pushed, example = json!({"type": "message", "id": 7, "topic": "news", "seq": 3, "from": "alice", "content": "hello", "ts": "2026-11-26T09:30:00Z"})),
+        (status = 403, description = "private, and the caller is not a member"), (status = 404, description = "no such topic"),
+        (status = 413, description = "content over the size limit"), (status = 422)))]
 pub async fn publish(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,

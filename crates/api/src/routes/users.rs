@@ -32,8 +32,12 @@ pub struct NewUser {
 
 /// Creates an account: admins always; anyone when open registration is on
 /// (but only an admin creates admins).
-#[utoipa::path(post, path = "/api/users/", tag = "users", request_body = NewUser, security(("bearer" = [])),
-    responses((status = 201, body = User), (status = 403), (status = 409, description = "name taken"), (status = 422)))]
+#[utoipa::path(post, path = "/api/users/", tag = "users", operation_id = "users_create",
+    summary = "Create a user",
+    request_body(content = NewUser, example = json!({"username": "alice", "password": "correct horse battery"})),
+    security((), ("bearer" = [])),
+    responses((status = 201, body = User, example = json!({"id": 2, "username": "alice", "is_admin": false})),
+        (status = 403, description = "not allowed to create this account"), (status = 409, description = "name taken"), (status = 422)))]
 pub async fn create(
     State(state): State<AppState>,
     MaybeAuthUser(actor): MaybeAuthUser,
@@ -63,8 +67,8 @@ pub async fn create(
 }
 
 /// The caller's own account.
-#[utoipa::path(get, path = "/api/users/me/", tag = "users", security(("bearer" = [])),
-    responses((status = 200, body = User), (status = 401)))]
+#[utoipa::path(get, path = "/api/users/me/", tag = "users", operation_id = "users_me", summary = "Show the caller's account", security(("bearer" = [])),
+    responses((status = 200, body = User, example = json!({"id": 2, "username": "alice", "is_admin": false}))))]
 pub async fn me(AuthUser(actor): AuthUser) -> Json<User> {
     Json(User {
         id: actor.id,

@@ -6,4 +6,5 @@ mod helpers;
 mod accounts;
 mod hostile;
 mod inbox;
+mod openapi;
 mod topics;
