@@ -41,9 +41,11 @@ impl FromRequestParts<AppState> for AuthUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            domain::metrics::auth_failure("missing");
             ApiError::Unauthorized("an Authorization: Bearer token is required".into())
         })?;
         let token = header.to_str().ok().and_then(ops::bearer).ok_or_else(|| {
+            domain::metrics::auth_failure("invalid");
             ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
         })?;
         let user = token_user(state, token, TokenType::Access).await?;
@@ -88,11 +90,10 @@ pub async fn token_user(
     kind: TokenType,
 ) -> Result<domain::model::User, ApiError> {
     let claims = state.keys.verify(token, kind)?;
-    state
-        .core
-        .user(claims.uid)
-        .await?
-        .ok_or_else(|| ApiError::Unauthorized("the token's user no longer exists".into()))
+    state.core.user(claims.uid).await?.ok_or_else(|| {
+        domain::metrics::auth_failure("unknown_user");
+        ApiError::Unauthorized("the token's user no longer exists".into())
+    })
 }
 
 /// Like [`AuthUser`] when a token is present, `None` when not.

@@ -22,6 +22,9 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     ops::logs::init(cli.common.log_format);
+    // Before anything registers a metric: handles taken earlier would
+    // count into the void.
+    ops::metrics::install();
     // Listen first: until the store and Redis answer, /readyz says what
     // is missing (see ops::warmup).
     let listener = ops::boot::bind(cli.api.api_addr).await?;

@@ -121,10 +121,17 @@ impl JwtKeys {
     pub fn verify(&self, token: &str, expected: TokenType) -> Result<Claims, AuthError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => AuthError::Expired,
-                _ => AuthError::Invalid,
+                ErrorKind::ExpiredSignature => {
+                    crate::metrics::auth_failure("expired");
+                    AuthError::Expired
+                }
+                _ => {
+                    crate::metrics::auth_failure("invalid");
+                    AuthError::Invalid
+                }
             })?;
         if data.claims.token_type != expected {
+            crate::metrics::auth_failure("wrong_type");
             return Err(AuthError::WrongType(data.claims.token_type));
         }
         Ok(data.claims)

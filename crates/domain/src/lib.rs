@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod bus;
 pub mod events;
+pub mod metrics;
 pub mod model;
 pub mod names;
 pub mod paging;

@@ -233,6 +233,12 @@ impl Store {
         self.read.options().get_max_connections() as usize
     }
 
+    /// The read pool's connections: (in use, idle).
+    pub fn pool_connections(&self) -> (usize, usize) {
+        let (size, idle) = (self.read.size() as usize, self.read.num_idle());
+        (size.saturating_sub(idle), idle)
+    }
+
     /// A round trip to the database, for `/readyz`.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.read).await?;

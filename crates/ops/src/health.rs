@@ -1,7 +1,7 @@
 //! `/healthz`, `/readyz` and `/metrics`, the same on every process, plus
 //! the request metrics and the request log (with tokens redacted).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -11,42 +11,24 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use domain::service::Core;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use serde_json::json;
-
-/// Latency buckets in seconds, from 50 µs to 10 s.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5, 10.0,
-];
-
-/// The process-wide Prometheus recorder, installed on first use.
-pub fn metrics_handle() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let builder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
-            .unwrap_or_else(|_| PrometheusBuilder::new());
-        let recorder = builder.build_recorder();
-        let handle = recorder.handle();
-        // Fails only if another recorder was installed first; the handle
-        // then renders this (empty) one, which is still valid output.
-        let _ = metrics::set_global_recorder(recorder);
-        handle
-    })
-}
 
 /// The three operational routes.
 pub fn router(core: Arc<Core>) -> Router {
-    metrics_handle();
+    crate::metrics::install();
     Router::new()
         .route(
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
         .route("/readyz", get(ready))
-        .route("/metrics", get(|| async { metrics_handle().render() }))
+        .route("/metrics", get(scrape))
         .with_state(core)
+}
+
+/// Samples what is read rather than counted (process, pool), then renders.
+async fn scrape(State(core): State<Arc<Core>>) -> String {
+    crate::metrics::render(&core)
 }
 
 /// How long `/readyz` waits for each dependency: it answers within this

@@ -13,6 +13,7 @@
 pub mod boot;
 pub mod health;
 pub mod logs;
+pub mod metrics;
 pub mod settings;
 pub mod shutdown;
 pub mod warmup;

@@ -22,6 +22,9 @@ use tidings_gateway::{GatewayConfig, GatewayState};
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse_args();
     ops::logs::init(cli.common.log_format);
+    // Before anything registers a metric: handles taken earlier would
+    // count into the void.
+    ops::metrics::install();
     match &cli.command {
         None | Some(Command::Serve) => serve(&cli).await,
         Some(Command::Openapi) => {

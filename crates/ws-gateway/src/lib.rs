@@ -59,7 +59,8 @@ impl GatewayState {
         config: GatewayConfig,
         shutdown: Shutdown,
     ) -> std::io::Result<Self> {
-        ops::health::metrics_handle();
+        ops::metrics::install();
+        crate::metrics::describe();
         let hub = Hub::new(core.bus.clone(), GatewayMetrics::default());
         hub.spawn_dispatcher()?;
         let cursors = Arc::new(CursorBook::default());

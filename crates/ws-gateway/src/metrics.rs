@@ -1,7 +1,44 @@
 //! The gateway's metrics, registered once so the hot path only bumps
 //! atomics instead of looking names up per frame.
 
-use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+use metrics::{
+    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
+
+/// Adds HELP text for every family the gateway records.
+pub fn describe() {
+    describe_gauge!("ws_connections", "Open WebSocket connections.");
+    describe_counter!(
+        "ws_frames_in_total",
+        "Client frames received, by action (invalid: could not be parsed)."
+    );
+    describe_counter!(
+        "ws_frames_out_total",
+        "Frames sent to clients, by type (message, notification, other)."
+    );
+    describe_counter!(
+        "ws_deliveries_total",
+        "Messages and notifications written to sockets (every one; the latency histogram samples)."
+    );
+    describe_histogram!(
+        "ws_delivery_latency_seconds",
+        Unit::Seconds,
+        "From commit to the socket write, sampled: a session's first flush with deliveries, then one in 16."
+    );
+    describe_counter!(
+        "ws_slow_consumer_closes_total",
+        "Sockets closed with 4008 because the client fell too far behind."
+    );
+    describe_counter!(
+        "ws_resyncs_total",
+        "Times the hub told every session to read what it missed from the store."
+    );
+    describe_counter!(
+        "ws_handshakes_total",
+        "WebSocket handshakes, by outcome (ok, unauthorized, unavailable)."
+    );
+}
 
 /// Counts one client frame by its action.
 pub fn frame_in(action: &'static str) {

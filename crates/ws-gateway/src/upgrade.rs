@@ -43,12 +43,17 @@ async fn accept(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let (actor, expires_at) = match authenticate(&state, token).await {
-        Ok(found) => found,
+        Ok(found) => {
+            metrics::counter!("ws_handshakes_total", "outcome" => "ok").increment(1);
+            found
+        }
         Err(Refusal::Unauthorized(message)) => {
+            metrics::counter!("ws_handshakes_total", "outcome" => "unauthorized").increment(1);
             return ops::error_response(StatusCode::UNAUTHORIZED, "unauthorized", message);
         }
         // Not the token's fault: a 401 would make clients throw it away.
         Err(Refusal::Unavailable) => {
+            metrics::counter!("ws_handshakes_total", "outcome" => "unavailable").increment(1);
             return ops::error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -92,9 +97,10 @@ enum Refusal {
 }
 
 async fn authenticate(state: &GatewayState, token: Option<&str>) -> Result<(Actor, i64), Refusal> {
-    let token = token
-        .filter(|t| !t.is_empty())
-        .ok_or(Refusal::Unauthorized("an access token is required"))?;
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
+        domain::metrics::auth_failure("missing");
+        return Err(Refusal::Unauthorized("an access token is required"));
+    };
     let claims = state.keys.verify(token, TokenType::Access).map_err(|e| {
         Refusal::Unauthorized(match e {
             AuthError::Expired => "the token has expired",
@@ -104,7 +110,10 @@ async fn authenticate(state: &GatewayState, token: Option<&str>) -> Result<(Acto
     })?;
     match state.core.user(claims.uid).await {
         Ok(Some(user)) => Ok((user.into(), claims.exp)),
-        Ok(None) => Err(Refusal::Unauthorized("the token's user no longer exists")),
+        Ok(None) => {
+            domain::metrics::auth_failure("unknown_user");
+            Err(Refusal::Unauthorized("the token's user no longer exists"))
+        }
         Err(err) => {
             tracing::error!(%err, "store failure during handshake");
             Err(Refusal::Unavailable)

@@ -11,6 +11,9 @@ use crate::events::Event;
 #[derive(Debug, Clone)]
 pub struct LocalBus {
     sender: broadcast::Sender<Delivery>,
+    /// Published here is received here: one count serves both families.
+    published: metrics::Counter,
+    received: metrics::Counter,
 }
 
 impl LocalBus {
@@ -18,7 +21,11 @@ impl LocalBus {
     /// before it is told to resync.
     pub fn new(capacity: usize) -> Self {
         let (sender, _) = broadcast::channel(capacity.max(16));
-        Self { sender }
+        Self {
+            sender,
+            published: metrics::counter!("tidings_bus_published_total"),
+            received: metrics::counter!("tidings_bus_received_total"),
+        }
     }
 }
 
@@ -33,6 +40,8 @@ impl Bus for LocalBus {
     async fn publish(&self, event: Event) -> Result<(), BusError> {
         // No receiver (no gateway in this process yet) is not an error.
         let _ = self.sender.send(Delivery::Event(Arc::new(event)));
+        self.published.increment(1);
+        self.received.increment(1);
         Ok(())
     }
 

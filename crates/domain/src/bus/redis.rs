@@ -153,7 +153,11 @@ impl Bus for RedisBus {
         }
         let mut conn = self.publisher.clone();
         let result = pipe.query_async::<()>(&mut conn).await;
-        if result.is_err() {
+        let count = events.len() as u64;
+        if result.is_ok() {
+            metrics::counter!("tidings_bus_published_total").increment(count);
+        } else {
+            metrics::counter!("tidings_bus_publish_failures_total").increment(count);
             self.publish_failed.store(true, Ordering::Release);
             if !away {
                 self.deliver_locally(&events);
@@ -241,6 +245,7 @@ async fn receive(
                 let Some(this) = bus.upgrade() else { return };
                 this.receiving.store(false, Ordering::Release);
                 this.lock().sink = None;
+                metrics::counter!("tidings_bus_reconnects_total").increment(1);
                 tracing::warn!(cause = %why, "lost the Redis subscription; reconnecting");
                 continue;
             }
@@ -292,6 +297,7 @@ async fn pump(
 ) -> String {
     let mut keepalive = tokio::time::interval(KEEPALIVE);
     keepalive.reset();
+    let received = metrics::counter!("tidings_bus_received_total");
     loop {
         tokio::select! {
             message = stream.next() => {
@@ -300,10 +306,14 @@ async fn pump(
                 };
                 keepalive.reset();
                 let delivery = if message.get_channel_name() == resync {
+                    metrics::counter!("tidings_bus_resyncs_total").increment(1);
                     Delivery::Resync
                 } else {
                     match serde_json::from_slice::<Event>(message.get_payload_bytes()) {
-                        Ok(event) => Delivery::Event(Arc::new(event)),
+                        Ok(event) => {
+                            received.increment(1);
+                            Delivery::Event(Arc::new(event))
+                        }
                         Err(err) => {
                             tracing::warn!(%err, "ignored an undecodable event");
                             continue;

@@ -45,12 +45,16 @@ impl Core {
         address: Option<IpAddr>,
     ) -> Result<Option<User>, ServiceError> {
         super::storable("username", username)?;
-        self.logins
-            .attempt(username, address, Instant::now())
-            .map_err(ServiceError::Throttled)?;
+        if let Err(wait) = self.logins.attempt(username, address, Instant::now()) {
+            crate::metrics::login("throttled");
+            return Err(ServiceError::Throttled(wait));
+        }
         let user = self.verify(username, password).await?;
         if user.is_some() {
+            crate::metrics::login("ok");
             self.logins.succeeded(username, address, Instant::now());
+        } else {
+            crate::metrics::login("wrong_credentials");
         }
         Ok(user)
     }

@@ -103,6 +103,11 @@ impl Core {
         Ok(self.store.advance_cursors(cursors).await?)
     }
 
+    /// The read pool's connections: (in use, idle), for `/metrics`.
+    pub fn pool_connections(&self) -> (usize, usize) {
+        self.store.pool_connections()
+    }
+
     /// Readiness of the store: one round trip.
     pub async fn ping_store(&self) -> Result<(), ServiceError> {
         Ok(self.store.ping().await?)

@@ -35,6 +35,7 @@ impl Core {
                 crate::store::StoreError::NotFound => ServiceError::NotFound("tag"),
                 other => other.into(),
             })?;
+        metrics::counter!("tidings_notifications_stored_total").increment(1);
         self.announce(Event::Notification {
             seq: notification.seq,
             notification: notification.clone(),

@@ -80,6 +80,7 @@ async fn run(
     mut receiver: mpsc::Receiver<PublishRequest>,
     feed: CommitFeed,
 ) {
+    let metrics = crate::metrics::CommitMetrics::default();
     while let Some(first) = receiver.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -88,8 +89,17 @@ async fn run(
                 Err(_) => break,
             }
         }
-        match write(&connection, backend, &batch).await {
-            Ok(results) => finish(batch, results, &feed).await,
+        let started = std::time::Instant::now();
+        let written = write(&connection, backend, &batch).await;
+        metrics.batch.record(batch.len() as f64);
+        metrics.duration.record(started.elapsed().as_secs_f64());
+        match written {
+            Ok(results) => {
+                metrics
+                    .stored
+                    .increment(results.iter().filter(|r| r.is_ok()).count() as u64);
+                finish(batch, results, &feed).await;
+            }
             // The database refused something in the batch (checks keep
             // anything refusable out, but one bad item must not fail its
             // neighbours): store them one by one, in order.
@@ -98,7 +108,12 @@ async fn run(
                 for request in batch {
                     let alone = vec![request];
                     match write(&connection, backend, &alone).await {
-                        Ok(results) => finish(alone, results, &feed).await,
+                        Ok(results) => {
+                            metrics
+                                .stored
+                                .increment(results.iter().filter(|r| r.is_ok()).count() as u64);
+                            finish(alone, results, &feed).await;
+                        }
                         Err(err) => fail(&connection, alone, &err),
                     }
                 }

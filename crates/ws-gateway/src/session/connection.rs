@@ -39,7 +39,7 @@ pub(super) struct Connection {
     unflushed: [u64; 3],
     /// Commit time of the oldest message fed since the last flush.
     oldest_unflushed: Option<i64>,
-    flushes: u64,
+    delivering_flushes: u64,
     /// Frames written since the counters were last updated.
     tally: [u64; 3],
     /// Something (a frame, a ping, an automatic pong) awaits a flush.
@@ -54,7 +54,7 @@ impl Connection {
             write_timeout,
             unflushed: [0; 3],
             oldest_unflushed: None,
-            flushes: 0,
+            delivering_flushes: 0,
             tally: [0; 3],
             needs_flush: false,
         }
@@ -127,9 +127,13 @@ impl Connection {
         for (total, now) in self.tally.iter_mut().zip(unflushed) {
             *total += now;
         }
-        self.flushes += 1;
+        // Counted over flushes that carried deliveries, so the first one
+        // is always sampled (ws_deliveries_total counts every one).
         if let Some(committed) = self.oldest_unflushed.take()
-            && self.flushes % LATENCY_SAMPLE == 1
+            && {
+                self.delivering_flushes += 1;
+                self.delivering_flushes % LATENCY_SAMPLE == 1
+            }
         {
             let lag_ms = domain::time::now_millis().saturating_sub(committed).max(0);
             self.metrics

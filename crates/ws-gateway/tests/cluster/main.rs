@@ -18,6 +18,7 @@ mod processes;
 mod delivery;
 mod faults;
 mod logs;
+mod metrics;
 mod nginx;
 mod outages;
 mod shutdown;
