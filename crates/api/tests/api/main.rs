@@ -4,6 +4,7 @@
 mod helpers;
 
 mod accounts;
+mod docs;
 mod hostile;
 mod inbox;
 mod openapi;
