@@ -5,8 +5,7 @@ Every request comes from one operation of the document: its method, path,
 summary, description and example body. What the document cannot say is
 the order of a working session and which values carry over (tokens, ids,
 names unique to each run); that is the FLOW table below. The collection
-creates its own users, topic and tag, reads them, and deletes what the API
-can delete.
+creates its own users, topic, tag and API key, uses them, and deletes them.
 
     python3 docs/postman/generate.py openapi.json            # writes the collection
     python3 docs/postman/generate.py openapi.json --check    # fails if it is stale
@@ -82,10 +81,28 @@ FLOW = [
      None, 204, {}),
     ("Alice deletes the topic", "topics_delete", "aliceToken", {"name": "news" + RUN},
      None, None, 204, {}),
+    ("Alice creates an API key", "keys_create", "aliceToken", {}, None,
+     {"name": "deploy bot " + RUN}, 201, {"keyId": "id", "aliceKey": "key"}),
+    ("Alice lists her keys", "keys_list", "aliceToken", {}, None, None, 200, {}),
+    ("The key acts as alice", "users_me", "aliceKey", {}, None, None, 200, {}),
+    ("Alice deletes the key", "keys_delete", "aliceToken", {"id": "{{keyId}}"}, None, None,
+     204, {}),
+    ("The admin lists users", "users_list", "adminToken", {}, None, None, 200, {}),
+    ("Bob changes his password", "users_password", "bobToken", {}, None,
+     {"old": PASSWORD, "new": "a new password for bob"}, 204, {}),
+    ("The admin disables bob", "users_update", "adminToken", {"id": "{{bobId}}"}, None,
+     {"is_active": False}, 200, {}),
+    ("Alice logs out", "token_revoke", None, {}, None, {"refresh": "{{aliceRefresh}}"}, 204,
+     {}),
+    ("The admin deletes bob", "users_delete", "adminToken", {"id": "{{bobId}}"}, None, None,
+     204, {}),
+    ("The admin deletes alice", "users_delete", "adminToken", {"id": "{{aliceId}}"}, None,
+     None, 204, {}),
 ]
 
 # Numbers that come from a variable are written without quotes.
-NUMERIC = ["{{tagId}}", "{{subscriptionId}}", "{{notificationId}}"]
+NUMERIC = ["{{tagId}}", "{{subscriptionId}}", "{{notificationId}}", "{{keyId}}", "{{bobId}}",
+           "{{aliceId}}"]
 
 
 def operations(doc):
@@ -156,7 +173,7 @@ def collection(doc):
     missing = sorted(set(doc_ops) - used)
     assert not missing, f"operations the collection does not cover: {missing}"
     variables = ["run", "adminToken", "aliceId", "bobId", "aliceToken", "aliceRefresh",
-                 "bobToken", "tagId", "subscriptionId", "notificationId"]
+                 "bobToken", "tagId", "subscriptionId", "notificationId", "keyId", "aliceKey"]
     return {
         "info": {
             "name": doc["info"]["title"],

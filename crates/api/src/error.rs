@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use domain::auth::AuthError;
 use domain::paging::PagingError;
-use domain::service::ServiceError;
+use domain::service::{AuthFailure, ServiceError};
 use domain::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -72,11 +72,21 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<AuthFailure> for ApiError {
+    fn from(failure: AuthFailure) -> Self {
+        match failure {
+            AuthFailure::Refused(refusal) => Self::Unauthorized(refusal.message().into()),
+            AuthFailure::Service(err) => err.into(),
+        }
+    }
+}
+
 impl From<ServiceError> for ApiError {
     fn from(err: ServiceError) -> Self {
         match err {
             ServiceError::NotFound(what) => Self::NotFound(format!("{what} not found")),
             ServiceError::Forbidden(why) => Self::Forbidden(why.into()),
+            ServiceError::Unauthorized(why) => Self::Unauthorized(why.into()),
             ServiceError::Conflict(what) => Self::Conflict(format!("{what} already exists")),
             ServiceError::Invalid { field, message } => {
                 Self::Unprocessable(format!("{field}: {message}"))

@@ -4,7 +4,6 @@
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use domain::auth::TokenType;
 use domain::model::Actor;
 
 use crate::AppState;
@@ -31,25 +30,24 @@ pub struct Query<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub struct Path<T>(pub T);
 
-/// The caller, from `Authorization: Bearer <access token>`. The user is
-/// re-read so a deleted account's tokens stop working and admin rights are
-/// current.
+/// The caller, from `Authorization: Bearer <access token or API key>`,
+/// checked against the store as it is now: a revoked, superseded or
+/// disabled credential is refused, and admin rights are current.
 pub struct AuthUser(pub Actor);
 
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-            domain::metrics::auth_failure("missing");
-            ApiError::Unauthorized("an Authorization: Bearer token is required".into())
-        })?;
-        let token = header.to_str().ok().and_then(ops::bearer).ok_or_else(|| {
-            domain::metrics::auth_failure("invalid");
-            ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
-        })?;
-        let user = token_user(state, token, TokenType::Access).await?;
-        Ok(Self(user.into()))
+        let bearer = match parts.headers.get(AUTHORIZATION) {
+            None => None,
+            Some(header) => Some(header.to_str().ok().and_then(ops::bearer).ok_or_else(|| {
+                domain::metrics::auth_failure("invalid");
+                ApiError::Unauthorized("the Authorization header must be `Bearer <token>`".into())
+            })?),
+        };
+        let found = state.core.authenticate(&state.keys, bearer).await?;
+        Ok(Self(found.actor))
     }
 }
 
@@ -80,20 +78,6 @@ impl FromRequestParts<AppState> for ClientAddress {
             .map(|info| info.0.ip());
         Ok(Self(peer))
     }
-}
-
-/// The user a token of `kind` names, as stored now: a deleted account's
-/// tokens stop working.
-pub async fn token_user(
-    state: &AppState,
-    token: &str,
-    kind: TokenType,
-) -> Result<domain::model::User, ApiError> {
-    let claims = state.keys.verify(token, kind)?;
-    state.core.user(claims.uid).await?.ok_or_else(|| {
-        domain::metrics::auth_failure("unknown_user");
-        ApiError::Unauthorized("the token's user no longer exists".into())
-    })
 }
 
 /// Like [`AuthUser`] when a token is present, `None` when not.

@@ -109,6 +109,7 @@ fn routes(state: AppState) -> Router {
     let api = Router::new()
         .merge(routes::auth::router())
         .merge(routes::users::router())
+        .merge(routes::keys::router())
         .merge(routes::topics::router())
         .merge(routes::direct::router())
         .merge(routes::tags::router())

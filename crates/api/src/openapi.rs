@@ -9,7 +9,7 @@ use utoipa::openapi::{Content, Ref, RefOr, Response};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use crate::AppState;
-use crate::routes::{audit, auth, direct, notifications, subscriptions, tags, topics, users};
+use crate::routes::{audit, auth, direct, keys, notifications, subscriptions, tags, topics, users};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,7 +20,8 @@ use crate::routes::{audit, auth, direct, notifications, subscriptions, tags, top
     ),
     servers((url = "http://localhost:8000", description = "Tidings on this machine (the default address)")),
     paths(
-        auth::login, auth::refresh, users::create, users::me,
+        auth::login, auth::refresh, auth::revoke, users::create, users::me, users::list, users::update,
+        users::remove, users::change_password, keys::create, keys::list, keys::remove,
         topics::create, topics::list, topics::show, topics::remove, topics::members, topics::add_member,
         topics::remove_member, topics::history, topics::publish, direct::history,
         tags::create, tags::list, tags::remove, subscriptions::create, subscriptions::list, subscriptions::remove,
@@ -30,6 +31,7 @@ use crate::routes::{audit, auth, direct, notifications, subscriptions, tags, top
     tags(
         (name = "auth", description = "Access and refresh tokens."),
         (name = "users", description = "Accounts."),
+        (name = "keys", description = "API keys: long-lived credentials for servers."),
         (name = "topics", description = "Topics, their members and their messages."),
         (name = "direct", description = "Direct conversations between two users."),
         (name = "tags", description = "Tags: what notifications are sent to."),
@@ -237,7 +239,7 @@ mod tests {
             let bearer = security.iter().any(|s| s.get("bearer").is_some());
             let optional = security.iter().any(|s| s.as_object().unwrap().is_empty());
             match id {
-                "token_create" | "token_refresh" => assert!(!bearer, "{name}"),
+                "token_create" | "token_refresh" | "token_revoke" => assert!(!bearer, "{name}"),
                 "users_create" => assert!(bearer && optional, "{name}"),
                 _ => assert!(bearer && !optional, "{name}"),
             }

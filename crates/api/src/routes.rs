@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod auth;
 pub mod direct;
+pub mod keys;
 pub mod notifications;
 pub mod subscriptions;
 pub mod tags;

@@ -36,6 +36,14 @@ pub struct Claims {
     pub exp: i64,
     pub jti: String,
     pub token_type: TokenType,
+    /// The user's credential generation when issued: a password change or
+    /// a disable bumps it, and every older token stops working.
+    #[serde(default)]
+    pub generation: i64,
+    /// The login session: the id of the refresh token this token came
+    /// with or from. Revoking that refresh token ends the whole session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,20 +97,69 @@ impl JwtKeys {
         })
     }
 
-    /// Issues a token of the given type with its configured lifetime.
+    /// Issues a token of the given type with its configured lifetime, for
+    /// a user whose credentials were never revoked (generation 0) and
+    /// outside any login session: tests and benchmarks.
     pub fn issue(&self, user: &User, token_type: TokenType) -> Result<String, AuthError> {
         let ttl = match token_type {
             TokenType::Access => self.access_ttl,
             TokenType::Refresh => self.refresh_ttl,
         };
-        self.issue_with_ttl(user, token_type, ttl)
+        self.issue_with_ttl(user, 0, token_type, ttl)
     }
 
+    /// An access token outside any login session (`tidings token`).
     pub fn issue_with_ttl(
         &self,
         user: &User,
+        generation: i64,
         token_type: TokenType,
         ttl: Duration,
+    ) -> Result<String, AuthError> {
+        self.sign(user, generation, token_type, ttl, uuid(), None)
+    }
+
+    /// A login: a refresh token and an access token that share its session.
+    pub fn issue_session(&self, user: &User, generation: i64) -> Result<Session, AuthError> {
+        let sid = uuid();
+        Ok(Session {
+            refresh: self.sign(
+                user,
+                generation,
+                TokenType::Refresh,
+                self.refresh_ttl,
+                sid.clone(),
+                Some(sid.clone()),
+            )?,
+            access: self.issue_access(user, generation, Some(sid))?,
+        })
+    }
+
+    /// An access token in the session `sid` (from a refresh).
+    pub fn issue_access(
+        &self,
+        user: &User,
+        generation: i64,
+        sid: Option<String>,
+    ) -> Result<String, AuthError> {
+        self.sign(
+            user,
+            generation,
+            TokenType::Access,
+            self.access_ttl,
+            uuid(),
+            sid,
+        )
+    }
+
+    fn sign(
+        &self,
+        user: &User,
+        generation: i64,
+        token_type: TokenType,
+        ttl: Duration,
+        jti: String,
+        sid: Option<String>,
     ) -> Result<String, AuthError> {
         let iat = chrono::Utc::now().timestamp();
         let claims = Claims {
@@ -110,8 +167,10 @@ impl JwtKeys {
             uid: user.id,
             iat,
             exp: iat.saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)),
-            jti: uuid::Uuid::new_v4().simple().to_string(),
+            jti,
             token_type,
+            generation,
+            sid,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|_| AuthError::Invalid)
@@ -136,6 +195,17 @@ impl JwtKeys {
         }
         Ok(data.claims)
     }
+}
+
+/// The two tokens of a login.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub access: String,
+    pub refresh: String,
+}
+
+fn uuid() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
 }
 
 /// argon2id with the crate's default (OWASP-recommended) parameters.
@@ -216,6 +286,8 @@ mod tests {
             exp: now - 10,
             jti: "j".into(),
             token_type: TokenType::Access,
+            generation: 0,
+            sid: None,
         };
         let expired = jsonwebtoken::encode(
             &Header::default(),

@@ -45,6 +45,21 @@ pub enum InboxChange {
     ReadAll,
 }
 
+/// Which of a user's credentials died.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Revocation {
+    /// Every token issued before generation `generation` (a password
+    /// change); API keys live on.
+    TokensBefore { generation: i64 },
+    /// Everything: the account was disabled or deleted.
+    Account,
+    /// One login session (a revoked refresh token and its access tokens).
+    Session { sid: String },
+    /// One API key.
+    Key { id: i64 },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
@@ -91,6 +106,12 @@ pub enum Event {
         id: i64,
         change: InboxChange,
     },
+    /// Some of `user_id`'s credentials stopped working: sockets that
+    /// opened with one close with 4003.
+    Revoked {
+        user_id: i64,
+        revocation: Revocation,
+    },
 }
 
 impl Event {
@@ -105,7 +126,8 @@ impl Event {
             | Event::Left { user_id, .. }
             | Event::Subscribed { user_id, .. }
             | Event::Unsubscribed { user_id, .. }
-            | Event::Inbox { user_id, .. } => Key::User(*user_id),
+            | Event::Inbox { user_id, .. }
+            | Event::Revoked { user_id, .. } => Key::User(*user_id),
         }
     }
 }

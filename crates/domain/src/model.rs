@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::time::as_rfc3339;
+use crate::time::{as_rfc3339, as_rfc3339_option};
 
 /// A user as shown to clients (never with the password hash).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -14,6 +14,58 @@ pub struct User {
     pub id: i64,
     pub username: String,
     pub is_admin: bool,
+}
+
+/// A user with what decides whether their credentials are good.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub user: User,
+    /// Off: every request and handshake with this user's credentials is
+    /// refused, and logging in too.
+    pub is_active: bool,
+    /// Stamped into tokens; moved on by a password change or a disable.
+    pub generation: i64,
+    pub created_at: i64,
+}
+
+/// A user as an admin sees them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct UserRecord {
+    pub id: i64,
+    pub username: String,
+    pub is_admin: bool,
+    pub is_active: bool,
+    #[serde(with = "as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+}
+
+impl From<Account> for UserRecord {
+    fn from(account: Account) -> Self {
+        Self {
+            id: account.user.id,
+            username: account.user.username,
+            is_admin: account.user.is_admin,
+            is_active: account.is_active,
+            created_at: account.created_at,
+        }
+    }
+}
+
+/// An API key as listed: never the key itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct ApiKey {
+    pub id: i64,
+    pub name: String,
+    /// The user it acts as.
+    pub user: i64,
+    #[serde(with = "as_rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: i64,
+    /// When it was last used (written at most once a minute); `null` if never.
+    #[serde(with = "as_rfc3339_option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_used_at: Option<i64>,
 }
 
 /// Who is doing something: the subject of every authorization check and

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod announcer;
+mod credentials;
 mod delivery;
 mod inbox;
 mod memo;
@@ -14,6 +15,7 @@ mod topics;
 
 use std::sync::Arc;
 
+pub use credentials::{AuthFailure, Authenticated, Credential, KEY_PREFIX, PASSWORD_LEN, Refusal};
 pub use messages::{Checked, Published, Queued};
 
 use crate::bus::SharedBus;
@@ -119,6 +121,9 @@ pub enum ServiceError {
     /// Too many failed attempts; the next is allowed after this long.
     #[error("too many attempts; retry in {} s", .0.as_secs().max(1))]
     Throttled(std::time::Duration),
+    /// The credential is refused (a 401).
+    #[error("{0}")]
+    Unauthorized(&'static str),
     /// Not the client's doing (a failed hashing task).
     #[error("{0}")]
     Internal(&'static str),

@@ -11,6 +11,7 @@
 
 mod audit;
 mod channels;
+mod credentials;
 mod cursors;
 mod group_commit;
 mod inbox;
@@ -29,6 +30,7 @@ use sqlx::{Any, AnyPool, Executor};
 pub use audit::{AuditFilter, Changes};
 pub use channels::Receipt;
 pub use channels::{ChannelKind, Membership};
+pub use credentials::{KeyAccount, TokenAccount};
 pub use cursors::Cursor;
 pub use group_commit::Committed;
 pub use tags::TagSubscription;

@@ -31,6 +31,18 @@ pub mod as_rfc3339 {
     }
 }
 
+/// `Option<i64>` milliseconds as RFC 3339 text or `null`.
+pub mod as_rfc3339_option {
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(millis: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+        match millis {
+            Some(millis) => s.serialize_str(&super::rfc3339(*millis)),
+            None => s.serialize_none(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

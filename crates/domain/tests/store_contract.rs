@@ -92,7 +92,9 @@ async fn users_are_created_and_found(db: &TestStore) {
         "names are case-sensitive"
     );
     let (found, hash) = db.credentials("alice").await.unwrap().unwrap();
-    assert_eq!((found, hash.as_str()), (alice, "h1"));
+    assert_eq!((found.user, hash.as_str()), (alice, "h1"));
+    assert!(found.is_active);
+    assert_eq!(found.generation, 0);
     assert_eq!(db.user_count().await.unwrap(), 1);
 }
 

@@ -45,6 +45,10 @@ pub enum UserCommand {
         #[arg(long)]
         admin: bool,
     },
+    /// Set a user's password (the way back in when an admin's is lost); read
+    /// from stdin when piped, else generated and printed. Every token the
+    /// user had stops working.
+    Passwd { name: String },
 }
 
 #[derive(Debug, Args)]

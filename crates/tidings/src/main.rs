@@ -38,16 +38,22 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::User(UserCommand::Add { name, admin })) => add_user(&cli, name, *admin).await,
+        Some(Command::User(UserCommand::Passwd { name })) => set_password(&cli, name).await,
         Some(Command::Token(args)) => {
             let keys = ops::boot::keys(&cli.common, &secret::resolve(&cli.common)?)?;
             let store = Store::connect(&cli.common.database_url, 1).await?;
-            let user = store
-                .user_by_name(&args.name)
+            let (account, _) = store
+                .credentials(&args.name)
                 .await?
                 .with_context(|| format!("no user named {}", args.name))?;
             println!(
                 "{}",
-                keys.issue_with_ttl(&user, TokenType::Access, args.ttl)?
+                keys.issue_with_ttl(
+                    &account.user,
+                    account.generation,
+                    TokenType::Access,
+                    args.ttl
+                )?
             );
             Ok(())
         }
@@ -123,20 +129,47 @@ async fn serve(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A password from stdin when piped (at least 8 bytes), else a generated one.
+fn read_password() -> anyhow::Result<(String, bool)> {
+    if std::io::stdin().is_terminal() {
+        return Ok((random_secret(20), true));
+    }
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text)?;
+    let text = text.trim_end_matches(['\r', '\n']).to_owned();
+    anyhow::ensure!(
+        text.len() >= 8,
+        "the password read from stdin must be at least 8 bytes"
+    );
+    Ok((text, false))
+}
+
+/// Sets a password through the core, so the revocation reaches the
+/// processes that share its bus (Redis) and their sockets close.
+async fn set_password(cli: &Cli, name: &str) -> anyhow::Result<()> {
+    let (password, generated) = read_password()?;
+    let core = ops::boot::core(&cli.common, &ops::warmup::Switch::default()).await?;
+    let user = core
+        .user_named(&Username::parse(name)?)
+        .await
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    core.set_password(None, user.id, password.clone())
+        .await
+        .map_err(|err| anyhow::anyhow!("{err}"))?;
+    println!(
+        "password of `{}` set; their tokens no longer work",
+        user.username
+    );
+    if generated {
+        println!("password: {password}");
+    }
+    core.close().await;
+    Ok(())
+}
+
 async fn add_user(cli: &Cli, name: &str, admin: bool) -> anyhow::Result<()> {
     let username = Username::parse(name)?;
-    let (password, generated) = if std::io::stdin().is_terminal() {
-        (random_secret(20), true)
-    } else {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text)?;
-        let text = text.trim_end_matches(['\r', '\n']).to_owned();
-        anyhow::ensure!(
-            text.len() >= 8,
-            "the password read from stdin must be at least 8 bytes"
-        );
-        (text, false)
-    };
+    let (password, generated) = read_password()?;
     let store = Store::connect(&cli.common.database_url, 1).await?;
     let hash = tokio::task::spawn_blocking(move || hash_password(&password).map(|h| (h, password)))
         .await??;

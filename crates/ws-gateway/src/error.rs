@@ -6,7 +6,7 @@ use domain::service::ServiceError;
 pub fn frame_error(err: ServiceError) -> FrameError {
     let code = match &err {
         ServiceError::NotFound(_) => ErrorCode::NotFound,
-        ServiceError::Forbidden(_) => ErrorCode::Forbidden,
+        ServiceError::Forbidden(_) | ServiceError::Unauthorized(_) => ErrorCode::Forbidden,
         ServiceError::Conflict(_) | ServiceError::Invalid { .. } => ErrorCode::InvalidField,
         ServiceError::TooLarge(_) => ErrorCode::TooLarge,
         ServiceError::NotSubscribed(_) => ErrorCode::NotSubscribed,

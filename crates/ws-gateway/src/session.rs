@@ -26,6 +26,7 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use domain::events::Key;
 use domain::model::Actor;
 use domain::protocol::ServerFrame;
+use domain::service::{Authenticated, Credential};
 use foldhash::HashMap;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -75,6 +76,7 @@ pub mod close {
     pub const TOO_BIG: u16 = 1009;
     pub const INTERNAL: u16 = 1011;
     pub const TOKEN_EXPIRED: u16 = 4001;
+    pub const REVOKED: u16 = 4003;
     pub const SLOW_CONSUMER: u16 = 4008;
 }
 
@@ -112,6 +114,8 @@ pub struct Session {
     bucket: TokenBucket,
     /// Pings sent, and what each proves once answered.
     proofs: proof::Proofs,
+    /// What the socket opened with: a revocation of it closes with 4003.
+    credential: Credential,
     /// Frames were written since the last ping.
     unproven: bool,
     /// A confirmed position moved since the cursor book was last told.
@@ -122,7 +126,12 @@ pub struct Session {
 
 impl Session {
     /// Runs a connection to its end.
-    pub async fn start(state: GatewayState, actor: Actor, expires_at: i64, socket: WebSocket) {
+    pub async fn start(state: GatewayState, authenticated: Authenticated, socket: WebSocket) {
+        let Authenticated {
+            actor,
+            credential,
+            expires_at,
+        } = authenticated;
         let limit = state.config.outbound_queue.max(1);
         let (queue, mut receiver) = mpsc::unbounded_channel();
         let handle = SessionHandle::new(queue, limit);
@@ -140,6 +149,7 @@ impl Session {
             tags: HashMap::default(),
             bucket,
             proofs: proof::Proofs::default(),
+            credential,
             unproven: false,
             unsaved: false,
             turn: None,
@@ -159,7 +169,7 @@ impl Session {
     async fn run(
         &mut self,
         receiver: &mut mpsc::UnboundedReceiver<Outbound>,
-        expires_at: i64,
+        expires_at: Option<i64>,
     ) -> End {
         if let Err(end) = self.open().await {
             return end;
@@ -393,7 +403,7 @@ struct Clock {
 }
 
 impl Clock {
-    fn new(config: &crate::GatewayConfig, expires_at: i64) -> Self {
+    fn new(config: &crate::GatewayConfig, expires_at: Option<i64>) -> Self {
         Self {
             expiry: deadline(expires_at),
             next_ping: Instant::now() + config.ping_interval,
@@ -405,9 +415,13 @@ impl Clock {
 }
 
 /// When a token with this `exp` (seconds) runs out.
-fn deadline(exp: i64) -> Instant {
-    let left = exp.saturating_sub(chrono_now_secs()).max(0);
-    Instant::now() + Duration::from_secs(left as u64)
+/// When a token expires; an API key never does (a century is never here).
+fn deadline(exp: Option<i64>) -> Instant {
+    const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    let left = exp.map_or(NEVER, |exp| {
+        Duration::from_secs(exp.saturating_sub(chrono_now_secs()).max(0) as u64).min(NEVER)
+    });
+    Instant::now() + left
 }
 
 fn chrono_now_secs() -> i64 {

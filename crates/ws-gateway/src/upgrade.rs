@@ -7,8 +7,7 @@ use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
 use axum::response::Response;
-use domain::auth::{AuthError, TokenType};
-use domain::model::Actor;
+use domain::service::{AuthFailure, Authenticated};
 
 use crate::GatewayState;
 use crate::session::Session;
@@ -42,7 +41,7 @@ async fn accept(
     token: Option<&str>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let (actor, expires_at) = match authenticate(&state, token).await {
+    let authenticated = match authenticate(&state, token).await {
         Ok(found) => {
             metrics::counter!("ws_handshakes_total", "outcome" => "ok").increment(1);
             found
@@ -83,38 +82,27 @@ async fn accept(
         .max_message_size(config.max_frame_bytes.saturating_mul(4))
         .max_frame_size(config.max_frame_bytes.saturating_mul(4))
         .on_upgrade(move |socket| async move {
-            Session::start(state, actor, expires_at, socket).await;
+            Session::start(state, authenticated, socket).await;
             drop(tracked);
         })
 }
 
 /// Why a handshake is refused.
 enum Refusal {
-    /// The token: 401.
+    /// The credential: 401.
     Unauthorized(&'static str),
     /// The store could not be asked: 503.
     Unavailable,
 }
 
-async fn authenticate(state: &GatewayState, token: Option<&str>) -> Result<(Actor, i64), Refusal> {
-    let Some(token) = token.filter(|t| !t.is_empty()) else {
-        domain::metrics::auth_failure("missing");
-        return Err(Refusal::Unauthorized("an access token is required"));
-    };
-    let claims = state.keys.verify(token, TokenType::Access).map_err(|e| {
-        Refusal::Unauthorized(match e {
-            AuthError::Expired => "the token has expired",
-            AuthError::WrongType(_) => "only an access token opens a socket",
-            _ => "the token is not valid",
-        })
-    })?;
-    match state.core.user(claims.uid).await {
-        Ok(Some(user)) => Ok((user.into(), claims.exp)),
-        Ok(None) => {
-            domain::metrics::auth_failure("unknown_user");
-            Err(Refusal::Unauthorized("the token's user no longer exists"))
-        }
-        Err(err) => {
+async fn authenticate(state: &GatewayState, token: Option<&str>) -> Result<Authenticated, Refusal> {
+    match state.core.authenticate(&state.keys, token).await {
+        Ok(found) => Ok(found),
+        Err(AuthFailure::Refused(domain::service::Refusal::WrongType)) => Err(
+            Refusal::Unauthorized("only an access token or an API key opens a socket"),
+        ),
+        Err(AuthFailure::Refused(refusal)) => Err(Refusal::Unauthorized(refusal.message())),
+        Err(AuthFailure::Service(err)) => {
             tracing::error!(%err, "store failure during handshake");
             Err(Refusal::Unavailable)
         }

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::{Core, ServiceError};
 use crate::auth::{hash_password, verify_password};
-use crate::model::{Actor, User};
+use crate::model::{Account, Actor, User};
 use crate::names::Username;
 
 /// Checked against when the username is unknown, so a wrong username
@@ -43,23 +43,32 @@ impl Core {
         username: &str,
         password: String,
         address: Option<IpAddr>,
-    ) -> Result<Option<User>, ServiceError> {
+    ) -> Result<Option<Account>, ServiceError> {
         super::storable("username", username)?;
         if let Err(wait) = self.logins.attempt(username, address, Instant::now()) {
             crate::metrics::login("throttled");
             return Err(ServiceError::Throttled(wait));
         }
-        let user = self.verify(username, password).await?;
-        if user.is_some() {
-            crate::metrics::login("ok");
-            self.logins.succeeded(username, address, Instant::now());
-        } else {
-            crate::metrics::login("wrong_credentials");
+        let account = self.verify(username, password).await?;
+        match &account {
+            Some(account) if !account.is_active => {
+                crate::metrics::login("disabled");
+                return Err(ServiceError::Unauthorized("this account is disabled"));
+            }
+            Some(_) => {
+                crate::metrics::login("ok");
+                self.logins.succeeded(username, address, Instant::now());
+            }
+            None => crate::metrics::login("wrong_credentials"),
         }
-        Ok(user)
+        Ok(account)
     }
 
-    async fn verify(&self, username: &str, password: String) -> Result<Option<User>, ServiceError> {
+    async fn verify(
+        &self,
+        username: &str,
+        password: String,
+    ) -> Result<Option<Account>, ServiceError> {
         let found = self.store.credentials(username).await?;
         let hash = found
             .as_ref()
@@ -67,7 +76,7 @@ impl Core {
         let ok = self
             .hashing(move || Ok(verify_password(&password, &hash)))
             .await?;
-        Ok(found.filter(|_| ok).map(|(user, _)| user))
+        Ok(found.filter(|_| ok).map(|(account, _)| account))
     }
 
     /// Creates an account (the caller has checked who may).
@@ -91,7 +100,7 @@ impl Core {
     }
 
     /// Runs password work on the blocking pool, one job per core at most.
-    async fn hashing<T: Send + 'static>(
+    pub(super) async fn hashing<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> Result<T, crate::auth::AuthError> + Send + 'static,
     ) -> Result<T, ServiceError> {

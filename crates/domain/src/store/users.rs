@@ -4,7 +4,7 @@ use sqlx::Connection;
 
 use super::audit::{Changes, record};
 use super::{Store, StoreError, Tx, conflict, flag};
-use crate::model::{Actor, User};
+use crate::model::{Account, Actor, User};
 use crate::names::Username;
 use crate::time::now_millis;
 
@@ -30,6 +30,9 @@ struct CredentialRow {
     id: i64,
     username: String,
     is_admin: i64,
+    is_active: i64,
+    token_generation: i64,
+    created_at: i64,
     password_hash: String,
 }
 
@@ -75,38 +78,49 @@ impl Store {
     }
 
     pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> =
-            sqlx::query_as("SELECT id, username, is_admin FROM users WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.read)
-                .await?;
+        let row: Option<UserRow> = sqlx::query_as(
+            "SELECT id, username, is_admin FROM users WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?;
         Ok(row.map(Into::into))
     }
 
     pub async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
-        let row: Option<UserRow> =
-            sqlx::query_as("SELECT id, username, is_admin FROM users WHERE username = $1")
-                .bind(username)
-                .fetch_optional(&self.read)
-                .await?;
+        let row: Option<UserRow> = sqlx::query_as(
+            "SELECT id, username, is_admin FROM users WHERE username = $1 AND deleted_at IS NULL",
+        )
+        .bind(username)
+        .fetch_optional(&self.read)
+        .await?;
         Ok(row.map(Into::into))
     }
 
-    /// The user and their password hash, for logging in.
-    pub async fn credentials(&self, username: &str) -> Result<Option<(User, String)>, StoreError> {
+    /// The live account and its password hash, for logging in.
+    pub async fn credentials(
+        &self,
+        username: &str,
+    ) -> Result<Option<(Account, String)>, StoreError> {
         let row: Option<CredentialRow> = sqlx::query_as(
-            "SELECT id, username, is_admin, password_hash FROM users WHERE username = $1",
+            "SELECT id, username, is_admin, is_active, token_generation, created_at, password_hash \
+             FROM users WHERE username = $1 AND deleted_at IS NULL",
         )
         .bind(username)
         .fetch_optional(&self.read)
         .await?;
         Ok(row.map(|r| {
-            let user = User {
-                id: r.id,
-                username: r.username,
-                is_admin: r.is_admin != 0,
+            let account = Account {
+                user: User {
+                    id: r.id,
+                    username: r.username,
+                    is_admin: r.is_admin != 0,
+                },
+                is_active: r.is_active != 0,
+                generation: r.token_generation,
+                created_at: r.created_at,
             };
-            (user, r.password_hash)
+            (account, r.password_hash)
         }))
     }
 

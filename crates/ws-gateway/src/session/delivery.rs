@@ -303,6 +303,12 @@ impl Session {
                 }
                 Ok(())
             }
+            Event::Revoked { revocation, .. } => {
+                if self.credential.is_revoked_by(revocation) {
+                    return Err(End::Close(close::REVOKED, "credential revoked"));
+                }
+                Ok(())
+            }
             Event::Inbox { .. } => match frame {
                 Some(frame) => self.conn.feed(frame, Kind::Other, None).await,
                 None => Ok(()),

@@ -156,7 +156,7 @@ async fn an_expired_token_closes_with_4001() {
     };
     let short = app
         .keys
-        .issue_with_ttl(&user, TokenType::Access, Duration::from_secs(1))
+        .issue_with_ttl(&user, 0, TokenType::Access, Duration::from_secs(1))
         .unwrap();
     let mut ws = app.connect(&short).await;
     let (code, reason) = ws.closed().await;
