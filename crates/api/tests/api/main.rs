@@ -4,6 +4,7 @@
 mod helpers;
 
 mod accounts;
+mod credentials;
 mod docs;
 mod hostile;
 mod inbox;
