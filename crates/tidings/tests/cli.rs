@@ -1,4 +1,5 @@
-//! The `tidings` binary as a user runs it: serve, migrate, user add, token.
+//! The `tidings` binary as a user runs it: serve, migrate, user add,
+//! user passwd, token.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use std::path::Path;
@@ -175,6 +176,41 @@ async fn migrate_user_add_and_token() {
     unknown.args(["token", "nobody"]);
     let (ok, _, err) = run(unknown).await;
     assert!(!ok && err.contains("no user named nobody"), "{err}");
+
+    // `user passwd`: the way back in. The new password works, the old one
+    // and every token issued before do not; `token` then issues good ones.
+    let mut passwd = tidings(dir.path());
+    passwd.args(["user", "passwd", "bob"]).stdin(Stdio::piped());
+    let mut child = passwd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"bobs-new-password\n")
+        .await
+        .unwrap();
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = format!("sqlite://{}", dir.path().join("data/tidings.db").display());
+    let store = domain::store::Store::connect(&url, 1).await.unwrap();
+    let (account, hash) = store.credentials("bob").await.unwrap().unwrap();
+    assert!(domain::auth::verify_password("bobs-new-password", &hash));
+    assert!(!domain::auth::verify_password("bobs-password", &hash));
+    assert_eq!(account.generation, 1, "older tokens are dead");
+    assert_ne!(claims.generation, account.generation);
+    store.close().await;
+    let mut token = tidings(dir.path());
+    token.args(["token", "bob"]);
+    let (ok, out, err) = run(token).await;
+    assert!(ok, "{err}");
+    let fresh = keys
+        .verify(out.trim(), domain::auth::TokenType::Access)
+        .unwrap();
+    assert_eq!(fresh.generation, 1);
 }
 
 #[tokio::test]

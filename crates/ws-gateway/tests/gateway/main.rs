@@ -9,6 +9,7 @@ mod burst;
 
 mod helpers;
 
+mod credentials;
 mod delivery;
 mod errors;
 mod handshake;
