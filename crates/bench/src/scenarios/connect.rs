@@ -2,6 +2,8 @@
 
 use std::time::Instant;
 
+use anyhow::Context;
+
 use futures_util::{StreamExt, stream};
 
 use crate::client;
@@ -16,11 +18,32 @@ pub struct Args {
     /// Handshakes in flight at once.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Connect with API keys (made through the REST API) instead of tokens.
+    #[arg(long)]
+    pub api_keys: bool,
 }
 
 pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     let t = Target::open(target).await?;
-    let users = t.users("c", 10, false).await?;
+    let mut users = t.users("c", 10, false).await?;
+    if args.api_keys {
+        let http = reqwest::Client::new();
+        for (_, credential) in &mut users {
+            let created: serde_json::Value = http
+                .post(format!("{}/api/keys/", t.args.api))
+                .bearer_auth(&*credential)
+                .json(&serde_json::json!({"name": "bench"}))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            *credential = created["key"]
+                .as_str()
+                .context("the API answered without a key")?
+                .to_owned();
+        }
+    }
     let started = Instant::now();
     let results: Vec<anyhow::Result<()>> = stream::iter(0..args.connections)
         .map(|i| {
@@ -39,6 +62,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     let failed = results.iter().filter(|r| r.is_err()).count();
     let mut out = Report::new("connect");
     out.set("connections", args.connections)
+        .set("credential", if args.api_keys { "api key" } else { "token" })
         .set("concurrency", args.concurrency)
         .set("failed", failed)
         .rate(
