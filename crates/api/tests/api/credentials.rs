@@ -342,10 +342,20 @@ async fn api_keys_act_as_their_user_until_deleted(app: &TestApp) {
         (status, topic["owner"].as_str()),
         (StatusCode::CREATED, Some("alice"))
     );
-    // Listed without the key, to its user only.
-    let (_, listed) = app
-        .call(Method::GET, "/api/keys/", Some(&alice_token), None)
-        .await;
+    // Listed without the key, to its user only, with when it was last used
+    // (noted off the request's path).
+    let mut listed = Value::Null;
+    for _ in 0..50 {
+        listed = app
+            .call(Method::GET, "/api/keys/", Some(&alice_token), None)
+            .await
+            .1;
+        if listed[0]["last_used_at"].is_string() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+    }
+    assert!(listed[0]["last_used_at"].is_string(), "{listed}");
     assert_eq!(listed.as_array().unwrap().len(), 1);
     assert_eq!(listed[0]["name"], "deploy bot");
     assert_eq!(listed[0]["user"], alice.id);

@@ -62,7 +62,10 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     let failed = results.iter().filter(|r| r.is_err()).count();
     let mut out = Report::new("connect");
     out.set("connections", args.connections)
-        .set("credential", if args.api_keys { "api key" } else { "token" })
+        .set(
+            "credential",
+            if args.api_keys { "api key" } else { "token" },
+        )
         .set("concurrency", args.concurrency)
         .set("failed", failed)
         .rate(
