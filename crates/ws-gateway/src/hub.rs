@@ -82,6 +82,8 @@ type Registry = HashMap<Key, HashMap<SessionId, SessionHandle>>;
 pub struct Hub {
     registry: RwLock<Registry>,
     next_id: AtomicU64,
+    /// Random per process: session names are unique across gateways.
+    instance: String,
     bus: SharedBus,
     metrics: GatewayMetrics,
 }
@@ -91,6 +93,7 @@ impl Hub {
         Arc::new(Self {
             registry: RwLock::default(),
             next_id: AtomicU64::new(1),
+            instance: domain::auth::random_secret(10).to_lowercase(),
             bus,
             metrics,
         })
@@ -98,6 +101,12 @@ impl Hub {
 
     pub fn next_session_id(&self) -> SessionId {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A session's name for clients and logs: `<process>-<n>`, unique
+    /// across every gateway (the `n` alone repeats from one to the next).
+    pub fn session_name(&self, id: SessionId) -> String {
+        format!("{}-{id}", self.instance)
     }
 
     pub fn metrics(&self) -> &GatewayMetrics {

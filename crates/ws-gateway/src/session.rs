@@ -155,7 +155,8 @@ impl Session {
             turn: None,
         };
         metrics.connections.increment(1.0);
-        tracing::info!(user = %session.actor.username, session = id, "socket opened");
+        let name = session.state.hub.session_name(id);
+        tracing::info!(user = %session.actor.username, session = %name, "socket opened");
         let end = session.run(&mut receiver, expires_at).await;
         let (code, reason) = match &end {
             End::Close(code, reason) => (*code, *reason),
@@ -163,7 +164,7 @@ impl Session {
         };
         session.finish(end).await;
         metrics.connections.decrement(1.0);
-        tracing::info!(user = %session.actor.username, session = id, code, reason, "socket closed");
+        tracing::info!(user = %session.actor.username, session = %name, code, reason, "socket closed");
     }
 
     async fn run(
@@ -267,7 +268,7 @@ impl Session {
         self.load().await?;
         let welcome = ServerFrame::Welcome {
             user: self.actor.username.clone(),
-            session: self.id.to_string(),
+            session: self.state.hub.session_name(self.id),
         };
         self.conn.send(&welcome, None).await?;
         self.catch_up_all().await?;

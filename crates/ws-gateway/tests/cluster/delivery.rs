@@ -206,3 +206,22 @@ async fn a_silent_client_misses_nothing_across_gateways() {
     assert_eq!(seqs, (first..=TOTAL).collect::<Vec<_>>());
     again.expect_quiet().await;
 }
+
+/// One user's sockets on two gateways are welcomed with different session
+/// names (each gateway counts from 1 on its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_names_never_repeat_across_gateways() {
+    let Some(cluster) = Cluster::start().await else {
+        return;
+    };
+    let (_, alice) = cluster.user("alice", false).await;
+    let mut names = std::collections::HashSet::new();
+    for gateway in cluster.gateways.iter().chain(cluster.gateways.iter()) {
+        let mut client =
+            crate::ws_client::Client::open(&format!("ws://{gateway}/ws?token={alice}")).await;
+        let welcome = client.recv().await;
+        let name = welcome["session"].as_str().unwrap().to_owned();
+        assert!(names.insert(name.clone()), "{name} repeats");
+    }
+    assert_eq!(names.len(), 4);
+}

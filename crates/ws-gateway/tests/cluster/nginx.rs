@@ -67,8 +67,7 @@ fn render(api: &str, gateways: &[String; 2], port: u16) -> String {
     replace(conf, "listen 80;", &format!("listen 127.0.0.1:{port};"))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rest_and_websockets_through_nginx() {
+fn nginx_installed() -> bool {
     if std::process::Command::new("nginx")
         .arg("-v")
         .output()
@@ -76,6 +75,82 @@ async fn rest_and_websockets_through_nginx() {
     {
         assert!(std::env::var_os("CI").is_none(), "CI must install nginx");
         eprintln!("skipped: nginx is not installed");
+        return false;
+    }
+    true
+}
+
+/// While every gateway is down, sockets through nginx get 502, and no
+/// token they carried (in the query or as the path) reaches nginx's
+/// access or error log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_reaches_nginx_logs_when_gateways_are_down() {
+    if !nginx_installed() {
+        return;
+    }
+    let _turn = crate::processes::one_at_a_time().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let down = [
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    ];
+    let conf = dir.path().join("nginx.conf");
+    std::fs::write(&conf, render(&down[0], &down, port)).unwrap();
+    let global = format!(
+        "daemon off; pid {};",
+        dir.path().join("nginx.pid").display()
+    );
+    let (out, err) = (dir.path().join("out.log"), dir.path().join("err.log"));
+    let nginx = tokio::process::Command::new("nginx")
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&conf)
+        .args(["-g", &global])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let stop = StopNginx(nginx.id().unwrap());
+    let secret = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXRva2VuLXBheWxvYWQ.c2lnbmF0dXJl";
+    let front = format!("127.0.0.1:{port}");
+    let mut statuses = Vec::new();
+    for url in [
+        format!("ws://{front}/ws?token={secret}"),
+        format!("ws://{front}/{secret}"),
+    ] {
+        for _ in 0..100 {
+            match tokio_tungstenite::connect_async(&url).await {
+                Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                    statuses.push(response.status().as_u16());
+                    break;
+                }
+                // nginx still starting.
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+    assert_eq!(statuses, [502, 502]);
+    drop(stop);
+    let logs = format!(
+        "{}{}",
+        std::fs::read_to_string(&out).unwrap(),
+        std::fs::read_to_string(&err).unwrap()
+    );
+    assert!(
+        logs.contains("502"),
+        "the access log records the failures:\n{logs}"
+    );
+    assert!(
+        !logs.contains(secret) && !logs.contains("c2VjcmV0"),
+        "a token in nginx's logs:\n{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_and_websockets_through_nginx() {
+    if !nginx_installed() {
         return;
     }
     let Some(cluster) = Cluster::start().await else {
