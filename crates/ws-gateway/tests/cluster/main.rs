@@ -12,6 +12,7 @@ mod ws_client;
 mod burst;
 
 mod cluster;
+mod compose;
 mod credentials;
 mod own_redis;
 mod processes;
