@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The docker-compose deployment, for real: `.ci/compose up` builds the
+# The docker-compose deployment, for real: `deploy/test-compose.sh up` builds the
 # images (Dockerfile.api, Dockerfile.ws) and starts docker-compose.yml as
-# a user would, then checks the admin CLI inside; `.ci/compose down` removes
+# a user would, then checks the admin CLI inside; `deploy/test-compose.sh down` removes
 # it. Registries are unreachable here, so the base images are stand-ins
-# built from Debian packages (.ci/standins), under the same names.
+# built from Debian packages (deploy/standins), under the same names.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,7 +53,7 @@ standins() {
     sysroot=$(rustc --print sysroot)
     cp -a "$sysroot/bin" "$sysroot/lib" "$ctx/toolchain/"
     cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
-    docker build -q -f .ci/standins/rust.Dockerfile -t rust:1-slim-bookworm "$ctx" >/dev/null
+    docker build -q -f deploy/standins/rust.Dockerfile -t rust:1-slim-bookworm "$ctx" >/dev/null
     rm -rf "$ctx"
   fi
   local image file
@@ -61,7 +61,7 @@ standins() {
     image=${pair%%=*} file=${pair##*=}
     if ! have "$image"; then
       log "$image from Debian packages"
-      docker build -q -f ".ci/standins/$file.Dockerfile" -t "$image" .ci/standins >/dev/null
+      docker build -q -f "deploy/standins/$file.Dockerfile" -t "$image" deploy/standins >/dev/null
     fi
   done
 }
@@ -103,6 +103,8 @@ YAML
 case "${1:-}" in
   up) up ;;
   down) compose down -v --remove-orphans ;;
+  # SIGTERM to one service (sockets close with 1001), then start it again.
+  restart) compose restart "${2:?which service}" ;;
   logs) compose logs --tail "${2:-100}" ;;
-  *) echo "usage: .ci/compose up|down|logs [lines]" >&2; exit 2 ;;
+  *) echo "usage: deploy/test-compose.sh up|down|restart SERVICE|logs [lines]" >&2; exit 2 ;;
 esac
