@@ -2,8 +2,8 @@
 # The docker-compose deployment, for real: `deploy/test-compose.sh up` builds the
 # images (Dockerfile.api, Dockerfile.ws) and starts docker-compose.yml as
 # a user would, then checks the admin CLI inside; `deploy/test-compose.sh down` removes
-# it. Registries are unreachable here, so the base images are stand-ins
-# built from Debian packages (deploy/standins), under the same names.
+# it. Base images that cannot be pulled (no registry reachable) are built as
+# stand-ins from Debian packages (deploy/standins), under the same names.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,19 +13,24 @@ PROJECT=tidingsci
 STATE=${TIDINGS_COMPOSE_STATE:-$HOME/.cache/tidings-compose}
 mkdir -p "$STATE"
 compose() {
+  local tool=(docker-compose)
+  command -v docker-compose >/dev/null || tool=(docker compose)
   # The compose file insists on JWT_SECRET; `down` and `logs` need no real one.
   JWT_SECRET=${JWT_SECRET:-not-used-by-down-or-logs} \
-    docker-compose -p "$PROJECT" -f docker-compose.yml -f "$STATE/override.yml" "$@"
+    "${tool[@]}" -p "$PROJECT" -f docker-compose.yml -f "$STATE/override.yml" "$@"
 }
 
 log() { printf '\n== compose: %s\n' "$*"; }
 
+apt_install() {
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
 ensure_docker() {
-  if ! command -v dockerd >/dev/null || ! command -v docker-compose >/dev/null \
-     || ! command -v debootstrap >/dev/null; then
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io docker-compose debootstrap >/dev/null
-  fi
+  command -v dockerd >/dev/null || apt_install docker.io
+  command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 \
+    || apt_install docker-compose
   if ! docker info >/dev/null 2>&1; then
     nohup dockerd >"$STATE/dockerd.log" 2>&1 &
     for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
@@ -33,11 +38,15 @@ ensure_docker() {
   docker info >/dev/null
 }
 
-have() { docker image inspect "$1" >/dev/null 2>&1; }
+# An image is there, or can be pulled (where a registry is reachable).
+have() {
+  docker image inspect "$1" >/dev/null 2>&1 || timeout 300 docker pull -q "$1" >/dev/null 2>&1
+}
 
 standins() {
   if ! have debian:bookworm-slim; then
     log "debian:bookworm-slim from debootstrap"
+    command -v debootstrap >/dev/null || apt_install debootstrap
     local root="$STATE/rootfs"
     rm -rf "$root"
     debootstrap --variant=minbase bookworm "$root" http://deb.debian.org/debian >"$STATE/debootstrap.log"
