@@ -5,7 +5,6 @@
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use domain::auth::AuthError;
 use domain::paging::PagingError;
 use domain::service::{AuthFailure, ServiceError};
 use domain::store::StoreError;
@@ -120,15 +119,6 @@ impl From<StoreError> for ApiError {
                 tracing::error!(error = %other, "store failure");
                 Self::Unavailable
             }
-        }
-    }
-}
-
-impl From<AuthError> for ApiError {
-    fn from(err: AuthError) -> Self {
-        match err {
-            AuthError::Hash => Self::Internal,
-            other => Self::Unauthorized(other.to_string()),
         }
     }
 }

@@ -37,6 +37,26 @@ async fn run(mut command: Command) -> (bool, String, String) {
     )
 }
 
+/// Runs `command` with `args`, writing `input` and a newline to its stdin;
+/// fails the test unless it succeeds.
+async fn with_stdin(mut command: Command, args: &[&str], input: &str) -> std::process::Output {
+    command.args(args).stdin(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(format!("{input}\n").as_bytes())
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Stdout of a running server, line by line.
 struct Output(tokio::sync::mpsc::UnboundedReceiver<String>);
 
@@ -137,22 +157,12 @@ async fn migrate_user_add_and_token() {
     assert!(ok, "{err}");
     assert!(out.contains("migrations applied"));
 
-    let mut add = tidings(dir.path());
-    add.args(["user", "add", "bob"]).stdin(Stdio::piped());
-    let mut child = add.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"bobs-password\n")
-        .await
-        .unwrap();
-    let out = child.wait_with_output().await.unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = with_stdin(
+        tidings(dir.path()),
+        &["user", "add", "bob"],
+        "bobs-password",
+    )
+    .await;
     assert!(String::from_utf8_lossy(&out.stdout).contains("created user `bob`"));
 
     let mut token = tidings(dir.path());
@@ -179,22 +189,12 @@ async fn migrate_user_add_and_token() {
 
     // `user passwd`: the way back in. The new password works, the old one
     // and every token issued before do not; `token` then issues good ones.
-    let mut passwd = tidings(dir.path());
-    passwd.args(["user", "passwd", "bob"]).stdin(Stdio::piped());
-    let mut child = passwd.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"bobs-new-password\n")
-        .await
-        .unwrap();
-    let out = child.wait_with_output().await.unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    with_stdin(
+        tidings(dir.path()),
+        &["user", "passwd", "bob"],
+        "bobs-new-password",
+    )
+    .await;
     let url = format!("sqlite://{}", dir.path().join("data/tidings.db").display());
     let store = domain::store::Store::connect(&url, 1).await.unwrap();
     let (account, hash) = store.credentials("bob").await.unwrap().unwrap();

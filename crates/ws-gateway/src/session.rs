@@ -107,6 +107,8 @@ pub struct Session {
     state: GatewayState,
     actor: Actor,
     id: SessionId,
+    /// What clients and logs call this session (unique across gateways).
+    name: String,
     handle: SessionHandle,
     conn: connection::Connection,
     channels: HashMap<i64, Tracked>,
@@ -137,12 +139,14 @@ impl Session {
         let handle = SessionHandle::new(queue, limit);
         let bucket = TokenBucket::new(state.config.publish_rate, state.config.publish_burst);
         let id = state.hub.next_session_id();
+        let name = state.hub.session_name(id);
         let metrics = state.hub.metrics().clone();
         let idle_timeout = state.config.idle_timeout;
         let mut session = Session {
             state,
             actor,
             id,
+            name,
             handle,
             conn: connection::Connection::new(socket, metrics.clone(), idle_timeout),
             channels: HashMap::default(),
@@ -155,8 +159,7 @@ impl Session {
             turn: None,
         };
         metrics.connections.increment(1.0);
-        let name = session.state.hub.session_name(id);
-        tracing::info!(user = %session.actor.username, session = %name, "socket opened");
+        tracing::info!(user = %session.actor.username, session = %session.name, "socket opened");
         let end = session.run(&mut receiver, expires_at).await;
         let (code, reason) = match &end {
             End::Close(code, reason) => (*code, *reason),
@@ -164,7 +167,7 @@ impl Session {
         };
         session.finish(end).await;
         metrics.connections.decrement(1.0);
-        tracing::info!(user = %session.actor.username, session = %name, code, reason, "socket closed");
+        tracing::info!(user = %session.actor.username, session = %session.name, code, reason, "socket closed");
     }
 
     async fn run(
@@ -268,7 +271,7 @@ impl Session {
         self.load().await?;
         let welcome = ServerFrame::Welcome {
             user: self.actor.username.clone(),
-            session: self.state.hub.session_name(self.id),
+            session: self.name.clone(),
         };
         self.conn.send(&welcome, None).await?;
         self.catch_up_all().await?;

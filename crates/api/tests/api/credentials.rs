@@ -105,6 +105,24 @@ async fn only_admins_list_disable_and_delete_users(app: &TestApp) {
         .collect();
     assert_eq!(listed, [("admin", true), ("alice", true), ("bob", true)]);
     assert!(page["results"][0]["created_at"].is_string());
+    // An admin promotes: the new admin's rights hold on their next request.
+    let (status, promoted) = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&app.admin),
+            Some(json!({"is_admin": true})),
+        )
+        .await;
+    assert_eq!(
+        (status, promoted["is_admin"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    let (bob_token, _) = session(app, "bob").await;
+    let (status, body) = app
+        .call(Method::GET, "/api/users/", Some(&bob_token), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     // An admin cannot lock themselves out.
     let (admin_id, _) = (page["results"][0]["id"].as_i64().unwrap(), ());
     let own = format!("/api/users/{admin_id}/");
@@ -386,6 +404,21 @@ async fn api_keys_act_as_their_user_until_deleted(app: &TestApp) {
         .call(Method::GET, "/api/users/me/", Some(&for_bob), None)
         .await;
     assert_eq!(who["username"], "bob");
+    // An admin sees every key; bob sees his own.
+    let (_, all) = app
+        .call(Method::GET, "/api/keys/", Some(&app.admin), None)
+        .await;
+    let owners: Vec<i64> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["user"].as_i64().unwrap())
+        .collect();
+    assert_eq!(owners, [alice.id, bob.id]);
+    let (_, bobs) = app
+        .call(Method::GET, "/api/keys/", Some(&bob_token), None)
+        .await;
+    assert_eq!(bobs.as_array().unwrap().len(), 1);
     // Deleted: dead at once; a made-up key never worked.
     let (status, _) = app
         .call(Method::DELETE, &path, Some(&alice_token), None)
@@ -437,6 +470,23 @@ async fn a_deleted_user_loses_access_and_memberships_but_not_messages(app: &Test
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
+    let (_, tag) = app
+        .call(
+            Method::POST,
+            "/api/tags/",
+            Some(&app.admin),
+            Some(json!({"name":"deploys"})),
+        )
+        .await;
+    let (status, _) = app
+        .call(
+            Method::POST,
+            "/api/subscriptions/",
+            Some(&bob_token),
+            Some(json!({"tag": tag["id"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
     let path = format!("/api/users/{}/", bob.id);
     let (status, _) = app
         .call(Method::DELETE, &path, Some(&app.admin), None)
@@ -468,6 +518,15 @@ async fn a_deleted_user_loses_access_and_memberships_but_not_messages(app: &Test
         .await;
     assert_eq!(history["results"][0]["from"], "bob");
     assert_eq!(history["results"][0]["content"], "from bob");
+    let (_, subscriptions) = app
+        .call(
+            Method::GET,
+            &format!("/api/subscriptions/?user={}", bob.id),
+            Some(&app.admin),
+            None,
+        )
+        .await;
+    assert_eq!(subscriptions, json!([]), "their subscriptions go");
     // Gone from the list, the name stays taken, and twice is a 404.
     let (_, page) = app
         .call(Method::GET, "/api/users/", Some(&app.admin), None)

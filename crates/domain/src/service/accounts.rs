@@ -21,12 +21,6 @@ static DUMMY_HASH: LazyLock<String> =
     LazyLock::new(|| hash_password("not a password").unwrap_or_default());
 
 impl Core {
-    /// The user with `id` as stored now: a deleted account's tokens stop
-    /// working.
-    pub async fn user(&self, id: i64) -> Result<Option<User>, ServiceError> {
-        Ok(self.store.user_by_id(id).await?)
-    }
-
     /// The user named `username`.
     pub async fn user_named(&self, username: &Username) -> Result<User, ServiceError> {
         self.store

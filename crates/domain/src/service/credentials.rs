@@ -332,17 +332,12 @@ impl Core {
                 "an admin cannot disable or demote themselves",
             ));
         }
-        let before = self
-            .store
-            .account(id)
-            .await?
-            .ok_or(ServiceError::NotFound("user"))?;
-        let account = self
+        let (account, disabled) = self
             .store
             .update_account(actor, id, is_active, is_admin)
             .await
             .map_err(not_found("user"))?;
-        if before.is_active && !account.is_active {
+        if disabled {
             self.revoked(id, Revocation::Account).await;
         }
         Ok(account.into())

@@ -46,6 +46,13 @@ struct TokenRow {
 }
 
 #[derive(sqlx::FromRow)]
+struct CredentialRow {
+    #[sqlx(flatten)]
+    account: AccountRow,
+    password_hash: String,
+}
+
+#[derive(sqlx::FromRow)]
 struct KeyRow {
     key_id: i64,
     last_used_at: Option<i64>,
@@ -89,15 +96,19 @@ pub struct KeyAccount {
 }
 
 impl Store {
-    /// A live (not deleted) account.
-    pub async fn account(&self, id: i64) -> Result<Option<Account>, StoreError> {
-        let row: Option<AccountRow> = sqlx::query_as(&format!(
-            "SELECT {ACCOUNT} FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL"
+    /// The live account and its password hash, for logging in.
+    pub async fn credentials(
+        &self,
+        username: &str,
+    ) -> Result<Option<(Account, String)>, StoreError> {
+        let row: Option<CredentialRow> = sqlx::query_as(&format!(
+            "SELECT {ACCOUNT}, u.password_hash FROM users u \
+             WHERE u.username = $1 AND u.deleted_at IS NULL"
         ))
-        .bind(id)
+        .bind(username)
         .fetch_optional(&self.read)
         .await?;
-        Ok(row.map(Into::into))
+        Ok(row.map(|r| (r.account.into(), r.password_hash)))
     }
 
     /// The account a token names, and whether its session is revoked: one
@@ -169,14 +180,15 @@ impl Store {
 
     /// Sets `is_active` and `is_admin`. Disabling ends every credential
     /// the account has (its generation moves on, so re-enabling does not
-    /// bring old tokens back).
+    /// bring old tokens back). Returns the account and whether this change
+    /// disabled it.
     pub async fn update_account(
         &self,
         actor: &Actor,
         id: i64,
         is_active: Option<bool>,
         is_admin: Option<bool>,
-    ) -> Result<Account, StoreError> {
+    ) -> Result<(Account, bool), StoreError> {
         let mut conn = self.writer().await?;
         let mut tx = conn.begin().await?;
         let old: Account = sqlx::query_as::<_, AccountRow>(&format!(
@@ -207,7 +219,7 @@ impl Store {
             record(&mut tx, Some(actor), "user", id, "update", changes).await?;
         }
         tx.commit().await?;
-        Ok(Account {
+        let account = Account {
             user: User {
                 is_admin: admin,
                 ..old.user
@@ -215,7 +227,8 @@ impl Store {
             is_active: active,
             generation,
             created_at: old.created_at,
-        })
+        };
+        Ok((account, disabled))
     }
 
     /// Deletes an account softly: the row stays (their messages and the

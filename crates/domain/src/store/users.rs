@@ -4,7 +4,7 @@ use sqlx::Connection;
 
 use super::audit::{Changes, record};
 use super::{Store, StoreError, Tx, conflict, flag};
-use crate::model::{Account, Actor, User};
+use crate::model::{Actor, User};
 use crate::names::Username;
 use crate::time::now_millis;
 
@@ -23,17 +23,6 @@ impl From<UserRow> for User {
             is_admin: row.is_admin != 0,
         }
     }
-}
-
-#[derive(sqlx::FromRow)]
-struct CredentialRow {
-    id: i64,
-    username: String,
-    is_admin: i64,
-    is_active: i64,
-    token_generation: i64,
-    created_at: i64,
-    password_hash: String,
 }
 
 /// Claims `name` in the namespace users and topics share.
@@ -95,33 +84,6 @@ impl Store {
         .fetch_optional(&self.read)
         .await?;
         Ok(row.map(Into::into))
-    }
-
-    /// The live account and its password hash, for logging in.
-    pub async fn credentials(
-        &self,
-        username: &str,
-    ) -> Result<Option<(Account, String)>, StoreError> {
-        let row: Option<CredentialRow> = sqlx::query_as(
-            "SELECT id, username, is_admin, is_active, token_generation, created_at, password_hash \
-             FROM users WHERE username = $1 AND deleted_at IS NULL",
-        )
-        .bind(username)
-        .fetch_optional(&self.read)
-        .await?;
-        Ok(row.map(|r| {
-            let account = Account {
-                user: User {
-                    id: r.id,
-                    username: r.username,
-                    is_admin: r.is_admin != 0,
-                },
-                is_active: r.is_active != 0,
-                generation: r.token_generation,
-                created_at: r.created_at,
-            };
-            (account, r.password_hash)
-        }))
     }
 
     pub async fn user_count(&self) -> Result<i64, StoreError> {
