@@ -11,7 +11,7 @@
 //! store. Registry entries are removed when their last session goes, and
 //! the bus is told to stop routing that key.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 
 use axum::extract::ws::Utf8Bytes;
@@ -59,6 +59,10 @@ pub struct SessionHandle {
     pub limit: usize,
     /// Woken when the queue overflowed: the session must close with 4008.
     pub kick: Arc<Notify>,
+    /// A resync is queued and not yet started: another one would read the
+    /// same again. Under a storm of bus failures, every session would
+    /// otherwise queue one per failure and re-read the store over and over.
+    pub resync_queued: Arc<AtomicBool>,
 }
 
 impl SessionHandle {
@@ -68,7 +72,14 @@ impl SessionHandle {
             backlog: Arc::default(),
             limit,
             kick: Arc::new(Notify::new()),
+            resync_queued: Arc::default(),
         }
+    }
+
+    /// Called by the session as it starts a resync: a request from now on
+    /// must be queued again, since this one may read too early for it.
+    pub fn resync_started(&self) {
+        self.resync_queued.store(false, Ordering::Release);
     }
 
     /// Called by the session once it has handled `events` queued events.
@@ -205,7 +216,7 @@ impl Hub {
         let registry = self.registry.read().unwrap_or_else(|e| e.into_inner());
         let mut seen = std::collections::HashSet::new();
         for (id, handle) in registry.values().flat_map(|s| s.iter()) {
-            if seen.insert(*id) {
+            if seen.insert(*id) && !handle.resync_queued.swap(true, Ordering::AcqRel) {
                 self.offer(handle, Outbound::Resync, 1);
             }
         }

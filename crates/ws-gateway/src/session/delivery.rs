@@ -203,6 +203,7 @@ impl Session {
     pub(super) async fn on_outbound(&mut self, out: Outbound) -> Result<(), End> {
         match out {
             Outbound::Resync => {
+                self.handle.resync_started();
                 self.load().await?;
                 self.catch_up_all().await
             }
