@@ -25,18 +25,27 @@ pub struct ApiArgs {
     #[arg(long, env = "TIDINGS_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
+    /// Where the web console opens its sockets: a path on the console's own
+    /// origin (`/ws`, behind the bundled nginx.conf), `:PORT/PATH` on the
+    /// console's host name, or an absolute `ws(s)://` URL. Default: `/ws`
+    /// (the all-in-one: its own gateway's port).
+    #[arg(long, env = "TIDINGS_PUBLIC_WS_URL")]
+    pub public_ws_url: Option<String>,
+
     /// Password of the `admin` created on an empty store (generated and printed once if unset).
     #[arg(long, env = "TIDINGS_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<Secret>,
 }
 
 /// What handlers need of the settings.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub open_registration: bool,
     pub trust_forwarded_for: bool,
     /// Origins allowed by CORS; empty: no CORS headers at all.
     pub cors_origins: Vec<String>,
+    /// Where the console's sockets go (see [`ApiArgs::public_ws_url`]).
+    pub public_ws_url: String,
 }
 
 impl From<&ApiArgs> for ApiConfig {
@@ -45,6 +54,21 @@ impl From<&ApiArgs> for ApiConfig {
             open_registration: args.open_registration,
             trust_forwarded_for: args.trust_forwarded_for,
             cors_origins: args.cors_origins.clone(),
+            public_ws_url: args
+                .public_ws_url
+                .clone()
+                .unwrap_or_else(|| "/ws".to_owned()),
+        }
+    }
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            open_registration: false,
+            trust_forwarded_for: false,
+            cors_origins: vec![],
+            public_ws_url: "/ws".to_owned(),
         }
     }
 }

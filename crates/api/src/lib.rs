@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod openapi;
@@ -117,6 +118,7 @@ fn routes(state: AppState) -> Router {
         .merge(routes::notifications::router())
         .merge(routes::audit::router())
         .merge(openapi::router())
+        .merge(console::router())
         .with_state(state.clone());
     api.merge(ops::health::router(state.core.clone()))
         .fallback(|| async {

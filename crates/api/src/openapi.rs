@@ -21,7 +21,7 @@ use crate::routes::{audit, auth, direct, keys, notifications, subscriptions, tag
     servers((url = "http://localhost:8000", description = "Tidings on this machine (the default address)")),
     paths(
         auth::login, auth::refresh, auth::revoke, users::create, users::me, users::list, users::update,
-        users::remove, users::change_password, keys::create, keys::list, keys::remove,
+        users::remove, users::change_password, users::reset_password, keys::create, keys::list, keys::remove,
         topics::create, topics::list, topics::show, topics::remove, topics::members, topics::add_member,
         topics::remove_member, topics::history, topics::publish, direct::history,
         tags::create, tags::list, tags::remove, subscriptions::create, subscriptions::list, subscriptions::remove,

@@ -16,7 +16,7 @@ mod topics;
 use std::sync::Arc;
 
 pub use credentials::{AuthFailure, Authenticated, Credential, KEY_PREFIX, PASSWORD_LEN, Refusal};
-pub use messages::{Checked, Published, Queued};
+pub use messages::{Checked, HistorySlice, Published, Queued};
 
 use crate::bus::SharedBus;
 use crate::events::Event;

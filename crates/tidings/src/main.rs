@@ -100,7 +100,16 @@ async fn serve(cli: &Cli) -> anyhow::Result<()> {
     let api = AppState {
         core: core.clone(),
         keys: keys.clone(),
-        config: Arc::new(ApiConfig::from(&cli.api)),
+        config: Arc::new(ApiConfig {
+            // The console reaches this process's own gateway, on whatever
+            // host name the browser used.
+            public_ws_url: cli
+                .api
+                .public_ws_url
+                .clone()
+                .unwrap_or_else(|| format!(":{}/ws", ws_addr.port())),
+            ..ApiConfig::from(&cli.api)
+        }),
     };
     let gateway = GatewayState::start(
         core.clone(),

@@ -7,6 +7,7 @@ use axum::routing::{delete, get};
 use domain::model::{Member, Message, Topic};
 use domain::names::{TopicName, Username};
 use domain::paging::{Page, PageRequest};
+use domain::service::HistorySlice;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -53,12 +54,22 @@ pub struct NewMessage {
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct HistoryParams {
-    /// Only messages with a greater seq.
+    /// Only messages with a greater seq, oldest first (default 0: from the start).
     #[param(example = 0)]
     pub after: Option<i64>,
+    /// Instead of `after`: the newest messages with a smaller seq (still
+    /// oldest first), for scrolling back; any number above the newest seq,
+    /// such as 9007199254740991, reads the newest page.
+    pub before: Option<i64>,
     /// At most this many (1 to 1000, default 100).
     #[param(example = 100)]
     pub limit: Option<i64>,
+}
+
+impl HistoryParams {
+    pub fn slice(&self) -> Result<HistorySlice, ApiError> {
+        Ok(HistorySlice::parse(self.after, self.before)?)
+    }
 }
 
 /// A message in the shape of the WebSocket `message` push.
@@ -75,6 +86,9 @@ pub struct History {
     results: Vec<Pushed>,
     /// Pass as `after` for the next slice; `null` when this was the last.
     next_after: Option<i64>,
+    /// Pass as `before` for the slice before this one; `null` when this
+    /// slice starts at the beginning.
+    prev_before: Option<i64>,
 }
 
 impl History {
@@ -85,12 +99,14 @@ impl History {
         } else {
             None
         };
+        let prev_before = results.first().map(|m| m.seq).filter(|&seq| seq > 1);
         Self {
             results: results
                 .into_iter()
                 .map(|message| Pushed { message })
                 .collect(),
             next_after,
+            prev_before,
         }
     }
 }
@@ -206,10 +222,10 @@ pub async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Messages after `after`, oldest first.
+/// Messages after `after` (or the newest before `before`), oldest first.
 #[utoipa::path(get, path = "/api/topics/{name}/messages/", tag = "topics", operation_id = "topics_messages_list",
     summary = "Read a topic's history", params(("name" = String, Path, description = "The topic's name.", example = "news"), HistoryParams), security(("bearer" = [])),
-    responses((status = 200, body = History, example = json!({"results": [{"type": "message", "id": 7, "topic": "news", "seq": 3, "from": "alice", "content": "hello", "ts": "2026-11-26T09:30:00Z"}], "next_after": null})),
+    responses((status = 200, body = History, example = json!({"results": [{"type": "message", "id": 7, "topic": "news", "seq": 3, "from": "alice", "content": "hello", "ts": "2026-11-26T09:30:00Z"}], "next_after": null, "prev_before": 2})),
         (status = 403, description = "private, and the caller is not a member"), (status = 404, description = "no such topic")))]
 pub async fn history(
     State(state): State<AppState>,
@@ -219,7 +235,7 @@ pub async fn history(
 ) -> Result<Json<History>, ApiError> {
     let results = state
         .core
-        .topic_history(&actor, &name, params.after, params.limit)
+        .topic_history(&actor, &name, params.slice()?, params.limit)
         .await?;
     Ok(Json(History::new(results, params.limit)))
 }

@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/users/me/", get(me))
         .route("/api/users/me/password/", post(change_password))
         .route("/api/users/{id}/", patch(update).delete(remove))
+        .route("/api/users/{id}/password/", post(reset_password))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -84,6 +85,11 @@ pub async fn me(AuthUser(actor): AuthUser) -> Json<User> {
 pub struct UserPatch {
     is_active: Option<bool>,
     is_admin: Option<bool>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PasswordReset {
+    new: String,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -163,5 +169,25 @@ pub async fn change_password(
         .core
         .change_password(&actor, body.old, body.new)
         .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sets another user's password (admins), for a user who lost theirs:
+/// every token they had stops working and their sockets close with 4003;
+/// their API keys keep working.
+#[utoipa::path(post, path = "/api/users/{id}/password/", tag = "users", operation_id = "users_password_reset",
+    summary = "Set a user's password (admins)",
+    params(("id" = i64, Path, description = "The user's id.", example = 2)),
+    request_body(content = PasswordReset, example = json!({"new": "battery staple horse"})),
+    security(("bearer" = [])),
+    responses((status = 204, description = "set; their tokens no longer work"),
+        (status = 403, description = "not an admin"), (status = 404, description = "no such user")))]
+pub async fn reset_password(
+    State(state): State<AppState>,
+    AuthUser(actor): AuthUser,
+    Path(id): Path<i64>,
+    Json(body): Json<PasswordReset>,
+) -> Result<StatusCode, ApiError> {
+    state.core.reset_password(&actor, id, body.new).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -301,6 +301,18 @@ impl Core {
         Ok(())
     }
 
+    /// Sets another user's password (admins): the way back in for a user
+    /// who lost theirs. Their tokens stop working; their API keys do not.
+    pub async fn reset_password(
+        &self,
+        actor: &Actor,
+        user_id: i64,
+        password: String,
+    ) -> Result<(), ServiceError> {
+        admin_only(actor)?;
+        self.set_password(Some(actor), user_id, password).await
+    }
+
     /// Every live account, by id (admins).
     pub async fn accounts(
         &self,

@@ -238,14 +238,22 @@ impl Core {
         }
     }
 
-    fn check_after(after: Option<i64>) -> Result<i64, ServiceError> {
-        match after.unwrap_or(0) {
-            n if n >= 0 => Ok(n),
-            _ => Err(ServiceError::Invalid {
-                field: "after",
-                message: "must be 0 or more".into(),
-            }),
-        }
+    async fn history_slice(
+        &self,
+        channel: i64,
+        slice: HistorySlice,
+        limit: i64,
+    ) -> Result<Vec<StoredMessage>, ServiceError> {
+        Ok(match slice {
+            HistorySlice::After(after) => {
+                self.store
+                    .messages_after(channel, after, limit, None)
+                    .await?
+            }
+            HistorySlice::Before(before) => {
+                self.store.messages_before(channel, before, limit).await?
+            }
+        })
     }
 
     /// A topic's messages after `after`, oldest first.
@@ -253,15 +261,12 @@ impl Core {
         &self,
         actor: &Actor,
         name: &TopicName,
-        after: Option<i64>,
+        slice: HistorySlice,
         limit: Option<i64>,
     ) -> Result<Vec<Message>, ServiceError> {
-        let (after, limit) = (Self::check_after(after)?, self.history_limit(limit)?);
+        let limit = self.history_limit(limit)?;
         let topic = self.readable_topic(actor, name).await?;
-        let messages = self
-            .store
-            .messages_after(topic.id, after, limit, None)
-            .await?;
+        let messages = self.history_slice(topic.id, slice, limit).await?;
         Ok(messages
             .iter()
             .map(|m| m.labelled(topic.name.clone()))
@@ -273,19 +278,44 @@ impl Core {
         &self,
         actor: &Actor,
         username: &Username,
-        after: Option<i64>,
+        slice: HistorySlice,
         limit: Option<i64>,
     ) -> Result<Vec<Message>, ServiceError> {
-        let (after, limit) = (Self::check_after(after)?, self.history_limit(limit)?);
+        let limit = self.history_limit(limit)?;
         let peer = self.peer(actor, username.as_str()).await?;
         let Some(channel) = self.store.find_direct_channel(actor.id, peer.id).await? else {
             return Ok(Vec::new());
         };
-        let messages = self
-            .store
-            .messages_after(channel, after, limit, None)
-            .await?;
+        let messages = self.history_slice(channel, slice, limit).await?;
         let label = format!("@{}", peer.username);
         Ok(messages.iter().map(|m| m.labelled(label.clone())).collect())
+    }
+}
+
+/// Which part of a history to read: forward from a position (catching up),
+/// or backward from one (a reader scrolling back from the newest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistorySlice {
+    /// Messages with a greater seq, oldest first.
+    After(i64),
+    /// The newest messages with a smaller seq, still oldest first.
+    Before(i64),
+}
+
+impl HistorySlice {
+    /// From `?after=` and `?before=`: at most one of them, neither negative;
+    /// neither means from the start.
+    pub fn parse(after: Option<i64>, before: Option<i64>) -> Result<Self, ServiceError> {
+        let invalid = |field, message: &str| ServiceError::Invalid {
+            field,
+            message: message.into(),
+        };
+        match (after, before) {
+            (Some(_), Some(_)) => Err(invalid("before", "give `after` or `before`, not both")),
+            (Some(after), None) if after < 0 => Err(invalid("after", "must be 0 or more")),
+            (None, Some(before)) if before < 1 => Err(invalid("before", "must be 1 or more")),
+            (None, Some(before)) => Ok(Self::Before(before)),
+            (after, None) => Ok(Self::After(after.unwrap_or(0))),
+        }
     }
 }

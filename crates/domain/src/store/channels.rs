@@ -462,6 +462,27 @@ impl Store {
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
+    /// The newest `limit` messages of a channel below `before`, oldest first.
+    pub async fn messages_before(
+        &self,
+        channel_id: i64,
+        before: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let rows: Vec<MessageRow> = sqlx::query_as(
+            "SELECT m.id, m.channel_id, m.seq, m.sender_id, u.username AS sender, m.content, m.created_at \
+             FROM messages m JOIN users u ON u.id = m.sender_id \
+             WHERE m.channel_id = $1 AND m.seq < $2 \
+             ORDER BY m.seq DESC LIMIT $3",
+        )
+        .bind(channel_id)
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        Ok(rows.into_iter().rev().map(Into::into).collect())
+    }
+
     /// Every channel `user_id` belongs to, with its delivery cursor.
     pub async fn memberships(&self, user_id: i64) -> Result<Vec<Membership>, StoreError> {
         let rows: Vec<MembershipRow> = sqlx::query_as(
