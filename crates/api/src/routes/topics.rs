@@ -60,6 +60,7 @@ pub struct HistoryParams {
     /// Instead of `after`: the newest messages with a smaller seq (still
     /// oldest first), for scrolling back; any number above the newest seq,
     /// such as 9007199254740991, reads the newest page.
+    #[param(example = 9007199254740991_i64)]
     pub before: Option<i64>,
     /// At most this many (1 to 1000, default 100).
     #[param(example = 100)]

@@ -5,12 +5,13 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, on_both_stores};
+use crate::helpers::{PASSWORD, TestApp, code, on_both_stores};
 
 on_both_stores!(
     only_admins_list_disable_and_delete_users,
     disabling_ends_every_credential_and_enabling_brings_none_back,
     a_password_change_ends_every_earlier_token_but_not_keys,
+    only_admins_set_another_users_password,
     logging_out_ends_that_session_only,
     api_keys_act_as_their_user_until_deleted,
     a_deleted_user_loses_access_and_memberships_but_not_messages,
@@ -199,6 +200,63 @@ async fn disabling_ends_every_credential_and_enabling_brings_none_back(app: &Tes
     let (fresh, _) = session(app, "alice").await;
     assert_eq!(me(app, &fresh).await, StatusCode::OK);
     assert_eq!(me(app, &key).await, StatusCode::OK);
+}
+
+async fn only_admins_set_another_users_password(app: &TestApp) {
+    let (alice, _) = app.user("alice").await;
+    let (_, bob) = app.user("bob").await;
+    let (_, admin) = app.user_with("root", true).await;
+    let (alice_token, _) = session(app, "alice").await;
+    let (_, key) = new_key(app, &alice_token, json!({"name":"bot"})).await;
+    let reset = |token: String, id: i64, new: &'static str| async move {
+        app.call(
+            Method::POST,
+            &format!("/api/users/{id}/password/"),
+            Some(&token),
+            Some(json!({"new": new})),
+        )
+        .await
+    };
+    let (status, err) = reset(bob.clone(), alice.id, "bobs choice of password").await;
+    assert_eq!((status, code(&err)), (StatusCode::FORBIDDEN, "forbidden"));
+    let (status, _) = reset(alice_token.clone(), alice.id, "alice by herself").await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "users change theirs with the old one"
+    );
+    let (status, _) = reset(admin.clone(), alice.id, "short").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let (status, _) = reset(admin.clone(), 999_999, "a password long enough").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        me(app, &alice_token).await,
+        StatusCode::OK,
+        "refusals change nothing"
+    );
+    assert_eq!(login(app, "alice", PASSWORD).await.0, StatusCode::OK);
+
+    let (status, _) = reset(admin.clone(), alice.id, "set by the admin").await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eq!(me(app, &alice_token).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        login(app, "alice", PASSWORD).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login(app, "alice", "set by the admin").await.0,
+        StatusCode::OK
+    );
+    assert_eq!(me(app, &key).await, StatusCode::OK, "API keys live on");
+    let (_, audit) = app.get("/api/audit/?resource=user", &admin).await;
+    assert!(
+        audit["results"].as_array().unwrap().iter().any(|entry| {
+            entry["actor"] == "root"
+                && entry["resource_id"] == alice.id.to_string()
+                && entry["changes"].get("password").is_some()
+        }),
+        "{audit}"
+    );
 }
 
 async fn a_password_change_ends_every_earlier_token_but_not_keys(app: &TestApp) {

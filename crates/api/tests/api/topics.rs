@@ -11,6 +11,7 @@ on_both_stores!(
     only_owner_or_admin_deletes,
     membership_rules,
     history_pages_with_next_after,
+    history_scrolls_back_with_before,
     publishing_rules_and_content_limits,
     direct_history_is_for_the_two_users_only,
     topic_list_paging_is_validated,
@@ -274,6 +275,81 @@ async fn history_pages_with_next_after(app: &TestApp) {
             .0,
         StatusCode::UNPROCESSABLE_ENTITY
     );
+}
+
+async fn history_scrolls_back_with_before(app: &TestApp) {
+    let (alice_user, alice) = app.user("alice").await;
+    let (bob_user, bob) = app.user("bob").await;
+    app.post("/api/topics/", &alice, json!({"name":"log"}))
+        .await;
+    for i in 1..=5 {
+        app.post(
+            "/api/topics/log/messages/",
+            &alice,
+            json!({"content": format!("m{i}")}),
+        )
+        .await;
+    }
+    let seqs = |page: &serde_json::Value| -> Vec<i64> {
+        page["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["seq"].as_i64().unwrap())
+            .collect()
+    };
+    // Beyond the newest seq: the newest page, still oldest first.
+    let (status, newest) = app
+        .get(
+            "/api/topics/log/messages/?before=9007199254740991&limit=2",
+            &alice,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(seqs(&newest), [4, 5]);
+    assert_eq!(newest["prev_before"], 4);
+    let (_, older) = app
+        .get("/api/topics/log/messages/?before=4&limit=2", &alice)
+        .await;
+    assert_eq!(seqs(&older), [2, 3]);
+    let (_, oldest) = app
+        .get("/api/topics/log/messages/?before=2&limit=2", &alice)
+        .await;
+    assert_eq!(seqs(&oldest), [1]);
+    assert!(oldest["prev_before"].is_null(), "the start was reached");
+    for bad in ["before=0", "before=-3", "after=1&before=4"] {
+        let (status, err) = app
+            .get(&format!("/api/topics/log/messages/?{bad}"), &alice)
+            .await;
+        assert_eq!(
+            (status, code(&err)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_field"),
+            "{bad}"
+        );
+    }
+    // Direct history scrolls back the same way, for the two users only.
+    let channel = app
+        .db
+        .direct_channel(alice_user.id, bob_user.id)
+        .await
+        .unwrap();
+    for i in 1..=3 {
+        app.db
+            .publish(channel, &alice_user.clone().into(), &format!("d{i}"))
+            .await
+            .unwrap();
+    }
+    let (status, direct) = app
+        .get("/api/direct/alice/messages/?before=3&limit=1", &bob)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{direct}");
+    assert_eq!(seqs(&direct), [2]);
+    assert_eq!(direct["results"][0]["content"], "d2");
+    let (_, carol) = app.user("carol").await;
+    let (_, nothing) = app
+        .get("/api/direct/alice/messages/?before=3", &carol)
+        .await;
+    assert_eq!(nothing["results"], json!([]), "not carol's conversation");
 }
 
 async fn publishing_rules_and_content_limits(app: &TestApp) {
