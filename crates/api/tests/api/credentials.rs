@@ -252,7 +252,7 @@ async fn only_admins_set_another_users_password(app: &TestApp) {
     assert!(
         audit["results"].as_array().unwrap().iter().any(|entry| {
             entry["actor"] == "root"
-                && entry["resource_id"] == alice.id.to_string()
+                && entry["resource_id"] == json!(alice.id.to_string())
                 && entry["changes"].get("password").is_some()
         }),
         "{audit}"
