@@ -46,7 +46,7 @@ fn free_port() -> u16 {
 pub struct Server {
     dir: tempfile::TempDir,
     pub api_port: u16,
-    ws_port: u16,
+    pub ws_port: u16,
     extra: Vec<(String, String)>,
     child: Option<Child>,
     pub http: reqwest::Client,
