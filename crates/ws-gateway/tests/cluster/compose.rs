@@ -67,6 +67,23 @@ async fn the_compose_stack_serves_rest_and_sockets_through_nginx() {
         StatusCode::NOT_FOUND,
         "metrics stay inside"
     );
+    // The console and its client, from the api through nginx; its sockets
+    // go to /ws on the same origin.
+    let root = http.get(format!("{base}/")).send().await.unwrap();
+    assert_eq!(root.url().path(), "/console/", "/ redirects to the console");
+    assert!(root.text().await.unwrap().contains("app.js"));
+    let settings: Value = http
+        .get(format!("{base}/console/settings.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(settings["socket"], "/ws");
+    let client = http.get(format!("{base}/tidings.js")).send().await.unwrap();
+    assert_eq!(client.status(), StatusCode::OK);
+    assert!(client.text().await.unwrap().contains("export class Tidings"));
     let mut tokens = Vec::new();
     for name in ["alice", "bob"] {
         let username = format!("{name}{run}");
