@@ -538,3 +538,52 @@ async fn tidings_js_pipelines_in_order_and_resumes_a_tab_with_since() {
     }
     browser.close().await;
 }
+
+#[tokio::test]
+async fn direct_messages_between_two_browsers() {
+    if !browser_available() {
+        return;
+    }
+    let server = Server::start(&[]).await;
+    cast(&server).await;
+    let (alice, bob) = (Browser::open().await, Browser::open().await);
+    alice.log_in(&server, "alice", PASSWORD).await;
+    bob.log_in(&server, "bob", PASSWORD).await;
+    bob.wait_text(".status", "Live").await;
+
+    alice.go(&server, "#/direct").await;
+    alice.fill("form.inline input[name=username]", "bob").await;
+    alice.click("form.inline button").await;
+    alice.wait_text(".room-head h2", "bob").await;
+    alice.wait_text(".status", "Live").await;
+    for text in ["hi bob", "are you there?"] {
+        alice.fill("form.composer input", text).await;
+        alice.click("form.composer button").await;
+        alice
+            .wait_text("ol.messages li:last-child .content", text)
+            .await;
+    }
+    // Bob, elsewhere in the console, is told, and finds the conversation.
+    bob.wait_text(".toast", "alice: hi bob").await;
+    bob.go(&server, "#/direct").await;
+    bob.click("ul.topics a").await;
+    bob.until("alice's messages", SHOWN, |v| shown(v).len() == 2)
+        .await;
+    bob.fill("form.composer input", "here!").await;
+    bob.click("form.composer button").await;
+    let expected = vec![
+        (1, "hi bob".to_owned()),
+        (2, "are you there?".to_owned()),
+        (3, "here!".to_owned()),
+    ];
+    let seen = alice
+        .until("bob's answer, live", SHOWN, |v| shown(v).len() == 3)
+        .await;
+    assert_eq!(shown(&seen), expected);
+    assert_eq!(
+        shown(&bob.client.execute(SHOWN, vec![]).await.unwrap()),
+        expected
+    );
+    alice.close().await;
+    bob.close().await;
+}

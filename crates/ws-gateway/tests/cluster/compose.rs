@@ -83,7 +83,13 @@ async fn the_compose_stack_serves_rest_and_sockets_through_nginx() {
     assert_eq!(settings["socket"], "/ws");
     let client = http.get(format!("{base}/tidings.js")).send().await.unwrap();
     assert_eq!(client.status(), StatusCode::OK);
-    assert!(client.text().await.unwrap().contains("export class Tidings"));
+    assert!(
+        client
+            .text()
+            .await
+            .unwrap()
+            .contains("export class Tidings")
+    );
     let mut tokens = Vec::new();
     for name in ["alice", "bob"] {
         let username = format!("{name}{run}");
