@@ -111,6 +111,22 @@ async fn logs_in_reads_history_by_page_and_sees_messages_live() {
     assert_eq!(history["results"][0]["content"], "from the browser");
     assert_eq!(history["results"][0]["from"], "alice");
     browser.screenshot("console-topic").await;
+
+    // Text stays text: markup in a message is shown, never run.
+    let hostile = r#"<img src=x onerror="window.pwned=1"><b>bold</b>"#;
+    publish(&server, &bob, "news", hostile).await;
+    browser
+        .wait_text("ol.messages li:last-child .content", hostile)
+        .await;
+    let injected = browser
+        .client
+        .execute(
+            "return [document.querySelectorAll('ol.messages img, ol.messages b').length, window.pwned ?? null];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(injected, json!([0, null]));
     browser.close().await;
 }
 
