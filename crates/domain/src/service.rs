@@ -9,6 +9,7 @@ mod delivery;
 mod inbox;
 mod memo;
 mod messages;
+mod snapshots;
 mod tags;
 mod throttle;
 mod topics;
@@ -59,7 +60,9 @@ pub struct Core {
     /// Failed logins per username and per client address.
     logins: throttle::LoginThrottle,
     /// Delivery reads under way; see [`Core::backlog`].
-    delivery_reads: tokio::sync::Semaphore,
+    delivery_reads: Arc<tokio::sync::Semaphore>,
+    /// Session snapshots, read in batches.
+    snapshots: snapshots::SnapshotReader,
 }
 
 /// Entries each cache holds before starting over.
@@ -74,7 +77,9 @@ impl Core {
         }
         // One read connection stays free for REST and readiness.
         let delivery_slots = store.read_connections().saturating_sub(1).max(1);
+        let delivery_reads = Arc::new(tokio::sync::Semaphore::new(delivery_slots));
         Arc::new(Self {
+            snapshots: snapshots::SnapshotReader::new(store.clone(), delivery_reads.clone()),
             store,
             bus,
             limits,
@@ -84,7 +89,7 @@ impl Core {
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
             logins: throttle::LoginThrottle::default(),
-            delivery_reads: tokio::sync::Semaphore::new(delivery_slots),
+            delivery_reads,
         })
     }
 

@@ -16,6 +16,7 @@ mod cursors;
 mod group_commit;
 mod inbox;
 mod inbox_page;
+mod snapshots;
 mod tags;
 mod users;
 mod writer;
@@ -33,6 +34,7 @@ pub use channels::{ChannelKind, Membership};
 pub use credentials::{KeyAccount, TokenAccount};
 pub use cursors::Cursor;
 pub use group_commit::Committed;
+pub use snapshots::SessionSnapshot;
 pub use tags::TagSubscription;
 
 type Tx<'a> = sqlx::Transaction<'a, Any>;

@@ -52,7 +52,104 @@ contract!(
     tag_and_subscription_lifecycle,
     ids_are_never_reused,
     inbox_counts_agree_with_pages_across_tags_and_states,
+    snapshots_of_many_users_come_from_one_read,
 );
+
+/// A user's memberships, as a socket reads them.
+async fn memberships(store: &Store, user_id: i64) -> Vec<domain::store::Membership> {
+    let mut found = store.session_snapshots(&[user_id]).await.unwrap();
+    found.remove(&user_id).unwrap_or_default().memberships
+}
+
+async fn snapshots_of_many_users_come_from_one_read(db: &TestStore) {
+    let alice = user(db, "alice").await;
+    let bob = user(db, "bob").await;
+    let carol = user(db, "carol").await;
+    let news = db
+        .create_topic(&alice, &topic_name("news"), false)
+        .await
+        .unwrap();
+    let team = db
+        .create_topic(&bob, &topic_name("team"), true)
+        .await
+        .unwrap();
+    let direct = db.direct_channel(alice.id, bob.id).await.unwrap();
+    let tag = db.create_tag(&alice, "deploys").await.unwrap();
+    let other = db.create_tag(&alice, "alerts").await.unwrap();
+    let kept = db.subscribe(&alice, alice.id, tag.id).await.unwrap();
+    let ended = db.subscribe(&alice, alice.id, other.id).await.unwrap();
+    db.end_subscription(&alice, &ended).await.unwrap();
+    db.advance_cursors(&[(
+        Cursor::Channel {
+            channel_id: news.id,
+            user_id: alice.id,
+        },
+        0,
+    )])
+    .await
+    .unwrap();
+    db.publish(news.id, &alice, "one").await.unwrap();
+    db.advance_cursors(&[(
+        Cursor::Channel {
+            channel_id: news.id,
+            user_id: alice.id,
+        },
+        1,
+    )])
+    .await
+    .unwrap();
+
+    let found = db
+        .session_snapshots(&[alice.id, bob.id, carol.id])
+        .await
+        .unwrap();
+    let alices = &found[&alice.id];
+    let labels: Vec<(String, i64)> = alices
+        .memberships
+        .iter()
+        .map(|m| (m.label(), m.delivered_seq))
+        .collect();
+    let mut expected = vec![
+        (news.id, ("news".to_owned(), 1)),
+        (direct, ("@bob".to_owned(), 0)),
+    ];
+    expected.sort();
+    assert_eq!(
+        labels,
+        expected.into_iter().map(|(_, l)| l).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        alices.subscriptions.len(),
+        1,
+        "an ended subscription is left out"
+    );
+    assert_eq!(
+        (alices.subscriptions[0].id, alices.subscriptions[0].tag_id),
+        (kept.id, tag.id)
+    );
+    let bobs: Vec<String> = found[&bob.id]
+        .memberships
+        .iter()
+        .map(|m| m.label())
+        .collect();
+    let mut expected = vec![(team.id, "team".to_owned()), (direct, "@alice".to_owned())];
+    expected.sort();
+    assert_eq!(
+        bobs,
+        expected.into_iter().map(|(_, l)| l).collect::<Vec<_>>()
+    );
+    assert!(found[&bob.id].subscriptions.is_empty());
+    assert!(
+        !found.contains_key(&carol.id),
+        "nothing to deliver to carol"
+    );
+    // Each user alone reads the same as in company.
+    for who in [alice.id, bob.id] {
+        let alone = db.session_snapshots(&[who]).await.unwrap();
+        assert_eq!(alone[&who], found[&who]);
+    }
+    assert!(db.session_snapshots(&[]).await.unwrap().is_empty());
+}
 
 async fn user(store: &Store, name: &str) -> Actor {
     store
@@ -415,7 +512,7 @@ async fn direct_channels_are_symmetric_and_named_by_peer(db: &TestStore) {
         Some(ab)
     );
     db.publish(ab, &alice, "hi").await.unwrap();
-    let bobs = db.memberships(bob.id).await.unwrap();
+    let bobs = memberships(db, bob.id).await;
     assert_eq!(bobs.len(), 1);
     assert_eq!(
         bobs[0].kind,
@@ -442,7 +539,7 @@ async fn cursors_only_move_forward(db: &TestStore) {
     db.advance_cursors(&[(cursor, 7)]).await.unwrap();
     db.advance_cursors(&[(cursor, 3)]).await.unwrap();
     assert_eq!(db.delivered_seq(topic.id, alice.id).await.unwrap(), Some(7));
-    let topics = db.memberships(alice.id).await.unwrap();
+    let topics = memberships(db, alice.id).await;
     assert_eq!(
         (topics[0].label(), topics[0].delivered_seq),
         ("news".to_string(), 7)
@@ -520,7 +617,7 @@ async fn deleting_a_topic_frees_its_name_and_messages(db: &TestStore) {
             .unwrap()
             .is_empty()
     );
-    assert!(db.memberships(alice.id).await.unwrap().is_empty());
+    assert!(memberships(db, alice.id).await.is_empty());
     db.create_user(None, &Username::parse("gone").unwrap(), "h", false)
         .await
         .unwrap();

@@ -82,7 +82,9 @@ async fn upgrading_an_existing_sqlite_database_keeps_every_row() {
             .unwrap();
         assert_eq!(n, expected, "{table}");
     }
-    let bob = store.memberships(2).await.unwrap();
+    let bob = store.session_snapshots(&[2]).await.unwrap()[&2]
+        .memberships
+        .clone();
     assert_eq!((bob.len(), bob[0].delivered_seq), (1, 1));
     let inbox = store
         .inbox_page(

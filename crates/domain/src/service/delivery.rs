@@ -1,5 +1,5 @@
-//! What a gateway reads to deliver: a user's memberships and subscriptions
-//! with their cursors, backlogs, and where cursors are saved. No rules
+//! What a gateway reads to deliver: backlogs, cursors and where they are
+//! saved (a user's memberships and subscriptions: `snapshots.rs`). No rules
 //! apply here: a session only ever reads for its own user.
 //!
 //! These reads come in storms: after a Redis blip every session resyncs at
@@ -12,13 +12,13 @@
 
 use super::{Core, ServiceError};
 use crate::model::{InboxItem, StoredMessage};
-use crate::store::{Cursor, Membership, StoreError, TagSubscription};
+use crate::store::{Cursor, StoreError};
 
 /// Attempts at a delivery read while the pool is busy.
 const BUSY_ATTEMPTS: usize = 3;
 
 /// Runs `read`, again while the pool reports itself busy.
-async fn busy_retry<T, F, Fut>(mut read: F) -> Result<T, ServiceError>
+pub(super) async fn busy_retry<T, F, Fut>(mut read: F) -> Result<T, ServiceError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
@@ -33,21 +33,6 @@ where
 }
 
 impl Core {
-    /// Every channel `user_id` belongs to, with its delivery cursor.
-    pub async fn memberships(&self, user_id: i64) -> Result<Vec<Membership>, ServiceError> {
-        let _slot = self.delivery_slot().await?;
-        busy_retry(|| self.store.memberships(user_id)).await
-    }
-
-    /// `user_id`'s tag subscriptions, with their delivery cursors.
-    pub async fn tag_subscriptions(
-        &self,
-        user_id: i64,
-    ) -> Result<Vec<TagSubscription>, ServiceError> {
-        let _slot = self.delivery_slot().await?;
-        busy_retry(|| self.store.tag_subscriptions(user_id)).await
-    }
-
     /// How far `user_id` has received `channel_id`; `None` when not a member.
     pub async fn delivered_seq(
         &self,

@@ -111,14 +111,6 @@ impl From<MessageRow> for StoredMessage {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct MembershipRow {
-    channel_id: i64,
-    name: Option<String>,
-    peer: Option<String>,
-    delivered_seq: i64,
-}
-
 fn direct_key(a: i64, b: i64) -> String {
     format!("{}:{}", a.min(b), a.max(b))
 }
@@ -481,34 +473,5 @@ impl Store {
         .fetch_all(&self.read)
         .await?;
         Ok(rows.into_iter().rev().map(Into::into).collect())
-    }
-
-    /// Every channel `user_id` belongs to, with its delivery cursor.
-    pub async fn memberships(&self, user_id: i64) -> Result<Vec<Membership>, StoreError> {
-        let rows: Vec<MembershipRow> = sqlx::query_as(
-            "SELECT m.channel_id, c.name, peer.username AS peer, m.delivered_seq \
-             FROM memberships m JOIN channels c ON c.id = m.channel_id \
-             LEFT JOIN memberships other ON c.kind = 'direct' AND other.channel_id = c.id AND other.user_id <> m.user_id \
-             LEFT JOIN users peer ON peer.id = other.user_id \
-             WHERE m.user_id = $1 ORDER BY m.channel_id",
-        )
-        .bind(user_id)
-        .fetch_all(&self.read)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| {
-                let kind = match (r.name, r.peer) {
-                    (Some(name), _) => ChannelKind::Topic { name },
-                    (None, Some(peer)) => ChannelKind::Direct { peer },
-                    (None, None) => return None,
-                };
-                Some(Membership {
-                    channel_id: r.channel_id,
-                    kind,
-                    delivered_seq: r.delivered_seq,
-                })
-            })
-            .collect())
     }
 }

@@ -28,12 +28,13 @@ fn internal<E: std::fmt::Display>(err: E) -> End {
 impl Session {
     /// Reads the user's memberships and subscriptions and starts tracking them.
     pub(super) async fn load(&mut self) -> Result<(), End> {
-        let core = self.state.core.clone();
-        let memberships = core.memberships(self.actor.id).await.map_err(internal)?;
-        let subscriptions = core
-            .tag_subscriptions(self.actor.id)
+        let snapshot = self
+            .state
+            .core
+            .session_snapshot(self.actor.id)
             .await
             .map_err(internal)?;
+        let (memberships, subscriptions) = (snapshot.memberships, snapshot.subscriptions);
         let live_channels: Vec<i64> = memberships.iter().map(|m| m.channel_id).collect();
         let live_tags: Vec<i64> = subscriptions.iter().map(|s| s.tag_id).collect();
         for m in memberships {

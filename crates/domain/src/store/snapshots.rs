@@ -1,0 +1,86 @@
+//! What a socket starts from: its user's memberships and subscriptions,
+//! read for many users in one round trip.
+
+use std::collections::HashMap;
+
+use super::{ChannelKind, Membership, Store, StoreError, TagSubscription};
+
+/// A user's memberships (by channel) and active subscriptions (by id),
+/// each with its delivery cursor.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionSnapshot {
+    pub memberships: Vec<Membership>,
+    pub subscriptions: Vec<TagSubscription>,
+}
+
+/// One row of either kind: a membership (`kind` 0) or a subscription (1).
+#[derive(sqlx::FromRow)]
+struct SnapshotRow {
+    user_id: i64,
+    kind: i64,
+    /// The channel (membership) or the subscription's id.
+    id: i64,
+    name: Option<String>,
+    peer: Option<String>,
+    delivered_seq: i64,
+    tag_id: i64,
+}
+
+impl Store {
+    /// The snapshots of `user_ids` (each at most once), in one statement.
+    /// A user with neither memberships nor subscriptions is absent.
+    pub async fn session_snapshots(
+        &self,
+        user_ids: &[i64],
+    ) -> Result<HashMap<i64, SessionSnapshot>, StoreError> {
+        if user_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        // `$n` names the same value at both uses, in SQLite as in PostgreSQL.
+        let list = (1..=user_ids.len())
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT m.user_id, CAST(0 AS BIGINT) AS kind, m.channel_id AS id, c.name, \
+                    peer.username AS peer, m.delivered_seq, CAST(0 AS BIGINT) AS tag_id \
+             FROM memberships m JOIN channels c ON c.id = m.channel_id \
+             LEFT JOIN memberships other ON c.kind = 'direct' AND other.channel_id = c.id AND other.user_id <> m.user_id \
+             LEFT JOIN users peer ON peer.id = other.user_id \
+             WHERE m.user_id IN ({list}) \
+             UNION ALL \
+             SELECT s.user_id, CAST(1 AS BIGINT), s.id, NULL, NULL, s.delivered_seq, s.tag_id \
+             FROM subscriptions s WHERE s.user_id IN ({list}) AND s.end_seq IS NULL \
+             ORDER BY 1, 2, 3"
+        );
+        let mut query = sqlx::query_as::<_, SnapshotRow>(&sql);
+        for id in user_ids {
+            query = query.bind(*id);
+        }
+        let rows = query.fetch_all(&self.read).await?;
+        let mut snapshots: HashMap<i64, SessionSnapshot> = HashMap::new();
+        for row in rows {
+            let snapshot = snapshots.entry(row.user_id).or_default();
+            if row.kind == 0 {
+                let kind = match (row.name, row.peer) {
+                    (Some(name), _) => ChannelKind::Topic { name },
+                    (None, Some(peer)) => ChannelKind::Direct { peer },
+                    // A conversation whose other side is gone.
+                    (None, None) => continue,
+                };
+                snapshot.memberships.push(Membership {
+                    channel_id: row.id,
+                    kind,
+                    delivered_seq: row.delivered_seq,
+                });
+            } else {
+                snapshot.subscriptions.push(TagSubscription {
+                    id: row.id,
+                    tag_id: row.tag_id,
+                    delivered_seq: row.delivered_seq,
+                });
+            }
+        }
+        Ok(snapshots)
+    }
+}
