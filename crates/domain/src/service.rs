@@ -4,6 +4,7 @@
 
 mod accounts;
 mod announcer;
+mod batch;
 mod credentials;
 mod delivery;
 mod inbox;
@@ -12,6 +13,7 @@ mod messages;
 mod snapshots;
 mod tags;
 mod throttle;
+mod tokens;
 mod topics;
 
 use std::sync::Arc;
@@ -63,6 +65,8 @@ pub struct Core {
     delivery_reads: Arc<tokio::sync::Semaphore>,
     /// Session snapshots, read in batches.
     snapshots: snapshots::SnapshotReader,
+    /// The accounts behind tokens, read in batches (see `tokens.rs`).
+    tokens: tokens::TokenReader,
 }
 
 /// Entries each cache holds before starting over.
@@ -78,8 +82,14 @@ impl Core {
         // One read connection stays free for REST and readiness.
         let delivery_slots = store.read_connections().saturating_sub(1).max(1);
         let delivery_reads = Arc::new(tokio::sync::Semaphore::new(delivery_slots));
+        // Token checks batch among themselves, with half the read pool at
+        // most, so a storm of them leaves room for everything else.
+        let token_slots = Arc::new(tokio::sync::Semaphore::new(
+            (store.read_connections() / 2).max(1),
+        ));
         Arc::new(Self {
-            snapshots: snapshots::SnapshotReader::new(store.clone(), delivery_reads.clone()),
+            snapshots: snapshots::reader(store.clone(), delivery_reads.clone()),
+            tokens: tokens::reader(store.clone(), token_slots),
             store,
             bus,
             limits,

@@ -348,6 +348,19 @@ fn values_list(backend: Backend, rows: usize, columns: usize) -> String {
     (0..rows).map(row).collect::<Vec<_>>().join(", ")
 }
 
+/// The bind parameters of an `IN (…)` list of `count` values whose first is
+/// the statement's parameter number `first` (plain `?` for SQLite, as in
+/// [`values_list`]).
+fn in_list(backend: Backend, first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|n| match backend {
+            Backend::Sqlite => "?".to_owned(),
+            Backend::Postgres => format!("${n}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Flags are stored as 0/1 (see the migrations).
 fn flag(value: bool) -> i64 {
     i64::from(value)

@@ -53,7 +53,47 @@ contract!(
     ids_are_never_reused,
     inbox_counts_agree_with_pages_across_tags_and_states,
     snapshots_of_many_users_come_from_one_read,
+    token_checks_of_many_tokens_come_from_one_read,
 );
+
+async fn token_checks_of_many_tokens_come_from_one_read(db: &TestStore) {
+    let alice = user(db, "alice").await;
+    let bob = user(db, "bob").await;
+    let carol = user(db, "carol").await;
+    let far = domain::time::now_millis() + 3_600_000;
+    db.revoke_session(None, alice.id, "alice-old", far)
+        .await
+        .unwrap();
+    db.update_account(&alice, bob.id, Some(false), None)
+        .await
+        .unwrap();
+    db.delete_account(&alice, carol.id).await.unwrap();
+    let asked = [
+        (alice.id, "alice-old".to_owned()),
+        (alice.id, "alice-new".to_owned()),
+        (alice.id, String::new()),
+        (bob.id, String::new()),
+        (carol.id, String::new()),
+        (999_999, String::new()),
+    ];
+    let found = db.token_accounts(&asked).await.unwrap();
+    let revoked = |key: &(i64, String)| found.get(key).map(|f| f.session_revoked);
+    assert_eq!(revoked(&asked[0]), Some(true), "a logged-out session");
+    assert_eq!(revoked(&asked[1]), Some(false), "another session of hers");
+    assert_eq!(revoked(&asked[2]), Some(false), "no session named");
+    assert_eq!(found[&asked[0]].account.user.username, "alice");
+    assert!(
+        !found[&asked[3]].account.is_active,
+        "bob is disabled, not gone"
+    );
+    assert!(!found.contains_key(&asked[4]), "carol is deleted");
+    assert!(!found.contains_key(&asked[5]), "no such user");
+    for key in &asked {
+        let alone = db.token_accounts(std::slice::from_ref(key)).await.unwrap();
+        assert_eq!(alone.get(key), found.get(key), "{key:?} alone");
+    }
+    assert!(db.token_accounts(&[]).await.unwrap().is_empty());
+}
 
 /// A user's memberships, as a socket reads them.
 async fn memberships(store: &Store, user_id: i64) -> Vec<domain::store::Membership> {

@@ -157,8 +157,7 @@ impl Core {
         }
         let claims = claims(keys, bearer, TokenType::Access)?;
         let found = self
-            .store
-            .token_account(claims.uid, claims.sid.as_deref())
+            .token_account(claims.uid, claims.sid.as_deref().unwrap_or(""))
             .await?;
         let Some(found) = found else {
             return refuse(Refusal::UnknownUser);
@@ -251,7 +250,7 @@ impl Core {
 
     async fn live_session(&self, claims: &Claims) -> Result<Account, AuthFailure> {
         let sid = claims.sid.as_deref().unwrap_or(&claims.jti);
-        let Some(found) = self.store.token_account(claims.uid, Some(sid)).await? else {
+        let Some(found) = self.token_account(claims.uid, sid).await? else {
             return refuse(Refusal::UnknownUser);
         };
         if found.session_revoked

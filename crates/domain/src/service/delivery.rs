@@ -18,7 +18,7 @@ use crate::store::{Cursor, StoreError};
 const BUSY_ATTEMPTS: usize = 3;
 
 /// Runs `read`, again while the pool reports itself busy.
-pub(super) async fn busy_retry<T, F, Fut>(mut read: F) -> Result<T, ServiceError>
+pub(super) async fn busy_retry<T, F, Fut>(mut read: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
@@ -27,7 +27,7 @@ where
     loop {
         match read().await {
             Err(err) if err.is_busy() && attempt < BUSY_ATTEMPTS => attempt += 1,
-            done => return Ok(done?),
+            done => return done,
         }
     }
 }
@@ -40,7 +40,7 @@ impl Core {
         user_id: i64,
     ) -> Result<Option<i64>, ServiceError> {
         let _slot = self.delivery_slot().await?;
-        busy_retry(|| self.store.delivered_seq(channel_id, user_id)).await
+        Ok(busy_retry(|| self.store.delivered_seq(channel_id, user_id)).await?)
     }
 
     /// A channel's messages after `after`, oldest first, leaving out the
@@ -53,11 +53,11 @@ impl Core {
         skip_sender: Option<i64>,
     ) -> Result<Vec<StoredMessage>, ServiceError> {
         let _slot = self.delivery_slot().await?;
-        busy_retry(|| {
+        Ok(busy_retry(|| {
             self.store
                 .messages_after(channel_id, after, limit, skip_sender)
         })
-        .await
+        .await?)
     }
 
     /// A tag's notifications after `after` still in `user_id`'s inbox.
@@ -69,11 +69,11 @@ impl Core {
         limit: i64,
     ) -> Result<Vec<InboxItem>, ServiceError> {
         let _slot = self.delivery_slot().await?;
-        busy_retry(|| {
+        Ok(busy_retry(|| {
             self.store
                 .notifications_after(user_id, tag_id, after, limit)
         })
-        .await
+        .await?)
     }
 
     async fn delivery_slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, ServiceError> {

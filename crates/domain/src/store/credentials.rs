@@ -3,10 +3,12 @@
 //! is one round trip, so the database is the one truth every process sees
 //! at once.
 
+use std::collections::HashMap;
+
 use sqlx::Connection;
 
 use super::audit::{Changes, record};
-use super::{Store, StoreError, flag};
+use super::{Store, StoreError, flag, values_list};
 use crate::model::{Account, Actor, ApiKey, User};
 use crate::paging::{Page, PageRequest};
 use crate::time::now_millis;
@@ -42,6 +44,7 @@ const ACCOUNT: &str = "u.id, u.username, u.is_admin, u.is_active, u.token_genera
 struct TokenRow {
     #[sqlx(flatten)]
     account: AccountRow,
+    sid: String,
     revoked: i64,
 }
 
@@ -83,6 +86,7 @@ impl From<ApiKeyRow> for ApiKey {
 
 /// What a token check found: the account, and whether the token's login
 /// session was revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenAccount {
     pub account: Account,
     pub session_revoked: bool,
@@ -111,26 +115,43 @@ impl Store {
         Ok(row.map(|r| (r.account.into(), r.password_hash)))
     }
 
-    /// The account a token names, and whether its session is revoked: one
-    /// round trip per request and handshake.
-    pub async fn token_account(
+    /// The accounts tokens name, each with whether the token's login
+    /// session (`sid`, or "" for none) is revoked: one statement for many
+    /// tokens (see the service's batched reads). A token whose user is
+    /// gone is absent.
+    pub async fn token_accounts(
         &self,
-        user_id: i64,
-        sid: Option<&str>,
-    ) -> Result<Option<TokenAccount>, StoreError> {
-        let row: Option<TokenRow> = sqlx::query_as(&format!(
-            "SELECT {ACCOUNT}, \
-             CASE WHEN EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.jti = $2) THEN 1 ELSE 0 END AS revoked \
-             FROM users u WHERE u.id = $1 AND u.deleted_at IS NULL"
-        ))
-        .bind(user_id)
-        .bind(sid.unwrap_or(""))
-        .fetch_optional(&self.read)
-        .await?;
-        Ok(row.map(|r| TokenAccount {
-            account: r.account.into(),
-            session_revoked: r.revoked != 0,
-        }))
+        tokens: &[(i64, String)],
+    ) -> Result<HashMap<(i64, String), TokenAccount>, StoreError> {
+        if tokens.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows: Vec<TokenRow> = {
+            let sql = format!(
+                "SELECT {ACCOUNT}, t.column2 AS sid, \
+                 CAST(CASE WHEN r.jti IS NULL THEN 0 ELSE 1 END AS BIGINT) AS revoked \
+                 FROM (VALUES {}) AS t \
+                 JOIN users u ON u.id = t.column1 AND u.deleted_at IS NULL \
+                 LEFT JOIN revoked_tokens r ON r.jti = t.column2",
+                values_list(self.backend, tokens.len(), 2)
+            );
+            let mut query = sqlx::query_as(&sql);
+            for (user_id, sid) in tokens {
+                query = query.bind(*user_id).bind(sid.as_str());
+            }
+            query.fetch_all(&self.read).await?
+        };
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let key = (row.account.id, row.sid);
+                let found = TokenAccount {
+                    account: row.account.into(),
+                    session_revoked: row.revoked != 0,
+                };
+                (key, found)
+            })
+            .collect())
     }
 
     /// The account an API key (by its hash) acts for.

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{ChannelKind, Membership, Store, StoreError, TagSubscription};
+use super::{ChannelKind, Membership, Store, StoreError, TagSubscription, in_list};
 
 /// A user's memberships (by channel) and active subscriptions (by id),
 /// each with its delivery cursor.
@@ -36,25 +36,24 @@ impl Store {
         if user_ids.is_empty() {
             return Ok(HashMap::new());
         }
-        // `$n` names the same value at both uses, in SQLite as in PostgreSQL.
-        let list = (1..=user_ids.len())
-            .map(|n| format!("${n}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let (members, subscribers) = (
+            in_list(self.backend, 1, user_ids.len()),
+            in_list(self.backend, user_ids.len() + 1, user_ids.len()),
+        );
         let sql = format!(
             "SELECT m.user_id, CAST(0 AS BIGINT) AS kind, m.channel_id AS id, c.name, \
                     peer.username AS peer, m.delivered_seq, CAST(0 AS BIGINT) AS tag_id \
              FROM memberships m JOIN channels c ON c.id = m.channel_id \
              LEFT JOIN memberships other ON c.kind = 'direct' AND other.channel_id = c.id AND other.user_id <> m.user_id \
              LEFT JOIN users peer ON peer.id = other.user_id \
-             WHERE m.user_id IN ({list}) \
+             WHERE m.user_id IN ({members}) \
              UNION ALL \
              SELECT s.user_id, CAST(1 AS BIGINT), s.id, NULL, NULL, s.delivered_seq, s.tag_id \
-             FROM subscriptions s WHERE s.user_id IN ({list}) AND s.end_seq IS NULL \
+             FROM subscriptions s WHERE s.user_id IN ({subscribers}) AND s.end_seq IS NULL \
              ORDER BY 1, 2, 3"
         );
         let mut query = sqlx::query_as::<_, SnapshotRow>(&sql);
-        for id in user_ids {
+        for id in user_ids.iter().chain(user_ids) {
             query = query.bind(*id);
         }
         let rows = query.fetch_all(&self.read).await?;
