@@ -21,14 +21,26 @@ pub struct Args {
     /// Connect with API keys (made through the REST API) instead of tokens.
     #[arg(long)]
     pub api_keys: bool,
+    /// The target is the bare reference: no users to make, no welcome to
+    /// wait for (a handshake and a close).
+    #[arg(long, conflicts_with = "api_keys")]
+    pub bare: bool,
 }
 
 pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     let t = Target::open(target).await?;
-    let mut users = t.users("c", 10, false).await?;
+    let mut credentials: Vec<String> = if args.bare {
+        vec!["none".into()]
+    } else {
+        t.users("c", 10, false)
+            .await?
+            .into_iter()
+            .map(|(_, token)| token)
+            .collect()
+    };
     if args.api_keys {
         let http = reqwest::Client::new();
-        for (_, credential) in &mut users {
+        for credential in &mut credentials {
             let created: serde_json::Value = http
                 .post(format!("{}/api/keys/", t.args.api))
                 .bearer_auth(&*credential)
@@ -47,10 +59,10 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     let started = Instant::now();
     let results: Vec<anyhow::Result<()>> = stream::iter(0..args.connections)
         .map(|i| {
-            let url = t.ws_url(i, &users[i % users.len()].1);
+            let url = t.ws_url(i, &credentials[i % credentials.len()]);
             let source = t.source(i);
             async move {
-                let mut ws = client::connect(&url, source, false).await?;
+                let mut ws = client::connect(&url, source, args.bare).await?;
                 ws.close(None).await?;
                 Ok(())
             }
@@ -64,7 +76,13 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     out.set("connections", args.connections)
         .set(
             "credential",
-            if args.api_keys { "api key" } else { "token" },
+            if args.bare {
+                "none (bare)"
+            } else if args.api_keys {
+                "api key"
+            } else {
+                "token"
+            },
         )
         .set("concurrency", args.concurrency)
         .set("failed", failed)

@@ -163,17 +163,20 @@ impl Server {
 /// its own: one "device". Tabs of one browser share its storage.
 pub struct Browser {
     pub client: Client,
-    _driver: Child,
+    driver: Child,
     _profile: tempfile::TempDir,
 }
 
 impl Browser {
     pub async fn open() -> Self {
         let port = free_port();
+        // A group of its own, so the browser it starts goes with it, even
+        // when a failed test never says goodbye.
         let driver = Command::new(CHROMEDRIVER)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .unwrap();
@@ -211,7 +214,7 @@ impl Browser {
         };
         Self {
             client,
-            _driver: driver,
+            driver,
             _profile: profile,
         }
     }
@@ -303,7 +306,18 @@ impl Browser {
     }
 
     pub async fn close(self) {
-        let _ = self.client.close().await;
+        let _ = self.client.clone().close().await;
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(group) = self.driver.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{group}")])
+                .stderr(Stdio::null())
+                .status();
+        }
     }
 }
 
