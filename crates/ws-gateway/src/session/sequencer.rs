@@ -149,6 +149,11 @@ impl<T> Sequencer<T> {
         None
     }
 
+    /// Something is held back, waiting for a gap to fill.
+    pub fn holding(&self) -> bool {
+        self.held_since.is_some()
+    }
+
     /// A gap has stayed open too long: time to read the store.
     pub fn stale(&self, now: Instant) -> bool {
         self.held_since
