@@ -7,6 +7,7 @@ mod announcer;
 mod batch;
 mod credentials;
 mod delivery;
+mod heads;
 mod inbox;
 mod memo;
 mod messages;
@@ -67,6 +68,8 @@ pub struct Core {
     snapshots: snapshots::SnapshotReader,
     /// The accounts behind tokens, read in batches (see `tokens.rs`).
     tokens: tokens::TokenReader,
+    /// The newest seq of channels and tags, read in batches (`heads.rs`).
+    heads: heads::HeadReader,
 }
 
 /// Entries each cache holds before starting over.
@@ -90,6 +93,7 @@ impl Core {
         Arc::new(Self {
             snapshots: snapshots::reader(store.clone(), delivery_reads.clone()),
             tokens: tokens::reader(store.clone(), token_slots),
+            heads: heads::reader(store.clone(), delivery_reads.clone()),
             store,
             bus,
             limits,

@@ -14,6 +14,7 @@ mod channels;
 mod credentials;
 mod cursors;
 mod group_commit;
+mod heads;
 mod inbox;
 mod inbox_page;
 mod snapshots;
@@ -34,6 +35,7 @@ pub use channels::{ChannelKind, Membership};
 pub use credentials::{KeyAccount, TokenAccount};
 pub use cursors::Cursor;
 pub use group_commit::Committed;
+pub use heads::Stream;
 pub use snapshots::SessionSnapshot;
 pub use tags::TagSubscription;
 

@@ -54,7 +54,42 @@ contract!(
     inbox_counts_agree_with_pages_across_tags_and_states,
     snapshots_of_many_users_come_from_one_read,
     token_checks_of_many_tokens_come_from_one_read,
+    stream_heads_are_the_newest_seqs,
 );
+
+async fn stream_heads_are_the_newest_seqs(db: &TestStore) {
+    use domain::store::Stream;
+    let alice = user(db, "alice").await;
+    let news = db
+        .create_topic(&alice, &topic_name("news"), false)
+        .await
+        .unwrap();
+    let quiet = db
+        .create_topic(&alice, &topic_name("quiet"), false)
+        .await
+        .unwrap();
+    for text in ["one", "two", "three"] {
+        db.publish(news.id, &alice, text).await.unwrap();
+    }
+    let tag = db.create_tag(&alice, "deploys").await.unwrap();
+    let asked = [
+        Stream::Channel(news.id),
+        Stream::Channel(quiet.id),
+        Stream::Tag(tag.id),
+        Stream::Channel(999_999),
+    ];
+    let heads = db.stream_heads(&asked).await.unwrap();
+    assert_eq!(heads.get(&asked[0]), Some(&3));
+    assert_eq!(heads.get(&asked[1]), Some(&0));
+    assert_eq!(heads.get(&asked[2]), Some(&0));
+    assert_eq!(heads.get(&asked[3]), None, "no such channel");
+    assert_eq!(
+        db.stream_heads(&[Stream::Tag(tag.id)]).await.unwrap().len(),
+        1,
+        "tags alone"
+    );
+    assert!(db.stream_heads(&[]).await.unwrap().is_empty());
+}
 
 async fn token_checks_of_many_tokens_come_from_one_read(db: &TestStore) {
     let alice = user(db, "alice").await;

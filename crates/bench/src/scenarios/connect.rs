@@ -25,18 +25,42 @@ pub struct Args {
     /// wait for (a handshake and a close).
     #[arg(long, conflicts_with = "api_keys")]
     pub bare: bool,
+    /// Quiet topics every user is a member of (each with a few old
+    /// messages already delivered): what a returning client follows.
+    #[arg(long, default_value_t = 0, conflicts_with = "bare")]
+    pub topics: usize,
 }
 
 pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     let t = Target::open(target).await?;
+    let users = if args.bare {
+        vec![]
+    } else {
+        t.users("c", 10, false).await?
+    };
+    for n in 0..args.topics {
+        let owner = &users[0].0;
+        let topic = t.topic(owner, &format!("q{n}"), &users).await?;
+        // Old messages everyone already has: the topic is quiet, not empty.
+        for text in ["old 1", "old 2", "old 3"] {
+            t.store.publish(topic.id, owner, text).await?;
+        }
+        let delivered: Vec<_> = users
+            .iter()
+            .map(|(user, _)| {
+                let cursor = domain::store::Cursor::Channel {
+                    channel_id: topic.id,
+                    user_id: user.id,
+                };
+                (cursor, 3)
+            })
+            .collect();
+        t.store.advance_cursors(&delivered).await?;
+    }
     let mut credentials: Vec<String> = if args.bare {
         vec!["none".into()]
     } else {
-        t.users("c", 10, false)
-            .await?
-            .into_iter()
-            .map(|(_, token)| token)
-            .collect()
+        users.into_iter().map(|(_, token)| token).collect()
     };
     if args.api_keys {
         let http = reqwest::Client::new();
@@ -85,6 +109,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
             },
         )
         .set("concurrency", args.concurrency)
+        .set("topics_per_user", args.topics)
         .set("failed", failed)
         .rate(
             "handshakes_per_s",

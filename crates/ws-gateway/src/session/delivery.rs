@@ -119,17 +119,46 @@ impl Session {
         }
     }
 
-    /// Everything missed in every channel and tag, each oldest first.
+    /// Everything missed in every channel and tag, each oldest first. Only
+    /// streams whose newest seq moved past this session's position are
+    /// read (one batched read tells which).
     pub(super) async fn catch_up_all(&mut self) -> Result<(), End> {
         let mut channels: Vec<i64> = self.channels.keys().copied().collect();
         channels.sort_unstable();
-        for channel in channels {
-            self.catch_up_channel(channel).await?;
-        }
         let mut tags: Vec<i64> = self.tags.keys().copied().collect();
         tags.sort_unstable();
+        let streams: Vec<Stream> = channels
+            .iter()
+            .map(|&id| Stream::Channel(id))
+            .chain(tags.iter().map(|&id| Stream::Tag(id)))
+            .collect();
+        let heads = self
+            .state
+            .core
+            .stream_heads(&streams)
+            .await
+            .map_err(internal)?;
+        // A stream the read did not find is caught up anyway: the backlog
+        // read is the one that knows.
+        let moved =
+            |stream: Stream, written: i64| heads.get(&stream).is_none_or(|&head| head > written);
+        for channel in channels {
+            let written = self
+                .channels
+                .get(&channel)
+                .map(|t| t.order.position().written());
+            match written {
+                Some(written) if !moved(Stream::Channel(channel), written) => {
+                    self.release_held(channel).await?;
+                }
+                _ => self.catch_up_channel(channel).await?,
+            }
+        }
         for tag in tags {
-            self.catch_up_tag(tag).await?;
+            let written = self.tags.get(&tag).map(|t| t.position.written());
+            if written.is_none_or(|written| moved(Stream::Tag(tag), written)) {
+                self.catch_up_tag(tag).await?;
+            }
         }
         Ok(())
     }

@@ -14,11 +14,7 @@
 use std::collections::VecDeque;
 
 /// A position the session delivers: a channel's seq or a tag's seq.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Stream {
-    Channel(i64),
-    Tag(i64),
-}
+pub use domain::store::Stream;
 
 /// Pings answered by no pong yet beyond this are forgotten, oldest first
 /// (a later pong proves what they would have).
