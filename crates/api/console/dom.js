@@ -46,3 +46,17 @@ export function fields(form) {
 export function problem(error) {
   return h("p", { class: "problem", role: "alert" }, error?.message ?? String(error));
 }
+
+/**
+ * Fills `element` with "previous · page N of M · next" for a paged list;
+ * `go(page)` loads another page.
+ */
+export function pages(element, page, count, size, go, labels = ["Previous", "Next"]) {
+  const last = Math.max(1, Math.ceil(count / size));
+  return replace(
+    element,
+    h("button", { class: "quiet", disabled: page <= 1, onclick: () => go(page - 1) }, labels[0]),
+    h("span", {}, ` page ${page} of ${last} `),
+    h("button", { class: "quiet", disabled: page >= last, onclick: () => go(page + 1) }, labels[1]),
+  );
+}

@@ -1,6 +1,6 @@
 // Admin screens: users, tags, sending a notification to a tag, the audit log.
 
-import { h, replace, fields, problem, when } from "../dom.js";
+import { h, replace, fields, pages, problem, when } from "../dom.js";
 
 const SCREENS = { users, tags, notify, audit };
 
@@ -29,13 +29,10 @@ function paged(load, render) {
     try {
       const result = await load(page);
       replace(target, render(result, refresh));
-      const pages = Math.max(1, Math.ceil(result.count / result.page_size));
-      replace(
-        pager,
-        h("button", { class: "quiet", disabled: page <= 1, onclick: () => { page -= 1; refresh(); } }, "Previous"),
-        h("span", {}, ` page ${page} of ${pages} `),
-        h("button", { class: "quiet", disabled: page >= pages, onclick: () => { page += 1; refresh(); } }, "Next"),
-      );
+      pages(pager, page, result.count, result.page_size, (next) => {
+        page = next;
+        refresh();
+      });
       replace(error);
     } catch (failure) {
       replace(error, problem(failure));

@@ -1,7 +1,7 @@
 // The notification inbox: newest first, paged, with live arrivals and the
 // read, delete and read-all state every tab and device shares.
 
-import { h, replace, problem, when } from "../dom.js";
+import { h, replace, pages, problem, when } from "../dom.js";
 
 const PAGE_SIZE = 20;
 
@@ -51,13 +51,11 @@ export function inboxView(app, signal) {
       const result = await app.rest.get(`api/notifications/?page=${page}&page_size=${PAGE_SIZE}`);
       items.clear();
       replace(list, result.results.map(row), result.count === 0 ? h("li", { class: "muted empty" }, "Nothing here.") : null);
-      const pages = Math.max(1, Math.ceil(result.count / PAGE_SIZE));
-      replace(
-        pager,
-        h("button", { class: "quiet", disabled: page <= 1, onclick: () => { page -= 1; load(); } }, "Newer"),
-        h("span", {}, ` page ${page} of ${pages} `),
-        h("button", { class: "quiet", disabled: page >= pages, onclick: () => { page += 1; load(); } }, "Older"),
-      );
+      const go = (next) => {
+        page = next;
+        load();
+      };
+      pages(pager, page, result.count, PAGE_SIZE, go, ["Newer", "Older"]);
     } catch (failure) {
       replace(error, problem(failure));
     }

@@ -1,7 +1,7 @@
 // Topics: the list, creating one, and one topic's conversation with
 // joining, leaving, inviting and publishing.
 
-import { h, replace, fields, problem, when } from "../dom.js";
+import { h, replace, fields, pages, problem, when } from "../dom.js";
 import { MessageList, composer } from "./messages.js";
 
 const PAGE_SIZE = 50;
@@ -28,13 +28,10 @@ export function topicsView(app, signal) {
         ),
         result.count === 0 ? h("li", { class: "muted" }, "No topics yet: create the first.") : null,
       );
-      const pages = Math.max(1, Math.ceil(result.count / PAGE_SIZE));
-      replace(
-        pager,
-        h("button", { class: "quiet", disabled: page <= 1, onclick: () => { page -= 1; load(); } }, "Previous"),
-        h("span", {}, ` page ${page} of ${pages} `),
-        h("button", { class: "quiet", disabled: page >= pages, onclick: () => { page += 1; load(); } }, "Next"),
-      );
+      pages(pager, page, result.count, PAGE_SIZE, (next) => {
+        page = next;
+        load();
+      });
     } catch (failure) {
       replace(error, problem(failure));
     }

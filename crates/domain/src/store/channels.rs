@@ -111,6 +111,10 @@ impl From<MessageRow> for StoredMessage {
     }
 }
 
+/// A message row with its sender's name, as history and backlogs read it.
+const MESSAGES: &str = "SELECT m.id, m.channel_id, m.seq, m.sender_id, u.username AS sender, \
+     m.content, m.created_at FROM messages m JOIN users u ON u.id = m.sender_id";
+
 fn direct_key(a: i64, b: i64) -> String {
     format!("{}:{}", a.min(b), a.max(b))
 }
@@ -439,12 +443,10 @@ impl Store {
         limit: i64,
         skip_sender: Option<i64>,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let rows: Vec<MessageRow> = sqlx::query_as(
-            "SELECT m.id, m.channel_id, m.seq, m.sender_id, u.username AS sender, m.content, m.created_at \
-             FROM messages m JOIN users u ON u.id = m.sender_id \
-             WHERE m.channel_id = $1 AND m.seq > $2 AND ($4 IS NULL OR m.sender_id <> $4) \
-             ORDER BY m.seq LIMIT $3",
-        )
+        let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+            "{MESSAGES} WHERE m.channel_id = $1 AND m.seq > $2 AND ($4 IS NULL OR m.sender_id <> $4) \
+             ORDER BY m.seq LIMIT $3"
+        ))
         .bind(channel_id)
         .bind(after)
         .bind(limit)
@@ -461,12 +463,9 @@ impl Store {
         before: i64,
         limit: i64,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let rows: Vec<MessageRow> = sqlx::query_as(
-            "SELECT m.id, m.channel_id, m.seq, m.sender_id, u.username AS sender, m.content, m.created_at \
-             FROM messages m JOIN users u ON u.id = m.sender_id \
-             WHERE m.channel_id = $1 AND m.seq < $2 \
-             ORDER BY m.seq DESC LIMIT $3",
-        )
+        let rows: Vec<MessageRow> = sqlx::query_as(&format!(
+            "{MESSAGES} WHERE m.channel_id = $1 AND m.seq < $2 ORDER BY m.seq DESC LIMIT $3"
+        ))
         .bind(channel_id)
         .bind(before)
         .bind(limit)
