@@ -2,8 +2,11 @@
 
 use std::net::SocketAddr;
 
+use std::time::Duration;
+
 use clap::Args;
-use ops::settings::Secret;
+use domain::model::Retention;
+use ops::settings::{Secret, parse_duration};
 
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {
@@ -32,6 +35,20 @@ pub struct ApiArgs {
     #[arg(long, env = "TIDINGS_PUBLIC_WS_URL")]
     pub public_ws_url: Option<String>,
 
+    /// Messages older than this are removed (e.g. `30d`), in every topic
+    /// and direct conversation without a limit of its own. Default: kept.
+    #[arg(long, env = "TIDINGS_RETENTION_MAX_AGE", value_parser = parse_duration)]
+    pub retention_max_age: Option<Duration>,
+
+    /// Messages kept per topic and direct conversation, newest first,
+    /// where the topic has no limit of its own. Default: all.
+    #[arg(long, env = "TIDINGS_RETENTION_MAX_COUNT", value_parser = clap::value_parser!(i64).range(1..))]
+    pub retention_max_count: Option<i64>,
+
+    /// How often this process removes what retention lets go.
+    #[arg(long, env = "TIDINGS_PRUNE_EVERY", default_value = "60s", value_parser = parse_duration)]
+    pub prune_every: Duration,
+
     /// Password of the `admin` created on an empty store (generated and printed once if unset).
     #[arg(long, env = "TIDINGS_ADMIN_PASSWORD", hide_env_values = true)]
     pub admin_password: Option<Secret>,
@@ -46,6 +63,10 @@ pub struct ApiConfig {
     pub cors_origins: Vec<String>,
     /// Where the console's sockets go (see [`ApiArgs::public_ws_url`]).
     pub public_ws_url: String,
+    /// The server's default retention.
+    pub retention: Retention,
+    /// How often the pruner runs.
+    pub prune_every: Duration,
 }
 
 impl From<&ApiArgs> for ApiConfig {
@@ -58,6 +79,13 @@ impl From<&ApiArgs> for ApiConfig {
                 .public_ws_url
                 .clone()
                 .unwrap_or_else(|| "/ws".to_owned()),
+            retention: Retention {
+                max_age_secs: args
+                    .retention_max_age
+                    .map(|age| i64::try_from(age.as_secs().max(1)).unwrap_or(i64::MAX)),
+                max_count: args.retention_max_count,
+            },
+            prune_every: args.prune_every.max(Duration::from_millis(100)),
         }
     }
 }
@@ -69,6 +97,8 @@ impl Default for ApiConfig {
             trust_forwarded_for: false,
             cors_origins: vec![],
             public_ws_url: "/ws".to_owned(),
+            retention: Retention::default(),
+            prune_every: Duration::from_secs(60),
         }
     }
 }

@@ -162,3 +162,17 @@ pub async fn serve(
         .with_graceful_shutdown(async move { shutdown.wait().await })
         .await
 }
+
+/// Runs the pruner with the configured retention until `shutdown` fires;
+/// await the handle before closing the store.
+pub fn spawn_pruner(
+    core: Arc<Core>,
+    config: &ApiConfig,
+    shutdown: Shutdown,
+) -> tokio::task::JoinHandle<()> {
+    let (retention, every) = (config.retention, config.prune_every);
+    tokio::spawn(async move {
+        core.run_pruner(retention, every, async move { shutdown.wait().await })
+            .await;
+    })
+}

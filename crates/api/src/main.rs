@@ -48,13 +48,16 @@ async fn main() -> anyhow::Result<()> {
             &format!("created user `admin` with password: {password}  (shown once)"),
         );
     }
+    let config = Arc::new(ApiConfig::from(&cli.api));
+    let pruner = tidings_api::spawn_pruner(core.clone(), &config, shutdown.clone());
     let state = AppState {
         core: core.clone(),
         keys: Arc::new(keys),
-        config: Arc::new(ApiConfig::from(&cli.api)),
+        config,
     };
     switch.ready(tidings_api::router(state));
     let served = serving.await;
+    let _ = pruner.await;
     core.close().await;
     Ok(served??)
 }

@@ -22,7 +22,7 @@ use crate::routes::{audit, auth, direct, keys, notifications, subscriptions, tag
     paths(
         auth::login, auth::refresh, auth::revoke, users::create, users::me, users::list, users::update,
         users::remove, users::change_password, users::reset_password, keys::create, keys::list, keys::remove,
-        topics::create, topics::list, topics::show, topics::remove, topics::members, topics::add_member,
+        topics::create, topics::list, topics::show, topics::update, topics::remove, topics::members, topics::add_member,
         topics::remove_member, topics::history, topics::publish, direct::history,
         tags::create, tags::list, tags::remove, subscriptions::create, subscriptions::list, subscriptions::remove,
         notifications::create, notifications::inbox, notifications::update, notifications::read_all, audit::list,

@@ -58,6 +58,10 @@ pub fn describe() {
         "tidings_auth_failures_total",
         "Requests and handshakes refused for their token, by reason (missing, expired, invalid, wrong_type, unknown_user)."
     );
+    describe_counter!(
+        "tidings_messages_pruned_total",
+        "Messages removed by retention."
+    );
     // Counts show as 0 before the first event, so alerts, rates and
     // dashboards have a series to work on.
     for family in [
@@ -66,6 +70,7 @@ pub fn describe() {
         "tidings_bus_publish_failures_total",
         "tidings_bus_reconnects_total",
         "tidings_bus_resyncs_total",
+        "tidings_messages_pruned_total",
     ] {
         counter!(family).increment(0);
     }
@@ -97,4 +102,9 @@ pub fn auth_failure(reason: &'static str) {
 /// Counts a password login by its outcome.
 pub(crate) fn login(outcome: &'static str) {
     counter!("tidings_logins_total", "outcome" => outcome).increment(1);
+}
+
+/// Counts messages retention removed.
+pub(crate) fn pruned(messages: u64) {
+    counter!("tidings_messages_pruned_total").increment(messages);
 }

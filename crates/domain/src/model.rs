@@ -97,9 +97,48 @@ pub struct Topic {
     #[serde(with = "as_rfc3339")]
     #[schema(value_type = String, format = DateTime)]
     pub created_at: i64,
+    /// This topic's own retention; what it leaves `null` falls back to
+    /// the server's default.
+    pub retention: Retention,
     /// The newest message's seq (0 when empty). Not part of the REST shape.
     #[serde(skip)]
     pub last_seq: i64,
+}
+
+/// How long a channel keeps its messages: a message goes once it is older
+/// than `max_age_secs` or more than `max_count` newer ones follow it. A
+/// limit left `null` is the server's default (which may be none).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Retention {
+    /// Seconds a message is kept.
+    #[schema(example = 2_592_000)]
+    pub max_age_secs: Option<i64>,
+    /// Messages kept, newest first.
+    #[schema(example = 10_000)]
+    pub max_count: Option<i64>,
+}
+
+impl Retention {
+    /// Each limit this one leaves unset, taken from `default`.
+    pub fn or(self, default: Retention) -> Retention {
+        Retention {
+            max_age_secs: self.max_age_secs.or(default.max_age_secs),
+            max_count: self.max_count.or(default.max_count),
+        }
+    }
+
+    /// Keeps everything forever.
+    pub fn is_unlimited(&self) -> bool {
+        self.max_age_secs.is_none() && self.max_count.is_none()
+    }
+}
+
+/// Messages `from..=to` of a channel that retention removed before this
+/// reader got them: what follows starts after `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Pruned {
+    pub from: i64,
+    pub to: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

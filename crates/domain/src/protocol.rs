@@ -243,6 +243,13 @@ pub enum ServerFrame {
         seq: i64,
     },
     Message(Message),
+    /// Messages `from..=to` of `topic` were removed by retention before
+    /// this client got them; the next message is newer than `to`.
+    Pruned {
+        topic: String,
+        from: i64,
+        to: i64,
+    },
     Notification {
         id: i64,
         notification: Notification,
@@ -428,5 +435,14 @@ mod tests {
             json!({"type":"message","id":1,"topic":"@bob","seq":1,"from":"bob","content":"hi","ts":"1970-01-01T00:00:00.000Z"})
         );
         assert_eq!(ServerFrame::Ok.to_json(None), r#"{"type":"ok"}"#);
+        let pruned = ServerFrame::Pruned {
+            topic: "news".into(),
+            from: 3,
+            to: 40,
+        };
+        assert_eq!(
+            serde_json::from_str::<Value>(&pruned.to_json(None)).unwrap(),
+            json!({"type":"pruned","topic":"news","from":3,"to":40})
+        );
     }
 }

@@ -11,6 +11,7 @@ mod heads;
 mod inbox;
 mod memo;
 mod messages;
+mod retention;
 mod snapshots;
 mod tags;
 mod throttle;
@@ -20,7 +21,8 @@ mod topics;
 use std::sync::Arc;
 
 pub use credentials::{AuthFailure, Authenticated, Credential, KEY_PREFIX, PASSWORD_LEN, Refusal};
-pub use messages::{Checked, HistorySlice, Published, Queued};
+pub use messages::{Checked, HistoryPage, HistorySlice, Published, Queued};
+pub use retention::{PruneReport, check_limits};
 
 use crate::bus::SharedBus;
 use crate::events::Event;

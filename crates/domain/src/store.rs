@@ -17,6 +17,7 @@ mod group_commit;
 mod heads;
 mod inbox;
 mod inbox_page;
+mod retention;
 mod snapshots;
 mod tags;
 mod users;
@@ -36,6 +37,7 @@ pub use credentials::{KeyAccount, TokenAccount};
 pub use cursors::Cursor;
 pub use group_commit::Committed;
 pub use heads::Stream;
+pub use retention::{Backlog, RetainedChannel};
 pub use snapshots::SessionSnapshot;
 pub use tags::TagSubscription;
 

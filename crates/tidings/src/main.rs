@@ -97,19 +97,21 @@ async fn serve(cli: &Cli) -> anyhow::Result<()> {
             &format!("created user `admin` with password: {password}  (shown once)"),
         );
     }
+    let api_config = Arc::new(ApiConfig {
+        // The console reaches this process's own gateway, on whatever
+        // host name the browser used.
+        public_ws_url: cli
+            .api
+            .public_ws_url
+            .clone()
+            .unwrap_or_else(|| format!(":{}/ws", ws_addr.port())),
+        ..ApiConfig::from(&cli.api)
+    });
+    let pruner = tidings_api::spawn_pruner(core.clone(), &api_config, shutdown.clone());
     let api = AppState {
         core: core.clone(),
         keys: keys.clone(),
-        config: Arc::new(ApiConfig {
-            // The console reaches this process's own gateway, on whatever
-            // host name the browser used.
-            public_ws_url: cli
-                .api
-                .public_ws_url
-                .clone()
-                .unwrap_or_else(|| format!(":{}/ws", ws_addr.port())),
-            ..ApiConfig::from(&cli.api)
-        }),
+        config: api_config,
     };
     let gateway = GatewayState::start(
         core.clone(),
@@ -132,6 +134,7 @@ async fn serve(cli: &Cli) -> anyhow::Result<()> {
     );
     let (api_result, ws_result) = tokio::join!(api_serving, ws_serving);
     tidings_gateway::finish(&gateway).await;
+    let _ = pruner.await;
     core.close().await;
     api_result?.context("REST API")?;
     ws_result?.context("WebSocket gateway")?;

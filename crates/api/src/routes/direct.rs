@@ -20,7 +20,7 @@ pub fn router() -> Router<AppState> {
 #[utoipa::path(get, path = "/api/direct/{username}/messages/", tag = "direct", operation_id = "direct_history",
     summary = "Read a direct conversation",
     params(("username" = String, Path, description = "The other user.", example = "bob"), HistoryParams), security(("bearer" = [])),
-    responses((status = 200, body = History, example = json!({"results": [{"type": "message", "id": 7, "topic": "@bob", "seq": 3, "from": "alice", "content": "hello", "ts": "2026-11-26T09:30:00Z"}], "next_after": null, "prev_before": 2})),
+    responses((status = 200, body = History, example = json!({"results": [{"type": "message", "id": 7, "topic": "@bob", "seq": 3, "from": "alice", "content": "hello", "ts": "2026-11-26T09:30:00Z"}], "next_after": null, "prev_before": 2, "first_seq": 1})),
         (status = 404, description = "no such user")))]
 pub async fn history(
     State(state): State<AppState>,

@@ -4,10 +4,10 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get};
-use domain::model::{Member, Message, Topic};
+use domain::model::{Member, Message, Retention, Topic};
 use domain::names::{TopicName, Username};
 use domain::paging::{Page, PageRequest};
-use domain::service::HistorySlice;
+use domain::service::{HistoryPage, HistorySlice};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -19,7 +19,10 @@ use crate::extract::{AuthUser, Json, Path, Query};
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/topics/", get(list).post(create))
-        .route("/api/topics/{name}/", get(show).delete(remove))
+        .route(
+            "/api/topics/{name}/",
+            get(show).patch(update).delete(remove),
+        )
         .route("/api/topics/{name}/members/", get(members).post(add_member))
         .route(
             "/api/topics/{name}/members/{username}/",
@@ -88,34 +91,53 @@ pub struct History {
     /// Pass as `after` for the next slice; `null` when this was the last.
     next_after: Option<i64>,
     /// Pass as `before` for the slice before this one; `null` when this
-    /// slice starts at the beginning.
+    /// slice starts at the beginning of what is kept.
     prev_before: Option<i64>,
+    /// The oldest seq still kept: retention removed everything before it
+    /// (1 when it removed nothing).
+    first_seq: i64,
 }
 
 impl History {
-    pub fn new(results: Vec<Message>, limit: Option<i64>) -> Self {
-        let full = i64::try_from(results.len()).unwrap_or(i64::MAX) >= limit.unwrap_or(100);
+    pub fn new(page: HistoryPage, limit: Option<i64>) -> Self {
+        let HistoryPage {
+            messages,
+            first_seq,
+        } = page;
+        let full = i64::try_from(messages.len()).unwrap_or(i64::MAX) >= limit.unwrap_or(100);
         let next_after = if full {
-            results.last().map(|m| m.seq)
+            messages.last().map(|m| m.seq)
         } else {
             None
         };
-        let prev_before = results.first().map(|m| m.seq).filter(|&seq| seq > 1);
+        let prev_before = messages
+            .first()
+            .map(|m| m.seq)
+            .filter(|&seq| seq > first_seq);
         Self {
-            results: results
+            results: messages
                 .into_iter()
                 .map(|message| Pushed { message })
                 .collect(),
             next_after,
             prev_before,
+            first_seq,
         }
     }
+}
+
+/// A topic's own retention limits; `null` (or absent) uses the server's
+/// default for that limit.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TopicChanges {
+    retention: Retention,
 }
 
 /// Creates a topic; the caller owns it and is its first member.
 #[utoipa::path(post, path = "/api/topics/", tag = "topics", operation_id = "topics_create",
     summary = "Create a topic", request_body(content = NewTopic, example = json!({"name": "news", "private": false})), security(("bearer" = [])),
-    responses((status = 201, body = Topic, example = json!({"id": 1, "name": "news", "private": false, "owner": "alice", "created_at": "2026-11-26T09:30:00Z"})), (status = 409, description = "name taken"), (status = 422)))]
+    responses((status = 201, body = Topic, example = json!({"id": 1, "name": "news", "private": false, "owner": "alice", "created_at": "2026-11-26T09:30:00Z", "retention": {"max_age_secs": null, "max_count": null}})), (status = 409, description = "name taken"), (status = 422)))]
 pub async fn create(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
@@ -131,7 +153,7 @@ pub async fn create(
 /// Public topics and the private ones the caller belongs to, by name.
 #[utoipa::path(get, path = "/api/topics/", tag = "topics", operation_id = "topics_list",
     summary = "List topics", params(PageParams), security(("bearer" = [])),
-    responses((status = 200, body = Page<Topic>, example = json!({"count": 1, "page": 1, "page_size": 20, "results": [{"id": 1, "name": "news", "private": false, "owner": "alice", "created_at": "2026-11-26T09:30:00Z"}]}))))]
+    responses((status = 200, body = Page<Topic>, example = json!({"count": 1, "page": 1, "page_size": 20, "results": [{"id": 1, "name": "news", "private": false, "owner": "alice", "created_at": "2026-11-26T09:30:00Z", "retention": {"max_age_secs": null, "max_count": null}}]}))))]
 pub async fn list(
     State(state): State<AppState>,
     AuthUser(actor): AuthUser,
@@ -143,7 +165,7 @@ pub async fn list(
 
 #[utoipa::path(get, path = "/api/topics/{name}/", tag = "topics", operation_id = "topics_get",
     summary = "Show a topic", params(("name" = String, Path, description = "The topic's name.", example = "news")), security(("bearer" = [])),
-    responses((status = 200, body = Topic, example = json!({"id": 1, "name": "news", "private": false, "owner": "alice", "created_at": "2026-11-26T09:30:00Z"})), (status = 403, description = "private, and the caller is not a member"),
+    responses((status = 200, body = Topic, example = json!({"id": 1, "name": "news", "private": false, "owner": "alice", "created_at": "2026-11-26T09:30:00Z", "retention": {"max_age_secs": null, "max_count": null}})), (status = 403, description = "private, and the caller is not a member"),
         (status = 404, description = "no such topic")))]
 pub async fn show(
     State(state): State<AppState>,
@@ -151,6 +173,27 @@ pub async fn show(
     Path(name): Path<TopicName>,
 ) -> Result<Json<Topic>, ApiError> {
     Ok(Json(state.core.readable_topic(&actor, &name).await?))
+}
+
+/// Sets a topic's retention (owner or admin). Pruning follows within the
+/// server's prune interval.
+#[utoipa::path(patch, path = "/api/topics/{name}/", tag = "topics", operation_id = "topics_update",
+    summary = "Change a topic's retention", params(("name" = String, Path, description = "The topic's name.", example = "news")),
+    request_body(content = TopicChanges, example = json!({"retention": {"max_age_secs": 604800, "max_count": null}})), security(("bearer" = [])),
+    responses((status = 200, body = Topic, example = json!({"id": 1, "name": "news", "private": false, "owner": "alice", "created_at": "2026-11-26T09:30:00Z", "retention": {"max_age_secs": 604800, "max_count": null}})),
+        (status = 403, description = "neither the owner nor an admin"), (status = 404, description = "no such topic"), (status = 422)))]
+pub async fn update(
+    State(state): State<AppState>,
+    AuthUser(actor): AuthUser,
+    Path(name): Path<TopicName>,
+    Json(body): Json<TopicChanges>,
+) -> Result<Json<Topic>, ApiError> {
+    Ok(Json(
+        state
+            .core
+            .set_retention(&actor, &name, body.retention)
+            .await?,
+    ))
 }
 
 /// Deletes a topic with its messages (owner or admin).
@@ -226,7 +269,7 @@ pub async fn remove_member(
 /// Messages after `after` (or the newest before `before`), oldest first.
 #[utoipa::path(get, path = "/api/topics/{name}/messages/", tag = "topics", operation_id = "topics_messages_list",
     summary = "Read a topic's history", params(("name" = String, Path, description = "The topic's name.", example = "news"), HistoryParams), security(("bearer" = [])),
-    responses((status = 200, body = History, example = json!({"results": [{"type": "message", "id": 7, "topic": "news", "seq": 3, "from": "alice", "content": "hello", "ts": "2026-11-26T09:30:00Z"}], "next_after": null, "prev_before": 2})),
+    responses((status = 200, body = History, example = json!({"results": [{"type": "message", "id": 7, "topic": "news", "seq": 3, "from": "alice", "content": "hello", "ts": "2026-11-26T09:30:00Z"}], "next_after": null, "prev_before": 2, "first_seq": 1})),
         (status = 403, description = "private, and the caller is not a member"), (status = 404, description = "no such topic")))]
 pub async fn history(
     State(state): State<AppState>,

@@ -11,8 +11,8 @@
 //! few times before the session gives up.
 
 use super::{Core, ServiceError};
-use crate::model::{InboxItem, StoredMessage};
-use crate::store::{Cursor, StoreError};
+use crate::model::InboxItem;
+use crate::store::{Backlog, Cursor, StoreError};
 
 /// Attempts at a delivery read while the pool is busy.
 const BUSY_ATTEMPTS: usize = 3;
@@ -44,20 +44,16 @@ impl Core {
     }
 
     /// A channel's messages after `after`, oldest first, leaving out the
-    /// reader's own (`skip_sender`).
+    /// reader's own (`skip_sender`), and what retention took before them.
     pub async fn backlog(
         &self,
         channel_id: i64,
         after: i64,
         limit: i64,
         skip_sender: Option<i64>,
-    ) -> Result<Vec<StoredMessage>, ServiceError> {
+    ) -> Result<Backlog, ServiceError> {
         let _slot = self.delivery_slot().await?;
-        Ok(busy_retry(|| {
-            self.store
-                .messages_after(channel_id, after, limit, skip_sender)
-        })
-        .await?)
+        Ok(busy_retry(|| self.store.backlog(channel_id, after, limit, skip_sender)).await?)
     }
 
     /// A tag's notifications after `after` still in `user_id`'s inbox.

@@ -243,53 +243,62 @@ impl Core {
         channel: i64,
         slice: HistorySlice,
         limit: i64,
-    ) -> Result<Vec<StoredMessage>, ServiceError> {
-        Ok(match slice {
-            HistorySlice::After(after) => {
-                self.store
-                    .messages_after(channel, after, limit, None)
-                    .await?
-            }
+        label: &str,
+    ) -> Result<HistoryPage, ServiceError> {
+        let (messages, mark) = match slice {
+            HistorySlice::After(after) => self.store.history_after(channel, after, limit).await?,
             HistorySlice::Before(before) => {
-                self.store.messages_before(channel, before, limit).await?
+                self.store.history_before(channel, before, limit).await?
             }
+        };
+        Ok(HistoryPage {
+            messages: messages.iter().map(|m| m.labelled(label)).collect(),
+            first_seq: mark + 1,
         })
     }
 
-    /// A topic's messages after `after`, oldest first.
+    /// A slice of a topic's history, oldest first.
     pub async fn topic_history(
         &self,
         actor: &Actor,
         name: &TopicName,
         slice: HistorySlice,
         limit: Option<i64>,
-    ) -> Result<Vec<Message>, ServiceError> {
+    ) -> Result<HistoryPage, ServiceError> {
         let limit = self.history_limit(limit)?;
         let topic = self.readable_topic(actor, name).await?;
-        let messages = self.history_slice(topic.id, slice, limit).await?;
-        Ok(messages
-            .iter()
-            .map(|m| m.labelled(topic.name.clone()))
-            .collect())
+        self.history_slice(topic.id, slice, limit, &topic.name)
+            .await
     }
 
-    /// The conversation between `actor` and `username`, oldest first.
+    /// A slice of the conversation between `actor` and `username`, oldest
+    /// first.
     pub async fn direct_history(
         &self,
         actor: &Actor,
         username: &Username,
         slice: HistorySlice,
         limit: Option<i64>,
-    ) -> Result<Vec<Message>, ServiceError> {
+    ) -> Result<HistoryPage, ServiceError> {
         let limit = self.history_limit(limit)?;
         let peer = self.peer(actor, username.as_str()).await?;
         let Some(channel) = self.store.find_direct_channel(actor.id, peer.id).await? else {
-            return Ok(Vec::new());
+            return Ok(HistoryPage {
+                messages: Vec::new(),
+                first_seq: 1,
+            });
         };
-        let messages = self.history_slice(channel, slice, limit).await?;
         let label = format!("@{}", peer.username);
-        Ok(messages.iter().map(|m| m.labelled(label.clone())).collect())
+        self.history_slice(channel, slice, limit, &label).await
     }
+}
+
+/// A slice of a channel's history, and where what retention left starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryPage {
+    pub messages: Vec<Message>,
+    /// The oldest seq retention has not removed (1 when nothing was).
+    pub first_seq: i64,
 }
 
 /// Which part of a history to read: forward from a position (catching up),

@@ -10,7 +10,7 @@ use sqlx::Connection;
 use super::audit::{Changes, record};
 use super::users::claim_name;
 use super::{Store, StoreError, conflict, flag};
-use crate::model::{Actor, Audience, Member, StoredMessage, Topic};
+use crate::model::{Actor, Audience, Member, Retention, StoredMessage, Topic};
 use crate::names::TopicName;
 use crate::paging::{Page, PageRequest};
 use crate::time::now_millis;
@@ -68,6 +68,8 @@ struct TopicRow {
     owner: Option<String>,
     created_at: i64,
     last_seq: i64,
+    retain_age_secs: Option<i64>,
+    retain_count: Option<i64>,
 }
 
 impl From<TopicRow> for Topic {
@@ -78,12 +80,17 @@ impl From<TopicRow> for Topic {
             private: r.private != 0,
             owner: r.owner,
             created_at: r.created_at,
+            retention: Retention {
+                max_age_secs: r.retain_age_secs,
+                max_count: r.retain_count,
+            },
             last_seq: r.last_seq,
         }
     }
 }
 
-const TOPIC_COLUMNS: &str = "c.id, c.name, c.private, u.username AS owner, c.created_at, c.last_seq \
+const TOPIC_COLUMNS: &str = "c.id, c.name, c.private, u.username AS owner, c.created_at, c.last_seq, \
+     c.retain_age_secs, c.retain_count \
      FROM channels c LEFT JOIN users u ON u.id = c.owner_id";
 
 #[derive(sqlx::FromRow)]
@@ -174,6 +181,7 @@ impl Store {
             private,
             owner: Some(actor.username.clone()),
             created_at: now,
+            retention: Retention::default(),
             last_seq: 0,
         })
     }

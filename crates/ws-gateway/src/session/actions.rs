@@ -116,15 +116,20 @@ impl Session {
             let limit = self.state.core.limits.max_history;
             let mut after = since.max(0);
             loop {
-                let batch = core
+                let backlog = core
                     .backlog(topic.id, after, limit, None)
                     .await
                     .map_err(frame_error)?;
-                let Some(last) = batch.last().map(|m| m.seq) else {
+                let next = backlog
+                    .messages
+                    .last()
+                    .map(|m| m.seq)
+                    .or(backlog.pruned.map(|p| p.to));
+                let Some(next) = next else {
                     break;
                 };
-                self.write_messages(topic.id, &topic.name, &batch).await?;
-                after = last;
+                self.write_backlog(topic.id, &topic.name, backlog).await?;
+                after = next;
             }
         }
         self.catch_up_channel(topic.id).await?;

@@ -4,9 +4,9 @@
 //! [`Sequencer`](super::sequencer)'s call; this file does the I/O it asks for.
 
 use domain::events::{Event, Key};
-use domain::model::StoredMessage;
+use domain::model::{Pruned, StoredMessage};
 use domain::protocol::ServerFrame;
-use domain::store::{ChannelKind, Cursor};
+use domain::store::{Backlog, ChannelKind, Cursor};
 
 use axum::extract::ws::Utf8Bytes;
 use tokio::time::Instant;
@@ -170,32 +170,47 @@ impl Session {
                 return Ok(());
             };
             let (after, label) = (tracked.order.position().written(), tracked.label.clone());
-            let batch = core
+            let backlog = core
                 .backlog(channel_id, after, PAGE, Some(self.actor.id))
                 .await
                 .map_err(internal)?;
-            self.write_messages(channel_id, &label, &batch).await?;
-            if (batch.len() as i64) < PAGE {
+            let full = backlog.messages.len() as i64 >= PAGE;
+            self.write_backlog(channel_id, &label, backlog).await?;
+            if !full {
                 return self.release_held(channel_id).await;
             }
             self.conn.flush().await?;
         }
     }
 
-    /// Writes stored messages and moves the channel's cursor past them.
-    pub(super) async fn write_messages(
+    /// Writes what retention took (if anything) and the stored messages
+    /// after it, and moves the channel's position past both.
+    pub(super) async fn write_backlog(
         &mut self,
         channel_id: i64,
         label: &str,
-        batch: &[StoredMessage],
+        backlog: Backlog,
     ) -> Result<(), End> {
-        for message in batch {
+        let mut last = None;
+        if let Some(Pruned { from, to }) = backlog.pruned {
+            let frame = ServerFrame::Pruned {
+                topic: label.to_owned(),
+                from,
+                to,
+            };
+            self.conn.send(&frame, None).await?;
+            last = Some(to);
+        }
+        for message in &backlog.messages {
             self.conn
                 .send(&ServerFrame::Message(message.labelled(label)), None)
                 .await?;
         }
-        if let (Some(last), Some(tracked)) = (batch.last(), self.channels.get_mut(&channel_id)) {
-            tracked.order.position_mut().advance(last.seq);
+        if let Some(seq) = backlog.messages.last().map(|m| m.seq) {
+            last = Some(seq);
+        }
+        if let (Some(last), Some(tracked)) = (last, self.channels.get_mut(&channel_id)) {
+            tracked.order.position_mut().advance(last);
             self.unproven = true;
         }
         Ok(())

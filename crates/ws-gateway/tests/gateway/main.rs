@@ -16,6 +16,7 @@ mod handshake;
 mod inbox;
 mod limits;
 mod order;
+mod retention;
 mod silence;
 mod topics;
 mod wscat;
