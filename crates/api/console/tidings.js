@@ -47,7 +47,8 @@ const SEEN_NOTIFICATIONS = 1000;
  * Events (`addEventListener`), each with the frame as `event.detail`:
  * `message`, `notification`, `read`, `delete`, `read_all`, `invited`,
  * `welcome`, `gap` (`{topic, after, before}`: seqs in between could not
- * be had over the socket), `error` (a server error not tied to a request), `state`
+ * be had over the socket), `pruned` (`{topic, from, to}`: retention
+ * removed those seqs before this client got them), `error` (a server error not tied to a request), `state`
  * (`{state}`: `connecting`, `open`, `waiting`, `closed`, `signed_out`)
  * and `signed_out` (the credential was revoked, 4003: do not reconnect).
  */
@@ -293,6 +294,16 @@ export class Tidings extends EventTarget {
       case "message":
         this.#onMessage(frame);
         return;
+      case "pruned": {
+        // The server will never send these seqs: what follows starts
+        // after `to`, so nothing waits for them.
+        const last = this.lastSeq.get(frame.topic);
+        if (last !== undefined && frame.to <= last) return;
+        this.lastSeq.set(frame.topic, frame.to);
+        this.#emit("pruned", frame);
+        this.#drain(frame.topic);
+        return;
+      }
       case "notification": {
         if (this.seenNotifications.has(frame.id)) return;
         this.seenNotifications.add(frame.id);

@@ -22,7 +22,9 @@ export class MessageList {
     this.before = NEWEST;
     this.list = h("ol", { class: "messages" });
     this.more = h("button", { class: "quiet more", hidden: true, onclick: () => this.earlier() }, "Load earlier messages");
-    this.element = h("div", { class: "conversation" }, this.more, this.list);
+    // Shown once scrolled back to where retention cut the history.
+    this.start = h("p", { class: "quiet pruned", hidden: true });
+    this.element = h("div", { class: "conversation" }, this.more, this.start, this.list);
     this.list.addEventListener("scroll", () => {
       if (this.list.scrollTop === 0 && !this.more.hidden) this.earlier();
     });
@@ -46,6 +48,8 @@ export class MessageList {
       for (const message of page.results) this.add(message);
       this.before = page.prev_before;
       this.more.hidden = this.before === null;
+      this.start.hidden = !(this.before === null && page.first_seq > 1);
+      this.start.textContent = `Messages before #${page.first_seq} are no longer kept.`;
       // Keep what the reader was looking at in place.
       this.list.scrollTop += this.list.scrollHeight - height;
     } finally {

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod harness;
+mod retention;
 
 use std::time::Duration;
 
@@ -13,15 +14,15 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 /// The seqs and contents shown in the open conversation, top to bottom.
-const SHOWN: &str = "return [...document.querySelectorAll('ol.messages li')]\
+pub(crate) const SHOWN: &str = "return [...document.querySelectorAll('ol.messages li')]\
     .map(li => [Number(li.dataset.seq), li.querySelector('.content').textContent]);";
 
-fn shown(value: &Value) -> Vec<(i64, String)> {
+pub(crate) fn shown(value: &Value) -> Vec<(i64, String)> {
     serde_json::from_value(value.clone()).unwrap()
 }
 
 /// An admin token, alice and bob, and a public topic `news` alice is in.
-async fn cast(server: &Server) -> String {
+pub(crate) async fn cast(server: &Server) -> String {
     let admin = server.login("admin", ADMIN_PASSWORD).await;
     server.user(&admin, "alice").await;
     server.user(&admin, "bob").await;
@@ -37,7 +38,7 @@ async fn cast(server: &Server) -> String {
     admin
 }
 
-async fn publish(server: &Server, token: &str, topic: &str, content: &str) -> Value {
+pub(crate) async fn publish(server: &Server, token: &str, topic: &str, content: &str) -> Value {
     server
         .call(
             Method::POST,
