@@ -57,6 +57,21 @@ impl Integrity {
         self.sent[index] = Some(self.sent[index].map_or(n, |last| last.max(n)));
     }
 
+    /// The seqs of `1..=expected` that never arrived, as ranges.
+    pub fn missing(&self, expected: u64) -> Vec<(u64, u64)> {
+        let mut ranges: Vec<(u64, u64)> = vec![];
+        for s in 1..=expected {
+            if self.seen.get(s as usize).copied().unwrap_or(false) {
+                continue;
+            }
+            match ranges.last_mut() {
+                Some(last) if last.1 + 1 == s => last.1 = s,
+                _ => ranges.push((s, s)),
+            }
+        }
+        ranges
+    }
+
     /// How many of `1..=expected` never arrived.
     pub fn lost(&self, expected: u64) -> u64 {
         (1..=expected)

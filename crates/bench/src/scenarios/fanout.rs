@@ -49,6 +49,9 @@ struct Received {
     integrity: Integrity,
     latency: Histogram<u64>,
     last: Option<Instant>,
+    /// Times the server closed this subscriber as a slow consumer (4008)
+    /// and it reconnected, as the protocol asks.
+    slow_closes: u64,
 }
 
 pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
@@ -97,8 +100,12 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
         .collect::<Result<_, _>>()?;
     let receivers: Vec<_> = subscribers
         .into_iter()
-        .map(|ws| {
+        .enumerate()
+        .map(|(i, ws)| {
             let delivered = delivered.clone();
+            // Tidings subscribers come back after a 4008 and must then get
+            // everything they missed; the references never send one.
+            let rejoin = (!args.bare && !args.nats).then(|| (urls[i].clone(), source(i)));
             tokio::spawn(async move {
                 if args.nats {
                     let got = nats::receive(ws, total, delivered).await;
@@ -106,9 +113,10 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
                         integrity: got.integrity,
                         latency: got.latency,
                         last: got.last,
+                        slow_closes: 0,
                     }
                 } else {
-                    receive(ws, total, delivered).await
+                    receive(ws, total, delivered, rejoin).await
                 }
             })
         })
@@ -157,8 +165,10 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     let mut integrity = vec![];
     let mut latency = report::histogram();
     let mut last = started;
+    let mut slow_closes = 0;
     for receiver in receivers {
         let got = receiver.await?;
+        slow_closes += got.slow_closes;
         latency.add(&got.latency)?;
         last = last.max(got.last.unwrap_or(started));
         integrity.push(got.integrity);
@@ -191,6 +201,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
             "against_send_order",
             integrity.iter().map(|i| i.against_send_order).sum::<u64>(),
         )
+        .set("slow_consumer_reconnects", slow_closes)
         .set("seconds", (elapsed.as_secs_f64() * 1000.0).round() / 1000.0)
         .set(
             "client_cpu_percent",
@@ -203,21 +214,48 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
 }
 
 /// Reads message frames until every seq up to `total` arrived, or the
-/// stream goes quiet for 10 s.
-async fn receive(mut ws: Ws, total: u64, delivered: Arc<AtomicU64>) -> Received {
+/// stream goes quiet for 10 s. Closed as a slow consumer, it reconnects to
+/// `rejoin` (URL, source address) and reads on.
+async fn receive(
+    mut ws: Ws,
+    total: u64,
+    delivered: Arc<AtomicU64>,
+    rejoin: Option<(String, std::net::IpAddr)>,
+) -> Received {
     let mut got = Received {
         integrity: Integrity::default(),
         latency: report::histogram(),
         last: None,
+        slow_closes: 0,
     };
     let mut unreported = 0;
     while got.integrity.received < total {
-        let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await
-        else {
+        let next = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+        let Ok(Some(Ok(message))) = next else {
+            if std::env::var_os("BENCH_DEBUG").is_some() {
+                eprintln!(
+                    "receiver ended: {next:?} after {} closes, {} received, missing {:?}",
+                    got.slow_closes,
+                    got.integrity.received,
+                    got.integrity.missing(total)
+                );
+            }
             break;
         };
-        let Message::Text(text) = message else {
-            continue;
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Close(Some(close)) if u16::from(close.code) == 4008 => {
+                let Some((url, source)) = &rejoin else { break };
+                match client::connect(url, *source, false).await {
+                    Ok(again) => {
+                        ws = again;
+                        got.slow_closes += 1;
+                        continue;
+                    }
+                    Err(_) => break,
+                }
+            }
+            _ => continue,
         };
         let (Some(seq), Some(sent)) = (client::field(&text, "\"seq\":"), client::sent_at(&text))
         else {
