@@ -12,23 +12,9 @@ use domain::service::ServiceError;
 use domain::store::AuditFilter;
 use domain::testing::TestStore;
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() {
-                let db = domain::testing::TestStore::fresh(domain::testing::Flavor::Sqlite).await.unwrap();
-                super::$name(&db).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() {
-                if let Some(db) = domain::testing::TestStore::fresh(domain::testing::Flavor::Postgres).await {
-                    super::$name(&db).await;
-                }
-            })*
-        }
-    };
-}
+#[macro_use]
+#[path = "common/contract.rs"]
+mod contract;
 
 contract!(
     a_prune_removes_a_prefix_and_readers_are_told_where_history_starts,

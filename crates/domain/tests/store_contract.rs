@@ -9,23 +9,9 @@ use domain::paging::PageRequest;
 use domain::store::{AuditFilter, ChannelKind, Cursor, Store, StoreError};
 use domain::testing::TestStore;
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() {
-                let db = domain::testing::TestStore::fresh(domain::testing::Flavor::Sqlite).await.unwrap();
-                super::$name(&db).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() {
-                if let Some(db) = domain::testing::TestStore::fresh(domain::testing::Flavor::Postgres).await {
-                    super::$name(&db).await;
-                }
-            })*
-        }
-    };
-}
+#[macro_use]
+#[path = "common/contract.rs"]
+mod contract;
 
 contract!(
     users_are_created_and_found,

@@ -117,10 +117,12 @@ impl Store {
     ) -> Result<(Vec<StoredMessage>, i64), StoreError> {
         let messages = self.messages_after(channel_id, after, limit, None).await?;
         let mark = self.pruned_seq(channel_id).await?;
-        if messages.first().is_some_and(|m| m.seq <= mark) {
-            let messages = self.messages_after(channel_id, mark, limit, None).await?;
-            return Ok((messages, mark));
-        }
+        // Rows at or below the mark are on their way out: read past it.
+        let messages = if messages.first().is_some_and(|m| m.seq <= mark) {
+            self.messages_after(channel_id, mark, limit, None).await?
+        } else {
+            messages
+        };
         Ok((messages, mark))
     }
 
