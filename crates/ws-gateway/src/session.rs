@@ -286,6 +286,22 @@ impl Session {
         !self.unsaved && !self.unproven && !self.channels.values().any(|t| t.order.holding())
     }
 
+    /// (stream, written, confirmed) for every channel and tag, for logs.
+    fn positions(&self) -> Vec<(proof::Stream, i64, i64)> {
+        let channels = self.channels.iter().map(|(&id, t)| {
+            let p = t.order.position();
+            (proof::Stream::Channel(id), p.written(), p.confirmed())
+        });
+        let tags = self.tags.iter().map(|(&id, t)| {
+            (
+                proof::Stream::Tag(id),
+                t.position.written(),
+                t.position.confirmed(),
+            )
+        });
+        channels.chain(tags).collect()
+    }
+
     /// Sends a ping that proves, once answered, everything written so far.
     async fn ping(&mut self) -> Result<(), End> {
         let payload = self.proofs.ping(self.written());
@@ -299,6 +315,7 @@ impl Session {
     async fn open(&mut self) -> Result<(), End> {
         self.watch(Key::User(self.actor.id)).await;
         self.load().await?;
+        tracing::debug!(session = %self.name, positions = ?self.positions(), "delivering from");
         let welcome = ServerFrame::Welcome {
             user: self.actor.username.clone(),
             session: self.name.clone(),
@@ -392,14 +409,17 @@ impl Session {
                 self.unwatch(key).await;
             }
         }
-        if let End::Close(code, reason) = end
-            && self.conn.close_handshake(code, reason).await
-        {
+        let answered = match end {
+            End::Close(code, reason) => self.conn.close_handshake(code, reason).await,
+            End::Gone => false,
+        };
+        if answered {
             // The client's close frame comes after everything we wrote
             // before ours: it has all of it.
             let written = self.written();
             self.confirm(written);
         }
+        tracing::debug!(session = %self.name, answered, positions = ?self.positions(), "delivered up to");
         // Saved before the socket closes: a client that reconnects once it
         // sees the end of this one starts where this one stopped.
         self.note_cursors();

@@ -49,8 +49,8 @@ struct Received {
     integrity: Integrity,
     latency: Histogram<u64>,
     last: Option<Instant>,
-    /// Times the server closed this subscriber as a slow consumer (4008)
-    /// and it reconnected, as the protocol asks.
+    /// Times this subscriber reconnected, as the protocol asks: closed as
+    /// a slow consumer (4008), or cut off.
     slow_closes: u64,
 }
 
@@ -93,7 +93,8 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
             }
             anyhow::Ok(ws)
         })
-        .buffer_unordered(64)
+        // In order: subscriber i must reconnect as the user it opened as.
+        .buffered(64)
         .collect::<Vec<_>>()
         .await
         .into_iter()
@@ -201,7 +202,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
             "against_send_order",
             integrity.iter().map(|i| i.against_send_order).sum::<u64>(),
         )
-        .set("slow_consumer_reconnects", slow_closes)
+        .set("reconnects", slow_closes)
         .set("seconds", (elapsed.as_secs_f64() * 1000.0).round() / 1000.0)
         .set(
             "client_cpu_percent",
@@ -214,8 +215,8 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
 }
 
 /// Reads message frames until every seq up to `total` arrived, or the
-/// stream goes quiet for 10 s. Closed as a slow consumer, it reconnects to
-/// `rejoin` (URL, source address) and reads on.
+/// stream goes quiet for 10 s. Closed as a slow consumer or cut off, it
+/// reconnects to `rejoin` (its own user's URL, source address) and reads on.
 async fn receive(
     mut ws: Ws,
     total: u64,
@@ -231,10 +232,24 @@ async fn receive(
     let mut unreported = 0;
     while got.integrity.received < total {
         let next = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+        // A 4008 asks for a reconnect; so does a connection that broke (a
+        // slow consumer that did not read the close in time is cut off).
+        let lost = match &next {
+            Ok(Some(Ok(Message::Close(Some(close))))) => u16::from(close.code) == 4008,
+            Ok(Some(Err(_))) => true,
+            _ => false,
+        };
+        if lost && let Some((url, source)) = &rejoin {
+            if let Ok(again) = client::connect(url, *source, false).await {
+                ws = again;
+                got.slow_closes += 1;
+                continue;
+            }
+        }
         let Ok(Some(Ok(message))) = next else {
             if std::env::var_os("BENCH_DEBUG").is_some() {
                 eprintln!(
-                    "receiver ended: {next:?} after {} closes, {} received, missing {:?}",
+                    "receiver ended: {next:?} after {} reconnects, {} received, missing {:?}",
                     got.slow_closes,
                     got.integrity.received,
                     got.integrity.missing(total)
@@ -242,20 +257,8 @@ async fn receive(
             }
             break;
         };
-        let text = match message {
-            Message::Text(text) => text,
-            Message::Close(Some(close)) if u16::from(close.code) == 4008 => {
-                let Some((url, source)) = &rejoin else { break };
-                match client::connect(url, *source, false).await {
-                    Ok(again) => {
-                        ws = again;
-                        got.slow_closes += 1;
-                        continue;
-                    }
-                    Err(_) => break,
-                }
-            }
-            _ => continue,
+        let Message::Text(text) = message else {
+            continue;
         };
         let (Some(seq), Some(sent)) = (client::field(&text, "\"seq\":"), client::sent_at(&text))
         else {
