@@ -239,12 +239,13 @@ async fn receive(
             Ok(Some(Err(_))) => true,
             _ => false,
         };
-        if lost && let Some((url, source)) = &rejoin {
-            if let Ok(again) = client::connect(url, *source, false).await {
-                ws = again;
-                got.slow_closes += 1;
-                continue;
-            }
+        if lost
+            && let Some((url, source)) = &rejoin
+            && let Ok(again) = client::connect(url, *source, false).await
+        {
+            ws = again;
+            got.slow_closes += 1;
+            continue;
         }
         let Ok(Some(Ok(message))) = next else {
             if std::env::var_os("BENCH_DEBUG").is_some() {
