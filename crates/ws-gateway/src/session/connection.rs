@@ -4,6 +4,9 @@
 //! Every write that waits on the peer is bounded in time, so a peer that
 //! reads nothing cannot hold a session (or shutdown) forever.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -96,19 +99,39 @@ impl Connection {
             self.oldest_unflushed.get_or_insert(at);
         }
         self.needs_flush = true;
-        self.socket
-            .feed(Message::Text(text))
-            .await
-            .map_err(|_| End::Gone)
+        self.push(Message::Text(text)).await
     }
 
     /// Feeds a ping carrying `payload`.
     pub async fn ping(&mut self, payload: &[u8]) -> Result<(), End> {
         self.needs_flush = true;
-        self.socket
-            .feed(Message::Ping(bytes::Bytes::copy_from_slice(payload)))
+        self.push(Message::Ping(bytes::Bytes::copy_from_slice(payload)))
             .await
-            .map_err(|_| End::Gone)
+    }
+
+    /// Queues one message. When the write buffer is full, the socket first
+    /// writes it out, which waits on the peer: a peer that reads nothing
+    /// would hold this session there for good (no timer, kick or shutdown
+    /// is heard meanwhile), so the wait gets as long as a silent peer
+    /// gets. The timer starts only once the socket has to wait, so a
+    /// frame that goes straight into the buffer costs no clock read.
+    async fn push(&mut self, message: Message) -> Result<(), End> {
+        let mut deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
+        let write_timeout = self.write_timeout;
+        let socket = &mut self.socket;
+        let ready = std::future::poll_fn(|cx| match socket.poll_ready_unpin(cx) {
+            Poll::Ready(result) => Poll::Ready(result.map_err(|_| End::Gone)),
+            Poll::Pending => {
+                let timer =
+                    deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(write_timeout)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(End::Gone)),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        });
+        ready.await?;
+        self.socket.start_send_unpin(message).map_err(|_| End::Gone)
     }
 
     /// Writes what was fed, then counts it.

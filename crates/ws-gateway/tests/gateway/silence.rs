@@ -72,3 +72,49 @@ async fn a_silent_client_is_dropped_and_misses_nothing(flavor: Flavor) {
     assert_eq!(seqs, (first..=TOTAL).collect::<Vec<_>>());
     again.expect_quiet().await;
 }
+
+/// A client that stops reading while large frames flow fills its socket,
+/// and every write to it waits. The session must still notice that it is
+/// a slow consumer (or silent) and let go of it, and the next connection
+/// must get everything from the last frame it proved it read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_a_flood_is_let_go_and_misses_nothing() {
+    let config = GatewayConfig {
+        ping_interval: Duration::from_millis(100),
+        idle_timeout: Duration::from_millis(400),
+        outbound_queue: 64,
+        ..GatewayConfig::default()
+    };
+    let Some(app) = TestGateway::spawn_with(Flavor::Sqlite, config).await else {
+        return;
+    };
+    let (alice, _) = app.user("alice").await;
+    let (bob, bob_token) = app.user("bob").await;
+    let topic = app.topic(&alice, "firehose", false).await;
+    let name = domain::names::TopicName::parse("firehose").unwrap();
+    app.core.subscribe(&bob, &name).await.unwrap();
+    let stuck = app.connect(&bob_token).await;
+    // Far more than the kernel buffers of a loopback socket hold.
+    let body = "x".repeat(16 * 1024);
+    const TOTAL: i64 = 3000;
+    for _ in 0..TOTAL {
+        app.core.publish_topic(&alice, &topic, &body).await.unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while app.hub.watched_keys() > 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a session blocked writing to a client that reads nothing was never let go"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(stuck);
+
+    let mut again = app.connect(&bob_token).await;
+    let mut seqs = vec![];
+    while seqs.last() != Some(&TOTAL) {
+        seqs.push(again.recv().await["seq"].as_i64().unwrap());
+    }
+    assert_eq!(seqs, (1..=TOTAL).collect::<Vec<_>>());
+    again.expect_quiet().await;
+}
