@@ -77,6 +77,13 @@ pub async fn track(request: Request, next: Next) -> Response {
     ];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
-    tracing::info!(%method, %route, status, elapsed_ms = elapsed.as_millis() as u64, "request");
+    let elapsed_ms = elapsed.as_millis() as u64;
+    // A socket's upgrade is logged with the socket, at debug: at thousands
+    // of handshakes a second a line each would cost more than the check.
+    if status == 101 {
+        tracing::debug!(%method, %route, status, elapsed_ms, "request");
+    } else {
+        tracing::info!(%method, %route, status, elapsed_ms, "request");
+    }
     response
 }

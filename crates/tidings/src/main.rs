@@ -18,6 +18,12 @@ use ops::warmup::Switch;
 use tidings_api::{ApiConfig, AppState};
 use tidings_gateway::{GatewayConfig, GatewayState};
 
+/// mimalloc over the system allocator: a handshake or a delivery makes many
+/// small short-lived allocations across threads, where glibc's malloc spent
+/// a tenth of the CPU (see docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse_args();

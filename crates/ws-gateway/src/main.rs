@@ -8,6 +8,12 @@ use ops::shutdown::Shutdown;
 use ops::warmup::Switch;
 use tidings_gateway::{GatewayArgs, GatewayConfig, GatewayState};
 
+/// mimalloc over the system allocator: a handshake or a delivery makes many
+/// small short-lived allocations across threads, where glibc's malloc spent
+/// a tenth of the CPU (see docs/BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The Tidings WebSocket gateway.
 #[derive(Debug, Parser)]
 #[command(version, about)]

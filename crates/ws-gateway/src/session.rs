@@ -159,7 +159,7 @@ impl Session {
             turn: None,
         };
         metrics.connections.increment(1.0);
-        tracing::info!(user = %session.actor.username, session = %session.name, "socket opened");
+        tracing::debug!(user = %session.actor.username, session = %session.name, "socket opened");
         let end = session.run(&mut receiver, expires_at).await;
         let (code, reason) = match &end {
             End::Close(code, reason) => (*code, *reason),
@@ -167,7 +167,7 @@ impl Session {
         };
         session.finish(end).await;
         metrics.connections.decrement(1.0);
-        tracing::info!(user = %session.actor.username, session = %session.name, code, reason, "socket closed");
+        tracing::debug!(user = %session.actor.username, session = %session.name, code, reason, "socket closed");
     }
 
     async fn run(
