@@ -397,7 +397,7 @@ impl Session {
             created_at: message.created_at,
             frame,
         };
-        match tracked.order.offer(message.seq, held, Instant::now()) {
+        match tracked.order.offer(message.seq, held, Instant::now) {
             Verdict::Write(held) => {
                 self.unproven = true;
                 self.write_held(held).await
