@@ -23,6 +23,7 @@ contract!(
     concurrent_publishes_get_distinct_consecutive_seqs,
     one_commit_of_many_channels_keeps_each_message_whole,
     a_refused_publish_does_not_fail_its_batch,
+    a_batch_that_fails_leaves_nothing_and_the_next_one_commits,
     history_can_leave_out_the_readers_own_messages,
     joining_starts_delivery_after_the_last_message,
     direct_channels_are_symmetric_and_named_by_peer,
@@ -451,6 +452,57 @@ async fn a_refused_publish_does_not_fail_its_batch(db: &TestStore) {
         .filter(|c| !c.contains('\0'))
         .collect();
     assert_eq!(kept, good, "stored in queue order");
+}
+
+/// A publish whose sender is gone (a foreign key both databases enforce)
+/// fails its batch's first attempt mid-transaction, after seqs were
+/// reserved. Nothing of that attempt may stay: the others are stored one
+/// by one with consecutive seqs from 1, and later batches commit as usual.
+async fn a_batch_that_fails_leaves_nothing_and_the_next_one_commits(db: &TestStore) {
+    let alice = user(db, "alice").await;
+    let topic = db
+        .create_topic(&alice, &topic_name("mixed"), false)
+        .await
+        .unwrap();
+    let ghost = Actor {
+        id: 999_999,
+        ..alice.clone()
+    };
+    let mut receipts = Vec::new();
+    for i in 0..150 {
+        let sender = if i == 120 { &ghost } else { &alice };
+        receipts.push(
+            db.queue_publish(topic.id, sender, format!("m{i}"), None)
+                .await
+                .unwrap(),
+        );
+    }
+    let mut failed = Vec::new();
+    for (i, receipt) in receipts.into_iter().enumerate() {
+        if receipt.committed().await.is_err() {
+            failed.push(i);
+        }
+    }
+    assert_eq!(failed, vec![120], "only the ghost's publish fails");
+    for i in 150..160 {
+        db.publish(topic.id, &alice, &format!("m{i}"))
+            .await
+            .unwrap();
+    }
+    let kept = db.messages_after(topic.id, 0, 1000, None).await.unwrap();
+    let expected: Vec<String> = (0..160)
+        .filter(|&i| i != 120)
+        .map(|i| format!("m{i}"))
+        .collect();
+    assert_eq!(
+        kept.iter().map(|m| m.content.clone()).collect::<Vec<_>>(),
+        expected
+    );
+    assert_eq!(
+        kept.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        (1..=159).collect::<Vec<_>>(),
+        "no seq reserved by the failed attempt is lost"
+    );
 }
 
 /// Hundreds of publishes at once share commits: more than one insert's
