@@ -134,6 +134,7 @@ impl Core {
                 () = &mut stop => return,
                 _ = ticks.tick() => {}
             }
+            let started = std::time::Instant::now();
             let pass = self.prune(default, &stopping);
             tokio::pin!(pass);
             let done = tokio::select! {
@@ -149,6 +150,7 @@ impl Core {
                     tracing::info!(
                         channels = report.channels,
                         messages = report.messages,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
                         "pruned"
                     );
                 }
