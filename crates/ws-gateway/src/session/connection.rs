@@ -6,7 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -109,28 +109,11 @@ impl Connection {
             .await
     }
 
-    /// Queues one message. When the write buffer is full, the socket first
-    /// writes it out, which waits on the peer: a peer that reads nothing
-    /// would hold this session there for good (no timer, kick or shutdown
-    /// is heard meanwhile), so the wait gets as long as a silent peer
-    /// gets. The timer starts only once the socket has to wait, so a
-    /// frame that goes straight into the buffer costs no clock read.
+    /// Queues one message. When the write buffer is full the socket first
+    /// writes it out, which waits on the peer (see [`on_peer`]).
     async fn push(&mut self, message: Message) -> Result<(), End> {
-        let mut deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
-        let write_timeout = self.write_timeout;
         let socket = &mut self.socket;
-        let ready = std::future::poll_fn(|cx| match socket.poll_ready_unpin(cx) {
-            Poll::Ready(result) => Poll::Ready(result.map_err(|_| End::Gone)),
-            Poll::Pending => {
-                let timer =
-                    deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(write_timeout)));
-                match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(End::Gone)),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
-        });
-        ready.await?;
+        on_peer(self.write_timeout, |cx| socket.poll_ready_unpin(cx)).await?;
         self.socket.start_send_unpin(message).map_err(|_| End::Gone)
     }
 
@@ -139,13 +122,8 @@ impl Connection {
         if !std::mem::take(&mut self.needs_flush) {
             return Ok(());
         }
-        // A peer that reads nothing fills its window and the flush would
-        // wait forever, where no timer or kick is heard: give it as long
-        // as a silent peer gets.
-        match tokio::time::timeout(self.write_timeout, self.socket.flush()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) | Err(_) => return Err(End::Gone),
-        }
+        let socket = &mut self.socket;
+        on_peer(self.write_timeout, |cx| socket.poll_flush_unpin(cx)).await?;
         let unflushed = std::mem::take(&mut self.unflushed);
         for (total, now) in self.tally.iter_mut().zip(unflushed) {
             *total += now;
@@ -205,4 +183,24 @@ impl Connection {
     pub async fn shut(&mut self) {
         let _ = tokio::time::timeout(CLOSE_WAIT, self.socket.close()).await;
     }
+}
+
+/// Drives a write that may wait on the peer. A peer that reads nothing
+/// fills its window and the write would wait for good, while this session
+/// hears no timer, kick or shutdown: the wait gets `limit`, as long as a
+/// silent peer gets. The timer starts only once the socket has to wait,
+/// so a write that goes straight through costs no clock read.
+async fn on_peer(
+    limit: Duration,
+    mut poll: impl FnMut(&mut Context<'_>) -> Poll<Result<(), axum::Error>>,
+) -> Result<(), End> {
+    let mut deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    std::future::poll_fn(|cx| match poll(cx) {
+        Poll::Ready(result) => Poll::Ready(result.map_err(|_| End::Gone)),
+        Poll::Pending => {
+            let timer = deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+            timer.as_mut().poll(cx).map(|()| Err(End::Gone))
+        }
+    })
+    .await
 }
