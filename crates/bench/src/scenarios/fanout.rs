@@ -51,7 +51,7 @@ struct Received {
     last: Option<Instant>,
     /// Times this subscriber reconnected, as the protocol asks: closed as
     /// a slow consumer (4008), or cut off.
-    slow_closes: u64,
+    reconnects: u64,
 }
 
 pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
@@ -114,7 +114,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
                         integrity: got.integrity,
                         latency: got.latency,
                         last: got.last,
-                        slow_closes: 0,
+                        reconnects: 0,
                     }
                 } else {
                     receive(ws, total, delivered, rejoin).await
@@ -166,10 +166,10 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     let mut integrity = vec![];
     let mut latency = report::histogram();
     let mut last = started;
-    let mut slow_closes = 0;
+    let mut reconnects = 0;
     for receiver in receivers {
         let got = receiver.await?;
-        slow_closes += got.slow_closes;
+        reconnects += got.reconnects;
         latency.add(&got.latency)?;
         last = last.max(got.last.unwrap_or(started));
         integrity.push(got.integrity);
@@ -202,7 +202,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
             "against_send_order",
             integrity.iter().map(|i| i.against_send_order).sum::<u64>(),
         )
-        .set("reconnects", slow_closes)
+        .set("reconnects", reconnects)
         .set("seconds", (elapsed.as_secs_f64() * 1000.0).round() / 1000.0)
         .set(
             "client_cpu_percent",
@@ -227,7 +227,7 @@ async fn receive(
         integrity: Integrity::default(),
         latency: report::histogram(),
         last: None,
-        slow_closes: 0,
+        reconnects: 0,
     };
     let mut unreported = 0;
     while got.integrity.received < total {
@@ -244,14 +244,14 @@ async fn receive(
             && let Ok(again) = client::connect(url, *source, false).await
         {
             ws = again;
-            got.slow_closes += 1;
+            got.reconnects += 1;
             continue;
         }
         let Ok(Some(Ok(message))) = next else {
             if std::env::var_os("BENCH_DEBUG").is_some() {
                 eprintln!(
                     "receiver ended: {next:?} after {} reconnects, {} received, missing {:?}",
-                    got.slow_closes,
+                    got.reconnects,
                     got.integrity.received,
                     got.integrity.missing(total)
                 );
