@@ -8,11 +8,8 @@ use ops::shutdown::Shutdown;
 use ops::warmup::Switch;
 use tidings_api::{ApiArgs, ApiConfig, AppState};
 
-/// mimalloc over the system allocator: a handshake or a delivery makes many
-/// small short-lived allocations across threads, where glibc's malloc spent
-/// a tenth of the CPU (see docs/BENCHMARKS.md).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: ops::Allocator = ops::Allocator;
 
 /// The Tidings REST API.
 #[derive(Debug, Parser)]

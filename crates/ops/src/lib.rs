@@ -18,6 +18,12 @@ pub mod settings;
 pub mod shutdown;
 pub mod warmup;
 
+/// The allocator every server process uses (each binary installs it with
+/// `#[global_allocator]`): a handshake or a delivery makes many small,
+/// short-lived allocations across threads, where glibc's malloc spent a
+/// tenth of the CPU (see docs/BENCHMARKS.md).
+pub use mimalloc::MiMalloc as Allocator;
+
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

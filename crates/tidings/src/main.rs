@@ -18,11 +18,8 @@ use ops::warmup::Switch;
 use tidings_api::{ApiConfig, AppState};
 use tidings_gateway::{GatewayConfig, GatewayState};
 
-/// mimalloc over the system allocator: a handshake or a delivery makes many
-/// small short-lived allocations across threads, where glibc's malloc spent
-/// a tenth of the CPU (see docs/BENCHMARKS.md).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: ops::Allocator = ops::Allocator;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
