@@ -39,6 +39,23 @@ where
     result.await?
 }
 
+/// A ticker for `per_second` sends, or none for "as fast as the window
+/// allows". Ticks missed while the window was full are sent in a burst
+/// once it frees, so the offered rate stays the one asked for.
+///
+/// `phase` (0 to 1) shifts the first tick by that part of a period, so
+/// that many senders at the same rate spread their sends over the period
+/// rather than all sending at once.
+pub fn pacing(per_second: u64, phase: f64) -> Option<tokio::time::Interval> {
+    (per_second > 0).then(|| {
+        let period = Duration::from_secs_f64(1.0 / per_second as f64);
+        let first = tokio::time::Instant::now() + period.mul_f64(phase.clamp(0.0, 1.0));
+        let mut interval = tokio::time::interval_at(first, period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        interval
+    })
+}
+
 /// A progress bar over a shared counter, refreshed by its own task.
 pub fn progress(label: &str, total: u64, counter: Arc<AtomicU64>) -> tokio::task::JoinHandle<()> {
     let bar = ProgressBar::new(total);

@@ -21,6 +21,7 @@ contract!(
     topic_pages_count_and_order,
     seqs_start_at_one_and_have_no_gaps,
     concurrent_publishes_get_distinct_consecutive_seqs,
+    one_batch_over_many_channels_moves_each_by_its_own_count,
     one_commit_of_many_channels_keeps_each_message_whole,
     a_refused_publish_does_not_fail_its_batch,
     a_batch_that_fails_leaves_nothing_and_the_next_one_commits,
@@ -403,6 +404,51 @@ async fn concurrent_publishes_get_distinct_consecutive_seqs(db: &TestStore) {
         .map(|m| m.seq)
         .collect();
     assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+}
+
+/// Publishes queued together over channels with different counts (1, 2,
+/// 7 and 30 in one go) are stored in as few batches as the writer takes:
+/// each channel's seqs go on from where it was, by exactly its own count,
+/// with no gap. (A count too small would collide with a stored seq, and
+/// the batch would be retried one publish at a time.)
+async fn one_batch_over_many_channels_moves_each_by_its_own_count(db: &TestStore) {
+    let alice = user(db, "alice").await;
+    let mut topics = vec![];
+    for name in ["one", "two", "seven", "thirty"] {
+        let topic = db
+            .create_topic(&alice, &topic_name(name), false)
+            .await
+            .unwrap();
+        // A head start, so a reservation that ignored where a channel was
+        // would collide with what is stored.
+        db.publish(topic.id, &alice, "before").await.unwrap();
+        topics.push(topic.id);
+    }
+    let counts = [1, 2, 7, 30];
+    let mut publishes = vec![];
+    for round in 0..30 {
+        for (topic, count) in topics.iter().zip(counts) {
+            if round < count {
+                let (store, alice, topic) = (db.store.clone(), alice.clone(), *topic);
+                publishes
+                    .push(async move { store.publish(topic, &alice, &round.to_string()).await });
+            }
+        }
+    }
+    for stored in futures_util::future::join_all(publishes).await {
+        stored.unwrap();
+    }
+    for (topic, count) in topics.iter().zip(counts) {
+        let stored = db.messages_after(*topic, 0, 1000, None).await.unwrap();
+        let seqs: Vec<i64> = stored.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, (1..=count + 1).collect::<Vec<i64>>(), "topic {topic}");
+        let mut contents: Vec<i64> = stored[1..]
+            .iter()
+            .map(|m| m.content.parse().unwrap())
+            .collect();
+        contents.sort_unstable();
+        assert_eq!(contents, (0..count).collect::<Vec<i64>>());
+    }
 }
 
 /// A publish the database refuses (PostgreSQL keeps no NUL in text; the

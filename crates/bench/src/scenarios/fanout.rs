@@ -330,11 +330,8 @@ async fn publish(
             Ok(waits)
         })
     };
-    let mut tick = (per_second > 0).then(|| {
-        let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / per_second as f64));
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        interval
-    });
+    let phase = publisher as f64 / args.publishers.max(1) as f64;
+    let mut tick = super::pacing(per_second, phase);
     for n in 0..args.messages {
         if let Some(tick) = tick.as_mut() {
             tick.tick().await;

@@ -21,6 +21,11 @@ pub struct Args {
     /// Unacknowledged messages per sender.
     #[arg(long, default_value_t = 16)]
     pub window: usize,
+    /// Messages per second across all senders (0: as fast as each
+    /// sender's window allows). Latency at a set rate is what a user
+    /// waits; at saturation it only says how full the windows are.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
 }
 
 pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
@@ -63,19 +68,44 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     for (i, ws) in sockets.into_iter().enumerate() {
         let peer = receivers[i].0.username.clone();
         let (messages, window) = (args.messages, args.window.max(1) as u64);
+        let per_second = if args.rate == 0 {
+            0
+        } else {
+            (args.rate / args.pairs.max(1) as u64).max(1)
+        };
+        let phase = i as f64 / args.pairs.max(1) as f64;
         writers.push(tokio::spawn(async move {
             let (mut sink, mut stream) = ws.split();
             let (mut sent, mut acked) = (0, 0);
+            let mut tick = super::pacing(per_second, phase);
+            let frame = || {
+                let text = format!(
+                    r#"{{"action":"message","topic_name":"@{peer}","content":"{}"}}"#,
+                    client::stamped(16)
+                );
+                Message::Text(text.into())
+            };
             while acked < messages {
-                while sent < messages && sent - acked < window {
-                    let frame = format!(
-                        r#"{{"action":"message","topic_name":"@{peer}","content":"{}"}}"#,
-                        client::stamped(16)
-                    );
-                    sink.send(Message::Text(frame.into())).await?;
-                    sent += 1;
-                }
-                match stream.next().await {
+                let may_send = sent < messages && sent - acked < window;
+                let incoming = match tick.as_mut() {
+                    Some(tick) => tokio::select! {
+                        biased;
+                        incoming = stream.next() => incoming,
+                        _ = tick.tick(), if may_send => {
+                            sink.send(frame()).await?;
+                            sent += 1;
+                            continue;
+                        }
+                    },
+                    None => {
+                        while sent < messages && sent - acked < window {
+                            sink.send(frame()).await?;
+                            sent += 1;
+                        }
+                        stream.next().await
+                    }
+                };
+                match incoming {
                     Some(Ok(Message::Text(text))) if text.contains("\"ack\"") => acked += 1,
                     Some(Ok(Message::Text(text))) if text.contains("\"error\"") => {
                         anyhow::bail!("refused: {text}")
@@ -105,6 +135,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     let elapsed = last.duration_since(started);
     let mut out = Report::new("topics");
     out.set("pairs", args.pairs)
+        .set("rate_target", args.rate)
         .set("deliveries", received)
         .rate("deliveries_per_s", received, elapsed)
         .latency("", &latency)

@@ -301,6 +301,11 @@ async fn store_batch(
 
 /// Moves each channel's `last_seq` past its publishes; returns the new
 /// `last_seq` of every channel that exists. `begin` goes first.
+///
+/// A join, not a subquery per channel: looking each channel's count up
+/// in the list costs time quadratic in the channels of a batch (6.5 ms
+/// against 1.3 ms for 300 conversations on SQLite), and a batch of
+/// direct messages touches as many channels as it has messages.
 async fn reserve(
     conn: &mut sqlx::AnyConnection,
     backend: Backend,
@@ -310,8 +315,8 @@ async fn reserve(
 ) -> Result<HashMap<i64, i64>, StoreError> {
     let sql = format!(
         "{begin}WITH v (id, n) AS (VALUES {}) \
-         UPDATE channels SET last_seq = last_seq + (SELECT v.n FROM v WHERE v.id = channels.id) \
-         WHERE id IN (SELECT v.id FROM v) RETURNING id, last_seq",
+         UPDATE channels SET last_seq = channels.last_seq + v.n FROM v WHERE v.id = channels.id \
+         RETURNING channels.id, channels.last_seq",
         values_list(backend, channels.len(), 2)
     );
     let mut query = sqlx::query_as::<_, (i64, i64)>(&sql);
