@@ -39,21 +39,45 @@ where
     result.await?
 }
 
-/// A ticker for `per_second` sends, or none for "as fast as the window
-/// allows". Ticks missed while the window was full are sent in a burst
-/// once it frees, so the offered rate stays the one asked for.
-///
-/// `phase` (0 to 1) shifts the first tick by that part of a period, so
-/// that many senders at the same rate spread their sends over the period
+/// One sender's share of a total rate, and where in the period its sends
+/// fall: many senders at the same rate spread their sends over the period
 /// rather than all sending at once.
-pub fn pacing(per_second: u64, phase: f64) -> Option<tokio::time::Interval> {
-    (per_second > 0).then(|| {
-        let period = Duration::from_secs_f64(1.0 / per_second as f64);
-        let first = tokio::time::Instant::now() + period.mul_f64(phase.clamp(0.0, 1.0));
-        let mut interval = tokio::time::interval_at(first, period);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        interval
-    })
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// 0: as fast as the window allows.
+    per_second: u64,
+    /// 0 to 1: how far into a period the first send comes.
+    phase: f64,
+}
+
+impl Pace {
+    /// Sender `index` of `senders` that together send `rate` messages per
+    /// second (0: unpaced).
+    pub fn share(rate: u64, senders: usize, index: usize) -> Self {
+        let senders = senders.max(1);
+        let per_second = if rate == 0 {
+            0
+        } else {
+            (rate / senders as u64).max(1)
+        };
+        Self {
+            per_second,
+            phase: index as f64 / senders as f64,
+        }
+    }
+
+    /// The ticker, made on the runtime that will poll it, or none when
+    /// unpaced. Ticks missed while the window was full are sent in a burst
+    /// once it frees, so the offered rate stays the one asked for.
+    pub fn ticker(self) -> Option<tokio::time::Interval> {
+        (self.per_second > 0).then(|| {
+            let period = Duration::from_secs_f64(1.0 / self.per_second as f64);
+            let first = tokio::time::Instant::now() + period.mul_f64(self.phase.clamp(0.0, 1.0));
+            let mut interval = tokio::time::interval_at(first, period);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            interval
+        })
+    }
 }
 
 /// A progress bar over a shared counter, refreshed by its own task.

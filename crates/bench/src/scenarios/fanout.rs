@@ -130,33 +130,21 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
         total * args.subscribers as u64,
         delivered.clone(),
     );
-    let per_second = if args.rate == 0 {
-        0
-    } else {
-        (args.rate / args.publishers as u64).max(1)
-    };
     let mut publishers = vec![];
     for (i, url) in urls[args.subscribers..].iter().enumerate() {
         let (url, source) = (url.clone(), source(args.subscribers + i));
+        let pace = super::Pace::share(args.rate, args.publishers, i);
         let (args, topic_name) = (args.clone(), topic_name.clone());
         publishers.push(super::on_own_thread(move || async move {
             let mut ws = client::connect(&url, source, args.bare || args.nats).await?;
             if args.nats {
                 nats::handshake(&mut ws, false).await?;
                 let first = i as u64 * args.messages;
-                nats::publish(
-                    ws,
-                    first,
-                    args.messages,
-                    args.window,
-                    args.payload,
-                    per_second,
-                )
-                .await?;
+                nats::publish(ws, first, args.messages, args.window, args.payload, pace).await?;
                 // Core NATS acknowledges nothing per message: no ack latencies.
                 return Ok(report::histogram());
             }
-            publish(ws, topic_name, args, per_second, i as u64).await
+            publish(ws, topic_name, args, pace, i as u64).await
         }));
     }
     let mut acks = report::histogram();
@@ -297,7 +285,7 @@ async fn publish(
     ws: Ws,
     topic: String,
     args: Args,
-    per_second: u64,
+    pace: super::Pace,
     publisher: u64,
 ) -> anyhow::Result<Histogram<u64>> {
     let (mut sink, mut stream) = ws.split();
@@ -330,8 +318,7 @@ async fn publish(
             Ok(waits)
         })
     };
-    let phase = publisher as f64 / args.publishers.max(1) as f64;
-    let mut tick = super::pacing(per_second, phase);
+    let mut tick = pace.ticker();
     for n in 0..args.messages {
         if let Some(tick) = tick.as_mut() {
             tick.tick().await;

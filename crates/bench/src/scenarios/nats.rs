@@ -132,14 +132,14 @@ fn parse(buffer: &str) -> (Vec<(u64, u64)>, usize, usize) {
 }
 
 /// Publishes seqs `first + 1 ..= first + messages`, at most `window`
-/// unconfirmed, at `per_second` (0: as fast as confirmations allow).
+/// unconfirmed, at `pace` (unpaced: as fast as confirmations allow).
 pub async fn publish(
     ws: Ws,
     first: u64,
     messages: u64,
     window: usize,
     payload: usize,
-    per_second: u64,
+    pace: super::Pace,
 ) -> anyhow::Result<()> {
     let half = (window / 2).max(1);
     let (mut sink, mut stream) = ws.split();
@@ -162,11 +162,7 @@ pub async fn publish(
             Ok(())
         })
     };
-    let mut tick = (per_second > 0).then(|| {
-        let mut interval = tokio::time::interval(Duration::from_secs_f64(1.0 / per_second as f64));
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-        interval
-    });
+    let mut tick = pace.ticker();
     let pad = "x".repeat(payload);
     for n in 1..=messages {
         if let Some(tick) = tick.as_mut() {

@@ -68,16 +68,11 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     for (i, ws) in sockets.into_iter().enumerate() {
         let peer = receivers[i].0.username.clone();
         let (messages, window) = (args.messages, args.window.max(1) as u64);
-        let per_second = if args.rate == 0 {
-            0
-        } else {
-            (args.rate / args.pairs.max(1) as u64).max(1)
-        };
-        let phase = i as f64 / args.pairs.max(1) as f64;
+        let pace = super::Pace::share(args.rate, args.pairs, i);
         writers.push(tokio::spawn(async move {
             let (mut sink, mut stream) = ws.split();
             let (mut sent, mut acked) = (0, 0);
-            let mut tick = super::pacing(per_second, phase);
+            let mut tick = pace.ticker();
             let frame = || {
                 let text = format!(
                     r#"{{"action":"message","topic_name":"@{peer}","content":"{}"}}"#,
