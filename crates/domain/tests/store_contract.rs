@@ -553,7 +553,7 @@ async fn a_batch_that_fails_leaves_nothing_and_the_next_one_commits(db: &TestSto
 
 /// Hundreds of publishes at once share commits: more than one insert's
 /// worth per channel, two channels and a missing one in the same batch, and
-/// contents that look like SQL or parameters.
+/// contents that look like SQL, parameters or JSON.
 async fn one_commit_of_many_channels_keeps_each_message_whole(db: &TestStore) {
     let alice = user(db, "alice").await;
     let mut topics = vec![];
@@ -564,7 +564,16 @@ async fn one_commit_of_many_channels_keeps_each_message_whole(db: &TestStore) {
             .unwrap();
         topics.push(topic.id);
     }
-    let tricky = ["'); DROP TABLE messages; --", "$1 ?2 :x", "ünï\"cödé\"", ""];
+    // Also what a batch's JSON encoding must carry through: escapes,
+    // control characters, text that looks like an escape, astral planes.
+    let tricky = [
+        "'); DROP TABLE messages; --",
+        "$1 ?2 :x",
+        "ünï\"cödé\"",
+        "",
+        "back\\slash \\u0041 \\n\n\t\r\u{1}\u{1f}\u{7f}",
+        "😀 𝄞 \u{2028}\u{2029} {\"i\": 0}",
+    ];
     let tasks: Vec<_> = (0..300)
         .map(|i| {
             let (store, alice) = (db.store.clone(), alice.clone());
