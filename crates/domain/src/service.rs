@@ -87,15 +87,10 @@ impl Core {
         // One read connection stays free for REST and readiness.
         let delivery_slots = store.read_connections().saturating_sub(1).max(1);
         let delivery_reads = Arc::new(tokio::sync::Semaphore::new(delivery_slots));
-        // Token checks batch among themselves, with half the read pool at
-        // most, so a storm of them leaves room for everything else.
-        let token_slots = Arc::new(tokio::sync::Semaphore::new(
-            (store.read_connections() / 2).max(1),
-        ));
         Arc::new(Self {
-            snapshots: snapshots::reader(store.clone(), delivery_reads.clone()),
-            tokens: tokens::reader(store.clone(), token_slots),
-            heads: heads::reader(store.clone(), delivery_reads.clone()),
+            snapshots: snapshots::reader(store.clone()),
+            tokens: tokens::reader(store.clone()),
+            heads: heads::reader(store.clone()),
             store,
             bus,
             limits,

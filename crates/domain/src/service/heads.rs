@@ -8,9 +8,6 @@
 //! is committed after the read arrives as a live event.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-
-use tokio::sync::Semaphore;
 
 use super::delivery::busy_retry;
 use super::{Core, ServiceError};
@@ -18,8 +15,8 @@ use crate::store::{Store, Stream};
 
 pub(super) type HeadReader = super::batch::Batcher<Stream, i64>;
 
-pub(super) fn reader(store: Store, slots: Arc<Semaphore>) -> HeadReader {
-    HeadReader::new(slots, move |streams: Vec<Stream>| {
+pub(super) fn reader(store: Store) -> HeadReader {
+    HeadReader::new(move |streams: Vec<Stream>| {
         let store = store.clone();
         async move { busy_retry(|| store.stream_heads(&streams)).await }
     })

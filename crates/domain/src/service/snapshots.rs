@@ -11,11 +11,8 @@ use crate::store::{SessionSnapshot, Store};
 
 pub(super) type SnapshotReader = super::batch::Batcher<i64, SessionSnapshot>;
 
-pub(super) fn reader(
-    store: Store,
-    slots: std::sync::Arc<tokio::sync::Semaphore>,
-) -> SnapshotReader {
-    SnapshotReader::new(slots, move |users: Vec<i64>| {
+pub(super) fn reader(store: Store) -> SnapshotReader {
+    SnapshotReader::new(move |users: Vec<i64>| {
         let store = store.clone();
         async move { busy_retry(|| store.session_snapshots(&users)).await }
     })

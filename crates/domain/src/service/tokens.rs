@@ -5,18 +5,14 @@
 //! of its requests arrived, so a change committed before a request is
 //! seen by it, as it would be by a read of its own.
 
-use std::sync::Arc;
-
-use tokio::sync::Semaphore;
-
 use super::delivery::busy_retry;
 use super::{Core, ServiceError};
 use crate::store::{Store, TokenAccount};
 
 pub(super) type TokenReader = super::batch::Batcher<(i64, String), TokenAccount>;
 
-pub(super) fn reader(store: Store, slots: Arc<Semaphore>) -> TokenReader {
-    TokenReader::new(slots, move |tokens: Vec<(i64, String)>| {
+pub(super) fn reader(store: Store) -> TokenReader {
+    TokenReader::new(move |tokens: Vec<(i64, String)>| {
         let store = store.clone();
         async move { busy_retry(|| store.token_accounts(&tokens)).await }
     })
