@@ -10,6 +10,7 @@
 //! in-process while readers proceed in parallel on WAL snapshots.
 
 mod audit;
+mod batch_reads;
 mod channels;
 mod credentials;
 mod cursors;
@@ -85,6 +86,32 @@ impl StoreError {
     pub fn is_busy(&self) -> bool {
         matches!(self, StoreError::Database(sqlx::Error::PoolTimedOut))
     }
+
+    /// Worth trying a read again: the pool was busy, or the connection
+    /// broke (the database restarted or dropped it) and the next attempt
+    /// gets a new one. Not when the database answered and refused.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(err) => {
+                matches!(err, sqlx::Error::PoolTimedOut) || connection_lost(err)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether `err` means the connection is gone rather than that a statement
+/// was refused: an I/O or protocol failure, or PostgreSQL's last word on a
+/// connection it ends (SQLSTATE class 57, an administrator's
+/// `pg_terminate_backend` or a shutdown; class 08, connection exceptions).
+pub(crate) fn connection_lost(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("57") || code.starts_with("08")),
+        _ => false,
+    }
 }
 
 /// Turns a unique-key violation into `Conflict(what)`; anything else stays
@@ -102,6 +129,8 @@ fn conflict(what: &str) -> impl FnOnce(sqlx::Error) -> StoreError + '_ {
 #[derive(Clone, Debug)]
 pub struct Store {
     read: AnyPool,
+    /// Connections of their own for the batched reads.
+    batch_reads: Arc<batch_reads::BatchReads>,
     write: writer::Writes,
     backend: Backend,
     publisher: tokio::sync::mpsc::Sender<group_commit::PublishRequest>,
@@ -143,6 +172,7 @@ impl Store {
                         .map_err(sqlx::Error::Io)?;
                 Ok(Self {
                     read: pool.clone(),
+                    batch_reads: Arc::new(batch_reads::BatchReads::new(&options(url)?, backend)),
                     write: writer::Writes::Pool(pool),
                     backend,
                     publisher,
@@ -175,6 +205,7 @@ impl Store {
                         .map_err(sqlx::Error::Io)?;
                 Ok(Self {
                     read,
+                    batch_reads: Arc::new(batch_reads::BatchReads::new(&options(&url)?, backend)),
                     write: writer::Writes::Held(write),
                     backend,
                     publisher,
@@ -268,6 +299,7 @@ impl Store {
 
     pub async fn close(&self) {
         self.write.close().await;
+        self.batch_reads.close().await;
         self.read.close().await;
     }
 }

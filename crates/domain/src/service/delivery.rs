@@ -17,7 +17,8 @@ use crate::store::{Backlog, Cursor, StoreError};
 /// Attempts at a delivery read while the pool is busy.
 const BUSY_ATTEMPTS: usize = 3;
 
-/// Runs `read`, again while the pool reports itself busy.
+/// Runs `read`, again while the pool reports itself busy or a connection
+/// broke under it (reads are safe to repeat).
 pub(super) async fn busy_retry<T, F, Fut>(mut read: F) -> Result<T, StoreError>
 where
     F: FnMut() -> Fut,
@@ -26,7 +27,7 @@ where
     let mut attempt = 1;
     loop {
         match read().await {
-            Err(err) if err.is_busy() && attempt < BUSY_ATTEMPTS => attempt += 1,
+            Err(err) if err.is_transient() && attempt < BUSY_ATTEMPTS => attempt += 1,
             done => return done,
         }
     }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use sqlx::Connection;
 
 use super::audit::{Changes, record};
-use super::{Store, StoreError, flag, values_list};
+use super::{Store, StoreError, batch_reads, flag, values_list};
 use crate::model::{Account, Actor, ApiKey, User};
 use crate::paging::{Page, PageRequest};
 use crate::time::now_millis;
@@ -139,7 +139,7 @@ impl Store {
             for (user_id, sid) in tokens {
                 query = query.bind(*user_id).bind(sid.as_str());
             }
-            query.fetch_all(&self.read).await?
+            batch_reads::fetch_all(&self.batch_reads.tokens, query).await?
         };
         Ok(rows
             .into_iter()

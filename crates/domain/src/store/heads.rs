@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::{Store, StoreError, in_list};
+use super::{Store, StoreError, batch_reads, in_list};
 
 /// A stream a session delivers: a channel's messages or a tag's
 /// notifications.
@@ -61,7 +61,7 @@ impl Store {
         for id in channels.iter().chain(&tags) {
             query = query.bind(*id);
         }
-        let rows = query.fetch_all(&self.read).await?;
+        let rows = batch_reads::fetch_all(&self.batch_reads.heads, query).await?;
         Ok(rows
             .into_iter()
             .map(|row| {

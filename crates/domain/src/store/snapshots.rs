@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{ChannelKind, Membership, Store, StoreError, TagSubscription, in_list};
+use super::{ChannelKind, Membership, Store, StoreError, TagSubscription, batch_reads, in_list};
 
 /// A user's memberships (by channel) and active subscriptions (by id),
 /// each with its delivery cursor.
@@ -56,7 +56,7 @@ impl Store {
         for id in user_ids.iter().chain(user_ids) {
             query = query.bind(*id);
         }
-        let rows = query.fetch_all(&self.read).await?;
+        let rows = batch_reads::fetch_all(&self.batch_reads.snapshots, query).await?;
         let mut snapshots: HashMap<i64, SessionSnapshot> = HashMap::new();
         for row in rows {
             let snapshot = snapshots.entry(row.user_id).or_default();

@@ -100,7 +100,7 @@ impl Held {
         self.broken.store(true, Ordering::Release);
     }
 
-    async fn close(&self) {
+    pub async fn close(&self) {
         if let Some(conn) = self.slot.lock().await.take() {
             let _ = conn.close().await;
         }
