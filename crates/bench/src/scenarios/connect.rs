@@ -18,6 +18,11 @@ pub struct Args {
     /// Handshakes in flight at once.
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
+    /// Users the handshakes take turns at. Few users means many sockets
+    /// of one user open at once (reads of the same account share a row);
+    /// as many users as handshakes means every one reads its own.
+    #[arg(long, default_value_t = 10)]
+    pub users: usize,
     /// Connect with API keys (made through the REST API) instead of tokens.
     #[arg(long)]
     pub api_keys: bool,
@@ -36,7 +41,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     let users = if args.bare {
         vec![]
     } else {
-        t.users("c", 10, false).await?
+        t.users("c", args.users.max(1), false).await?
     };
     for n in 0..args.topics {
         let owner = &users[0].0;
@@ -109,6 +114,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
             },
         )
         .set("concurrency", args.concurrency)
+        .set("users", if args.bare { 0 } else { args.users.max(1) })
         .set("topics_per_user", args.topics)
         .set("failed", failed)
         .rate(
