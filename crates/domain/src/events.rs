@@ -21,6 +21,10 @@ pub enum Key {
     User(i64),
     /// Every subscriber of a tag.
     Tag(i64),
+    /// Every gateway: credential revocations. They are rare, and a gateway
+    /// must hear of one even for a user it has no socket of yet: a
+    /// handshake may have checked the credential just before it died.
+    Credentials,
 }
 
 impl Key {
@@ -30,6 +34,7 @@ impl Key {
             Key::Channel(id) => format!("{prefix}:channel:{id}"),
             Key::User(id) => format!("{prefix}:user:{id}"),
             Key::Tag(id) => format!("{prefix}:tag:{id}"),
+            Key::Credentials => format!("{prefix}:credentials"),
         }
     }
 }
@@ -107,7 +112,8 @@ pub enum Event {
         change: InboxChange,
     },
     /// Some of `user_id`'s credentials stopped working: sockets that
-    /// opened with one close with 4003.
+    /// opened with one close with 4003. Travels to every gateway
+    /// ([`Key::Credentials`]), which hands it to the user's sockets.
     Revoked {
         user_id: i64,
         revocation: Revocation,
@@ -126,8 +132,8 @@ impl Event {
             | Event::Left { user_id, .. }
             | Event::Subscribed { user_id, .. }
             | Event::Unsubscribed { user_id, .. }
-            | Event::Inbox { user_id, .. }
-            | Event::Revoked { user_id, .. } => Key::User(*user_id),
+            | Event::Inbox { user_id, .. } => Key::User(*user_id),
+            Event::Revoked { .. } => Key::Credentials,
         }
     }
 }

@@ -26,6 +26,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{Notify, mpsc};
 
 use crate::metrics::GatewayMetrics;
+use crate::revocations::Revocations;
 
 pub type SessionId = u64;
 
@@ -92,6 +93,9 @@ type Registry = HashMap<Key, HashMap<SessionId, SessionHandle>>;
 
 pub struct Hub {
     registry: RwLock<Registry>,
+    /// Every revocation heard lately, for sessions that registered after
+    /// it went by (see `revocations.rs`).
+    pub revocations: Revocations,
     next_id: AtomicU64,
     /// Random per process: session names are unique across gateways.
     instance: String,
@@ -103,6 +107,7 @@ impl Hub {
     pub fn new(bus: SharedBus, metrics: GatewayMetrics) -> Arc<Self> {
         Arc::new(Self {
             registry: RwLock::default(),
+            revocations: Revocations::default(),
             next_id: AtomicU64::new(1),
             instance: domain::auth::random_secret(10).to_lowercase(),
             bus,
@@ -186,11 +191,22 @@ impl Hub {
         if events.is_empty() {
             return;
         }
+        // Recorded before the registry is read: a session that registers
+        // too late to be handed one finds it in the record.
+        for event in events.iter() {
+            if let Event::Revoked {
+                user_id,
+                revocation,
+            } = &**event
+            {
+                self.revocations.record(*user_id, revocation);
+            }
+        }
         let registry = self.registry.read().unwrap_or_else(|e| e.into_inner());
         let mut rest = events.as_slice();
         while let Some(first) = rest.first() {
-            let key = first.key();
-            let len = rest.iter().take_while(|e| e.key() == key).count();
+            let key = sessions_key(first);
+            let len = rest.iter().take_while(|e| sessions_key(e) == key).count();
             let (run, after) = rest.split_at(len);
             rest = after;
             let Some(sessions) = registry.get(&key) else {
@@ -278,6 +294,15 @@ fn dispatch_until_closed(hub: &Weak<Hub>, mut receiver: broadcast::Receiver<Deli
     }
 }
 
+/// Which sessions get `event`: those watching its key, except that a
+/// revocation, which reaches every gateway on one key, goes to its user's.
+fn sessions_key(event: &Event) -> Key {
+    match event {
+        Event::Revoked { user_id, .. } => Key::User(*user_id),
+        other => other.key(),
+    }
+}
+
 /// The frame every recipient of `event` gets, serialized once.
 fn shared_frame(event: &Event) -> Option<Utf8Bytes> {
     let frame = match event {
@@ -301,4 +326,51 @@ fn shared_frame(event: &Event) -> Option<Utf8Bytes> {
         _ => return None,
     };
     Some(Utf8Bytes::from(frame.to_json(None)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use domain::bus::LocalBus;
+    use domain::events::Revocation;
+
+    use super::*;
+
+    /// A revocation reaches every gateway on one key; the hub records it
+    /// for sessions that register later and hands it to the user's
+    /// sessions registered now.
+    #[tokio::test]
+    async fn a_revocation_is_recorded_and_handed_to_its_users_sessions() {
+        let bus: SharedBus = Arc::new(LocalBus::default());
+        let hub = Hub::new(bus.clone(), GatewayMetrics::default());
+        hub.spawn_dispatcher().unwrap();
+        let (queue, mut received) = mpsc::unbounded_channel();
+        let handle = SessionHandle::new(queue, 100);
+        hub.watch(Key::User(1), 1, &handle).await;
+        let mark = hub.revocations.mark();
+        let revoked = |user_id| Event::Revoked {
+            user_id,
+            revocation: Revocation::Session { sid: "s".into() },
+        };
+        for user_id in [2, 1] {
+            bus.publish(revoked(user_id)).await.unwrap();
+        }
+        let out = tokio::time::timeout(Duration::from_secs(5), received.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        let Outbound::Events(run) = out else {
+            panic!("{out:?}")
+        };
+        assert_eq!(run.len(), 1);
+        assert_eq!(
+            *run[0].event,
+            revoked(1),
+            "only user 1's, to user 1's session"
+        );
+        let session = Revocation::Session { sid: "s".into() };
+        assert_eq!(hub.revocations.since(mark, 1), Some(vec![session.clone()]));
+        assert_eq!(hub.revocations.since(mark, 2), Some(vec![session]));
+    }
 }

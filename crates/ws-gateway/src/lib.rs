@@ -14,6 +14,7 @@ pub mod error;
 pub mod hub;
 pub mod metrics;
 pub mod rate;
+pub mod revocations;
 pub mod session;
 pub mod upgrade;
 

@@ -6,6 +6,7 @@
 //! - [`sequencer`]: what to do with each live event, without I/O;
 //! - [`proof`]: what the client provably received, without I/O;
 //! - [`delivery`]: tracking channels and tags, catch-up from the store;
+//! - [`credential`]: whether the credential it opened with still works;
 //! - [`actions`]: client frames.
 //!
 //! Received positions are saved in batches through the
@@ -13,6 +14,7 @@
 
 mod actions;
 mod connection;
+mod credential;
 mod delivery;
 mod proof;
 mod sequencer;
@@ -118,6 +120,9 @@ pub struct Session {
     proofs: proof::Proofs,
     /// What the socket opened with: a revocation of it closes with 4003.
     credential: Credential,
+    /// Where the gateway's record of revocations stood before the
+    /// credential was checked.
+    revocation_mark: u64,
     /// Frames were written since the last ping.
     unproven: bool,
     /// A confirmed position moved since the cursor book was last told.
@@ -128,7 +133,14 @@ pub struct Session {
 
 impl Session {
     /// Runs a connection to its end.
-    pub async fn start(state: GatewayState, authenticated: Authenticated, socket: WebSocket) {
+    /// `revocation_mark` is where the hub's record of revocations stood
+    /// before the credential was checked.
+    pub async fn start(
+        state: GatewayState,
+        authenticated: Authenticated,
+        revocation_mark: u64,
+        socket: WebSocket,
+    ) {
         let Authenticated {
             actor,
             credential,
@@ -154,6 +166,7 @@ impl Session {
             bucket,
             proofs: proof::Proofs::default(),
             credential,
+            revocation_mark,
             unproven: false,
             unsaved: false,
             turn: None,
@@ -311,9 +324,12 @@ impl Session {
 
     /// Registers interest, then reads the store, then says welcome and
     /// replays the backlog: anything published meanwhile is queued by the
-    /// hub and deduplicated by seq, so nothing falls between the two.
+    /// hub and deduplicated by seq, so nothing falls between the two. A
+    /// revocation that went by between the handshake's check and the
+    /// registration closes the socket here.
     async fn open(&mut self) -> Result<(), End> {
         self.watch(Key::User(self.actor.id)).await;
+        self.revoked_since_check().await?;
         self.load().await?;
         tracing::debug!(session = %self.name, positions = ?self.positions(), "delivering from");
         let welcome = ServerFrame::Welcome {

@@ -41,6 +41,9 @@ async fn accept(
     token: Option<&str>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // Before the check: a revocation from now on is either seen by the
+    // check or recorded for the session (see `revocations.rs`).
+    let mark = state.hub.revocations.mark();
     let authenticated = match authenticate(&state, token).await {
         Ok(found) => {
             metrics::counter!("ws_handshakes_total", "outcome" => "ok").increment(1);
@@ -82,7 +85,7 @@ async fn accept(
         .max_message_size(config.max_frame_bytes.saturating_mul(4))
         .max_frame_size(config.max_frame_bytes.saturating_mul(4))
         .on_upgrade(move |socket| async move {
-            Session::start(state, authenticated, socket).await;
+            Session::start(state, authenticated, mark, socket).await;
             drop(tracked);
         })
 }

@@ -75,7 +75,9 @@ impl RedisBus {
             prefix: prefix.to_owned(),
             sender,
             subs: Arc::new(Mutex::new(Subscriptions {
-                watched: HashSet::new(),
+                // Subscribed from the first connection on, before the bus
+                // says it is ready (see `Key::Credentials`).
+                watched: HashSet::from([Key::Credentials]),
                 sink: None,
             })),
             receiving: Arc::new(AtomicBool::new(false)),

@@ -176,6 +176,32 @@ impl Core {
         })
     }
 
+    /// Whether a credential a socket opened with still works, as the store
+    /// says now: for a gateway that may have missed its revocation (the bus
+    /// was down, or its record of recent revocations does not reach back
+    /// far enough).
+    pub async fn credential_is_live(
+        &self,
+        user_id: i64,
+        credential: &Credential,
+    ) -> Result<bool, ServiceError> {
+        Ok(match credential {
+            Credential::Token { generation, sid } => self
+                .token_account(user_id, sid.as_deref().unwrap_or(""))
+                .await?
+                .is_some_and(|found| {
+                    !found.session_revoked
+                        && found.account.is_active
+                        && found.account.generation == *generation
+                }),
+            Credential::Key { id } => self
+                .store
+                .key_owner(*id)
+                .await?
+                .is_some_and(|account| account.is_active && account.user.id == user_id),
+        })
+    }
+
     async fn authenticate_key(&self, key: &str) -> Result<Authenticated, AuthFailure> {
         let Some(found) = self.store.key_account(&key_hash(key)).await? else {
             return refuse(Refusal::Revoked);

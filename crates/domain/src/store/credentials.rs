@@ -170,6 +170,18 @@ impl Store {
         }))
     }
 
+    /// The account API key `id` acts for, while both exist.
+    pub async fn key_owner(&self, id: i64) -> Result<Option<Account>, StoreError> {
+        let row: Option<AccountRow> = sqlx::query_as(&format!(
+            "SELECT {ACCOUNT} FROM api_keys k \
+             JOIN users u ON u.id = k.user_id WHERE k.id = $1 AND u.deleted_at IS NULL"
+        ))
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
     /// Notes that a key was used (the caller decides how often).
     pub async fn touch_key(&self, id: i64, at: i64) -> Result<(), StoreError> {
         sqlx::query("UPDATE api_keys SET last_used_at = $2 WHERE id = $1")

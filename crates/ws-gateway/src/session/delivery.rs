@@ -249,6 +249,8 @@ impl Session {
         match out {
             Outbound::Resync => {
                 self.handle.resync_started();
+                // A revocation may have been lost with the other events.
+                self.recheck_credential().await?;
                 self.load().await?;
                 self.catch_up_all().await
             }

@@ -341,3 +341,49 @@ async fn a_database_outage_is_503_everywhere_and_recovers() {
         .unwrap();
     assert_eq!(me.status().as_u16(), 200);
 }
+
+/// A revocation made while Redis is down never reaches the gateways as an
+/// event. Once Redis is back every gateway resyncs, and a resync asks the
+/// store whether each socket's credential still works: the socket that
+/// used the old password closes with 4003, its neighbour lives on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_changed_during_a_redis_outage_closes_its_sockets_once_redis_is_back() {
+    if std::env::var_os("TIDINGS_TEST_REDIS_URL").is_none() {
+        assert!(std::env::var_os("CI").is_none(), "CI must provide Redis");
+        return; // the Cluster would be skipped anyway
+    }
+    let mut redis = OwnRedis::start().await;
+    let Some(cluster) = Cluster::start_with(Some(redis.url())).await else {
+        return;
+    };
+    let (_, alice) = cluster.user("alice", false).await;
+    let (_, bob) = cluster.user("bob", false).await;
+    let mut alice_ws = connect(&cluster.gateways[1], &alice).await;
+    let mut bob_ws = connect(&cluster.gateways[1], &bob).await;
+
+    redis.kill().await;
+    let gateway = format!("http://{}", cluster.gateways[1]);
+    let deadline = tokio::time::Instant::now() + RESUME;
+    while readyz(&gateway).await.0 != 503 {
+        assert!(tokio::time::Instant::now() < deadline, "/readyz still 200");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    cluster
+        .rest(
+            Method::POST,
+            "/api/users/me/password/",
+            &alice,
+            json!({"old": domain::testing::TEST_PASSWORD, "new": "a brand new password"}),
+        )
+        .await;
+    redis.restart().await;
+
+    let closed = tokio::time::timeout(RESUME, alice_ws.closed())
+        .await
+        .expect("the socket with the dead credential closes within 5 s of Redis returning");
+    assert_eq!(closed.0, 4003, "{closed:?}");
+    let reply = bob_ws
+        .request(json!({"type":"notifications_list","page":1}))
+        .await;
+    assert_eq!(reply["type"], "notifications_list", "{reply}");
+}
