@@ -12,6 +12,9 @@ export function inboxView(app, signal) {
   const items = new Map();
   let page = 1;
   let tags = new Map();
+  // Live changes that arrived while a page was on its way: the page may
+  // predate them, so they are applied again on top of it once it lands.
+  let pending = null;
 
   function row(item) {
     const element = h(
@@ -43,25 +46,37 @@ export function inboxView(app, signal) {
   }
 
   async function load() {
+    const mine = (pending = []);
     try {
       if (tags.size === 0) {
         const list = await app.rest.get("api/tags/");
         tags = new Map(list.map((tag) => [tag.id, tag.name]));
       }
       const result = await app.rest.get(`api/notifications/?page=${page}&page_size=${PAGE_SIZE}`);
+      // A later load is under way: its page was asked for after these
+      // changes arrived, so it holds them.
+      if (pending !== mine) return;
+      pending = null;
       items.clear();
       replace(list, result.results.map(row), result.count === 0 ? h("li", { class: "muted empty" }, "Nothing here.") : null);
+      for (const apply of mine) apply();
       const go = (next) => {
         page = next;
         load();
       };
       pages(pager, page, result.count, PAGE_SIZE, go, ["Newer", "Older"]);
     } catch (failure) {
+      if (pending === mine) pending = null;
       replace(error, problem(failure));
     }
   }
 
-  const on = (type, handler) => app.client.addEventListener(type, ({ detail }) => handler(detail), { signal });
+  const on = (type, handler) =>
+    app.client.addEventListener(
+      type,
+      ({ detail }) => (pending ? pending.push(() => handler(detail)) : handler(detail)),
+      { signal },
+    );
   on("notification", (item) => {
     if (page !== 1 || items.has(item.id)) return;
     list.querySelector(".empty")?.remove();
@@ -76,7 +91,7 @@ export function inboxView(app, signal) {
     for (const id of items.keys()) if (id <= up_to) markRead(id);
   });
   // Back after an absence: the page may have changed meanwhile.
-  on("welcome", () => load());
+  app.client.addEventListener("welcome", () => load(), { signal });
 
   const unread = h("span", { class: "muted" });
   const count = () => (unread.textContent = `${app.unread.count} unread`);
