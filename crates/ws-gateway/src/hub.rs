@@ -25,6 +25,7 @@ use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{Notify, mpsc};
 
+use crate::key_gates::KeyGates;
 use crate::metrics::GatewayMetrics;
 use crate::revocations::Revocations;
 
@@ -96,6 +97,8 @@ pub struct Hub {
     /// Every revocation heard lately, for sessions that registered after
     /// it went by (see `revocations.rs`).
     pub revocations: Revocations,
+    /// Subscription changes on one key reach the bus in turn.
+    gates: KeyGates,
     next_id: AtomicU64,
     /// Random per process: session names are unique across gateways.
     instance: String,
@@ -108,6 +111,7 @@ impl Hub {
         Arc::new(Self {
             registry: RwLock::default(),
             revocations: Revocations::default(),
+            gates: KeyGates::default(),
             next_id: AtomicU64::new(1),
             instance: domain::auth::random_secret(10).to_lowercase(),
             bus,
@@ -129,8 +133,10 @@ impl Hub {
         &self.metrics
     }
 
-    /// Routes events on `key` to the session from now on.
+    /// Routes events on `key` to the session from now on: once this
+    /// returns, the bus routes the key here (see `key_gates.rs`).
     pub async fn watch(&self, key: Key, id: SessionId, handle: &SessionHandle) {
+        let _turn = self.gates.turn(key).await;
         let first = {
             let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
             let sessions = registry.entry(key).or_default();
@@ -144,6 +150,7 @@ impl Hub {
 
     /// Stops routing `key` to the session; forgets the key when unwatched.
     pub async fn unwatch(&self, key: Key, id: SessionId) {
+        let _turn = self.gates.turn(key).await;
         let last = {
             let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
             match registry.get_mut(&key) {
@@ -372,5 +379,103 @@ mod tests {
         let session = Revocation::Session { sid: "s".into() };
         assert_eq!(hub.revocations.since(mark, 1), Some(vec![session.clone()]));
         assert_eq!(hub.revocations.since(mark, 2), Some(vec![session]));
+    }
+
+    /// What the hub asked of the bus, in the order the requests reached
+    /// it. Redis's timing cannot be steered, so this bus stands in for it
+    /// to make the slow request slow on purpose: `slow` delays subscribes
+    /// or unsubscribes before they land.
+    #[derive(Default)]
+    struct Recording {
+        requests: std::sync::Mutex<Vec<(&'static str, Key)>>,
+        slow_subscribe: bool,
+        slow_unsubscribe: bool,
+    }
+
+    impl Recording {
+        fn requests(&self) -> Vec<(&'static str, Key)> {
+            self.requests.lock().unwrap().clone()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl domain::bus::Bus for Recording {
+        async fn publish(&self, _event: Event) -> Result<(), domain::bus::BusError> {
+            Ok(())
+        }
+
+        fn subscribe(&self) -> broadcast::Receiver<Delivery> {
+            broadcast::channel(16).1
+        }
+
+        async fn watch(&self, key: Key) {
+            if self.slow_subscribe {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            self.requests.lock().unwrap().push(("subscribe", key));
+        }
+
+        async fn unwatch(&self, key: Key) {
+            if self.slow_unsubscribe {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            self.requests.lock().unwrap().push(("unsubscribe", key));
+        }
+
+        fn name(&self) -> &'static str {
+            "recording"
+        }
+    }
+
+    fn session() -> SessionHandle {
+        SessionHandle::new(mpsc::unbounded_channel().0, 100)
+    }
+
+    /// A socket closes (its unsubscribe is slow to go out) as another
+    /// opens on the same key: the newcomer's subscribe must land after
+    /// the unsubscribe, or the key would be watched with nothing routed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_left_and_watched_again_at_once_ends_subscribed() {
+        let bus = Arc::new(Recording {
+            slow_unsubscribe: true,
+            ..Recording::default()
+        });
+        let hub = Hub::new(bus.clone(), GatewayMetrics::default());
+        let key = Key::Channel(1);
+        hub.watch(key, 1, &session()).await;
+        let leaving = tokio::spawn({
+            let hub = Arc::clone(&hub);
+            async move { hub.unwatch(key, 1).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        hub.watch(key, 2, &session()).await;
+        leaving.await.unwrap();
+        assert_eq!(
+            bus.requests(),
+            [("subscribe", key), ("unsubscribe", key), ("subscribe", key)]
+        );
+        assert_eq!(hub.watched_keys(), 1);
+        assert_eq!(hub.gates.busy(), 0, "no turn is left behind");
+    }
+
+    /// A second session on a key whose subscription is still under way
+    /// waits for it: it must not read its starting point before its
+    /// events flow.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_second_session_waits_for_the_first_ones_subscription() {
+        let bus = Arc::new(Recording {
+            slow_subscribe: true,
+            ..Recording::default()
+        });
+        let hub = Hub::new(bus.clone(), GatewayMetrics::default());
+        let key = Key::User(7);
+        let first = tokio::spawn({
+            let hub = Arc::clone(&hub);
+            async move { hub.watch(key, 1, &session()).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        hub.watch(key, 2, &session()).await;
+        assert_eq!(bus.requests(), [("subscribe", key)], "subscribed by then");
+        first.await.unwrap();
     }
 }

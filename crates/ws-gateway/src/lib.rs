@@ -12,6 +12,7 @@ pub mod config;
 pub mod cursors;
 pub mod error;
 pub mod hub;
+pub mod key_gates;
 pub mod metrics;
 pub mod rate;
 pub mod revocations;
