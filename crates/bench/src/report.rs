@@ -82,18 +82,48 @@ impl Integrity {
 
 /// CPU seconds this process has used (user + system), from /proc.
 pub fn own_cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0.0;
-    };
-    let after_name = stat.rsplit(')').next().unwrap_or_default();
+    cpu_seconds("self").unwrap_or(0.0)
+}
+
+/// CPU seconds the processes `pids` have used between two calls: what the
+/// server spent on a run, when it runs on this machine.
+#[derive(Debug, Clone)]
+pub struct ServerCpu {
+    pids: Vec<u32>,
+    start: f64,
+}
+
+impl ServerCpu {
+    /// Starts counting; `None` when no pid was given or one cannot be read.
+    pub fn start(pids: &[u32]) -> Option<Self> {
+        let start = Self::total(pids)?;
+        Some(Self {
+            pids: pids.to_vec(),
+            start,
+        })
+    }
+
+    /// Seconds used since [`start`](Self::start).
+    pub fn seconds(&self) -> Option<f64> {
+        Some(Self::total(&self.pids)? - self.start)
+    }
+
+    fn total(pids: &[u32]) -> Option<f64> {
+        if pids.is_empty() {
+            return None;
+        }
+        pids.iter().map(|pid| cpu_seconds(&pid.to_string())).sum()
+    }
+}
+
+/// User + system CPU seconds of `/proc/{pid}` (`self` for this process).
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = stat.rsplit(')').next()?;
     let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    // Clock ticks are 100 a second on Linux.
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 /// Resident memory of a process in KiB, from /proc.

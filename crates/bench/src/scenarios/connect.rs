@@ -30,6 +30,10 @@ pub struct Args {
     /// wait for (a handshake and a close).
     #[arg(long, conflicts_with = "api_keys")]
     pub bare: bool,
+    /// The server's pids (comma-separated for several processes), to
+    /// report their CPU per handshake.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// Quiet topics every user is a member of (each with a few old
     /// messages already delivered): what a returning client follows.
     #[arg(long, default_value_t = 0, conflicts_with = "bare")]
@@ -85,6 +89,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
                 .to_owned();
         }
     }
+    let server_cpu = crate::report::ServerCpu::start(&args.server_pid);
     let started = Instant::now();
     let results: Vec<anyhow::Result<()>> = stream::iter(0..args.connections)
         .map(|i| {
@@ -123,5 +128,12 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
             elapsed,
         )
         .set("seconds", (elapsed.as_secs_f64() * 1000.0).round() / 1000.0);
+    if let Some(seconds) = server_cpu.and_then(|cpu| cpu.seconds()) {
+        let handshakes = (args.connections - failed).max(1) as f64;
+        out.set(
+            "server_cpu_us_per_handshake",
+            (seconds * 1e6 / handshakes).round(),
+        );
+    }
     Ok(out)
 }

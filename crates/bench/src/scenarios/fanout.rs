@@ -43,6 +43,10 @@ pub struct Args {
     /// The target is nats-server's WebSocket listener (core NATS, a second reference).
     #[arg(long, conflicts_with = "bare")]
     pub nats: bool,
+    /// The server's pids (comma-separated for several processes), to
+    /// report their CPU per delivery.
+    #[arg(long, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
 }
 
 struct Received {
@@ -124,6 +128,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
         .collect();
 
     let cpu_before = report::own_cpu_seconds();
+    let server_cpu = report::ServerCpu::start(&args.server_pid);
     let started = Instant::now();
     let bar = super::progress(
         "delivered",
@@ -165,6 +170,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     bar.abort();
     let elapsed = last.duration_since(started);
     let cpu = report::own_cpu_seconds() - cpu_before;
+    let server_cpu = server_cpu.and_then(|cpu| cpu.seconds());
     let deliveries: u64 = integrity.iter().map(|i| i.received).sum();
     let mut out = Report::new("fanout");
     out.set("target", label)
@@ -196,6 +202,13 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
             "client_cpu_percent",
             (cpu / elapsed.as_secs_f64().max(1e-9) * 100.0).round(),
         );
+    if let Some(seconds) = server_cpu {
+        let per_delivery = seconds * 1e6 / deliveries.max(1) as f64;
+        out.set(
+            "server_cpu_us_per_delivery",
+            (per_delivery * 1000.0).round() / 1000.0,
+        );
+    }
     if let Some(path) = &target.plot {
         crate::plot::percentiles(path, "fan-out delivery latency", &[(label, &latency)])?;
     }
