@@ -80,16 +80,11 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// The pool could not hand out a connection in time: the database may
-    /// be slow (opening connections under load) rather than gone, and the
-    /// same read may well succeed a moment later.
-    pub fn is_busy(&self) -> bool {
-        matches!(self, StoreError::Database(sqlx::Error::PoolTimedOut))
-    }
-
-    /// Worth trying a read again: the pool was busy, or the connection
-    /// broke (the database restarted or dropped it) and the next attempt
-    /// gets a new one. Not when the database answered and refused.
+    /// Worth trying a read again: the pool could not hand out a connection
+    /// in time (the database may be slow opening connections under load
+    /// rather than gone), or the connection broke (the database restarted
+    /// or dropped it) and the next attempt gets a new one. Not when the
+    /// database answered and refused.
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Database(err) => {

@@ -113,6 +113,18 @@ impl Cluster {
         (user, token)
     }
 
+    /// Changes the password of the user `token` speaks for (from the test
+    /// password), through the api.
+    pub async fn change_password(&self, token: &str, new: &str) {
+        self.rest(
+            reqwest::Method::POST,
+            "/api/users/me/password/",
+            token,
+            serde_json::json!({"old": domain::testing::TEST_PASSWORD, "new": new}),
+        )
+        .await;
+    }
+
     pub async fn rest(
         &self,
         method: reqwest::Method,

@@ -35,12 +35,7 @@ async fn a_password_change_on_the_api_closes_sockets_on_every_gateway() {
     let mut key_on_b = connect(&cluster.gateways[1], &key).await;
     let mut bob_on_b = connect(&cluster.gateways[1], &bob).await;
     cluster
-        .rest(
-            Method::POST,
-            "/api/users/me/password/",
-            &alice,
-            json!({"old": domain::testing::TEST_PASSWORD, "new": "a brand new password"}),
-        )
+        .change_password(&alice, "a brand new password")
         .await;
     assert_eq!(on_b.closed().await.0, 4003, "gateway B");
     assert_eq!(on_a.closed().await.0, 4003, "gateway A");

@@ -37,6 +37,32 @@ async fn publish(ws: &mut Client, content: &str) -> i64 {
     ack["seq"].as_i64().unwrap()
 }
 
+/// A cluster whose Redis is the test's own (to kill and restart); `None`
+/// (skipped) without PostgreSQL and Redis, except under CI.
+async fn cluster_with_own_redis() -> Option<(OwnRedis, Cluster)> {
+    if std::env::var_os("TIDINGS_TEST_REDIS_URL").is_none() {
+        assert!(std::env::var_os("CI").is_none(), "CI must provide Redis");
+        return None; // the Cluster would be skipped anyway
+    }
+    let redis = OwnRedis::start().await;
+    let cluster = Cluster::start_with(Some(redis.url())).await?;
+    Some((redis, cluster))
+}
+
+/// Waits (up to [`RESUME`]) for `/readyz` at `base` to answer 503; returns
+/// its body.
+async fn until_unready(base: &str) -> Value {
+    let deadline = tokio::time::Instant::now() + RESUME;
+    loop {
+        let (status, body) = readyz(base).await;
+        if status == 503 {
+            return body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "/readyz still 200");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The next message within `limit`, or `None`.
 async fn next_message(ws: &mut Client, limit: Duration) -> Option<Value> {
     let frame = tokio::time::timeout(limit, ws.recv()).await.ok()?;
@@ -46,12 +72,7 @@ async fn next_message(ws: &mut Client, limit: Duration) -> Option<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_keeps_local_delivery_and_recovers_within_seconds() {
-    if std::env::var_os("TIDINGS_TEST_REDIS_URL").is_none() {
-        assert!(std::env::var_os("CI").is_none(), "CI must provide Redis");
-        return; // the Cluster would be skipped anyway
-    }
-    let mut redis = OwnRedis::start().await;
-    let Some(cluster) = Cluster::start_with(Some(redis.url())).await else {
+    let Some((mut redis, cluster)) = cluster_with_own_redis().await else {
         return;
     };
     let (_, alice) = cluster.user("alice", false).await;
@@ -76,16 +97,8 @@ async fn a_redis_outage_keeps_local_delivery_and_recovers_within_seconds() {
 
     redis.kill().await;
     let gateway_a = format!("http://{}", cluster.gateways[0]);
-    let deadline = tokio::time::Instant::now() + RESUME;
-    loop {
-        let (status, body) = readyz(&gateway_a).await;
-        if status == 503 {
-            assert_ne!(body["bus"]["status"], "ok", "{body}");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "/readyz still 200");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let body = until_unready(&gateway_a).await;
+    assert_ne!(body["bus"]["status"], "ok", "{body}");
     // Published during the outage: stored, acknowledged, and live on the
     // publisher's own gateway.
     for n in 2..=6 {
@@ -348,12 +361,7 @@ async fn a_database_outage_is_503_everywhere_and_recovers() {
 /// used the old password closes with 4003, its neighbour lives on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_changed_during_a_redis_outage_closes_its_sockets_once_redis_is_back() {
-    if std::env::var_os("TIDINGS_TEST_REDIS_URL").is_none() {
-        assert!(std::env::var_os("CI").is_none(), "CI must provide Redis");
-        return; // the Cluster would be skipped anyway
-    }
-    let mut redis = OwnRedis::start().await;
-    let Some(cluster) = Cluster::start_with(Some(redis.url())).await else {
+    let Some((mut redis, cluster)) = cluster_with_own_redis().await else {
         return;
     };
     let (_, alice) = cluster.user("alice", false).await;
@@ -362,19 +370,9 @@ async fn a_password_changed_during_a_redis_outage_closes_its_sockets_once_redis_
     let mut bob_ws = connect(&cluster.gateways[1], &bob).await;
 
     redis.kill().await;
-    let gateway = format!("http://{}", cluster.gateways[1]);
-    let deadline = tokio::time::Instant::now() + RESUME;
-    while readyz(&gateway).await.0 != 503 {
-        assert!(tokio::time::Instant::now() < deadline, "/readyz still 200");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_unready(&format!("http://{}", cluster.gateways[1])).await;
     cluster
-        .rest(
-            Method::POST,
-            "/api/users/me/password/",
-            &alice,
-            json!({"old": domain::testing::TEST_PASSWORD, "new": "a brand new password"}),
-        )
+        .change_password(&alice, "a brand new password")
         .await;
     redis.restart().await;
 
