@@ -14,7 +14,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use domain::bus::{Delivery, SharedBus};
 // Keys are server-assigned ids: a fast hash, not SipHash (a measurable
 // share of each delivery's CPU).
@@ -38,7 +38,7 @@ const MAX_DRAIN: usize = 256;
 #[derive(Debug)]
 pub struct Routed {
     pub event: Arc<Event>,
-    pub frame: Option<Utf8Bytes>,
+    pub frame: Option<Bytes>,
 }
 
 /// What the hub hands a session.
@@ -311,7 +311,7 @@ fn sessions_key(event: &Event) -> Key {
 }
 
 /// The frame every recipient of `event` gets, serialized once.
-fn shared_frame(event: &Event) -> Option<Utf8Bytes> {
+fn shared_frame(event: &Event) -> Option<Bytes> {
     let frame = match event {
         Event::TopicMessage { topic, message } => {
             ServerFrame::Message(message.labelled(topic.clone()))
@@ -332,7 +332,7 @@ fn shared_frame(event: &Event) -> Option<Utf8Bytes> {
         },
         _ => return None,
     };
-    Some(Utf8Bytes::from(frame.to_json(None)))
+    Some(Bytes::from(frame.to_json(None)))
 }
 
 #[cfg(test)]

@@ -22,7 +22,7 @@ mod sequencer;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use bytes::Bytes;
 // Keys are server-assigned ids: a fast hash, not SipHash (a measurable
 // share of each delivery's CPU).
 use domain::events::Key;
@@ -33,6 +33,7 @@ use foldhash::HashMap;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tungstenite::Message;
 
 use crate::GatewayState;
 use crate::hub::{Outbound, SessionHandle, SessionId};
@@ -94,7 +95,7 @@ struct Tracked {
 struct Held {
     sender_id: i64,
     created_at: i64,
-    frame: Utf8Bytes,
+    frame: Bytes,
 }
 
 /// A tag subscription this session delivers, and how far. Notifications
@@ -139,7 +140,7 @@ impl Session {
         state: GatewayState,
         authenticated: Authenticated,
         revocation_mark: u64,
-        socket: WebSocket,
+        socket: connection::Socket,
     ) {
         let Authenticated {
             actor,
@@ -153,14 +154,20 @@ impl Session {
         let id = state.hub.next_session_id();
         let name = state.hub.session_name(id);
         let metrics = state.hub.metrics().clone();
-        let idle_timeout = state.config.idle_timeout;
+        let (idle_timeout, write_buffer) =
+            (state.config.idle_timeout, state.config.write_buffer_bytes);
         let mut session = Session {
             state,
             actor,
             id,
             name,
             handle,
-            conn: connection::Connection::new(socket, metrics.clone(), idle_timeout),
+            conn: connection::Connection::new(
+                socket,
+                metrics.clone(),
+                idle_timeout,
+                write_buffer,
+            ),
             channels: HashMap::default(),
             tags: HashMap::default(),
             bucket,
@@ -365,7 +372,7 @@ impl Session {
 
     async fn on_incoming(
         &mut self,
-        incoming: Option<Result<Message, axum::Error>>,
+        incoming: Option<Result<Message, tungstenite::Error>>,
         pending: &mut Pending,
     ) -> Result<(), End> {
         let max = self.state.config.max_frame_bytes;
@@ -393,6 +400,8 @@ impl Session {
                 self.confirm(proven);
                 Ok(())
             }
+            // A read never yields a raw frame.
+            Some(Ok(Message::Frame(_))) => Ok(()),
         }
     }
 
@@ -450,14 +459,13 @@ impl Session {
 /// How a failed read ends the session: a frame over the hard cap is
 /// answered with 1009, a text frame that is not UTF-8 with 1007; anything
 /// else means the peer is gone.
-fn read_error(err: axum::Error) -> End {
+fn read_error(err: tungstenite::Error) -> End {
     use tungstenite::error::{CapacityError, Error};
-    let inner = err.into_inner();
-    match inner.downcast_ref::<Error>() {
-        Some(Error::Capacity(
-            CapacityError::MessageTooLong { .. } | CapacityError::TooManyHeaders,
-        )) => End::Close(close::TOO_BIG, "frame too large"),
-        Some(Error::Utf8(_)) => End::Close(close::INVALID_DATA, "text frames must be UTF-8"),
+    match err {
+        Error::Capacity(CapacityError::MessageTooLong { .. } | CapacityError::TooManyHeaders) => {
+            End::Close(close::TOO_BIG, "frame too large")
+        }
+        Error::Utf8(_) => End::Close(close::INVALID_DATA, "text frames must be UTF-8"),
         _ => End::Gone,
     }
 }

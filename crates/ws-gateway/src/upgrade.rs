@@ -1,13 +1,22 @@
 //! The handshake: find the token (path, query or header), check it, and
 //! only then upgrade. A refusal is an HTTP 401 with a JSON body.
+//!
+//! The upgrade is answered here (tungstenite checks the request and
+//! derives the accept key) rather than by axum's extractor, because the
+//! session writes its frames to the socket itself (see
+//! `session/connection.rs`) and axum's socket does not lend out its stream.
 
 use std::collections::HashMap;
 
-use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header::AUTHORIZATION};
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header::AUTHORIZATION};
 use axum::response::Response;
 use domain::service::{AuthFailure, Authenticated};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::GatewayState;
 use crate::session::Session;
@@ -16,31 +25,31 @@ use crate::session::Session;
 pub async fn by_query_or_header(
     State(state): State<GatewayState>,
     Query(query): Query<HashMap<String, String>>,
-    headers: HeaderMap,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: Request,
 ) -> Response {
-    let bearer = headers
+    let bearer = request
+        .headers()
         .get(AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .and_then(ops::bearer);
-    let token = query.get("token").map(String::as_str).or(bearer);
-    accept(state, token, upgrade).await
+    let token = query
+        .get("token")
+        .map(String::as_str)
+        .or(bearer)
+        .map(str::to_owned);
+    accept(state, token.as_deref(), request).await
 }
 
 /// `GET /{token}`.
 pub async fn by_path(
     State(state): State<GatewayState>,
     Path(token): Path<String>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    request: Request,
 ) -> Response {
-    accept(state, Some(&token), upgrade).await
+    accept(state, Some(&token), request).await
 }
 
-async fn accept(
-    state: GatewayState,
-    token: Option<&str>,
-    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
+async fn accept(state: GatewayState, token: Option<&str>, request: Request) -> Response {
     // Before the check: a revocation from now on is either seen by the
     // check or recorded for the session (see `revocations.rs`).
     let mark = state.hub.revocations.mark();
@@ -63,31 +72,47 @@ async fn accept(
             );
         }
     };
-    let upgrade = match upgrade {
-        Ok(upgrade) => upgrade,
-        Err(_) => {
-            return ops::error_response(
-                StatusCode::UPGRADE_REQUIRED,
-                "upgrade_required",
-                "this endpoint speaks WebSocket only",
-            );
-        }
+    let Some((response, upgrade)) = switch(request) else {
+        return ops::error_response(
+            StatusCode::UPGRADE_REQUIRED,
+            "upgrade_required",
+            "this endpoint speaks WebSocket only",
+        );
     };
-    let config = &state.config;
+    let hard_cap = state.config.max_frame_bytes.saturating_mul(4);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(state.config.read_buffer_bytes)
+        // The library writes only pongs and the close frame.
+        .write_buffer_size(0)
+        // The hard cap sits above the protocol limit so an oversized frame
+        // is read, measured and answered with 1009 rather than an I/O error.
+        .max_message_size(Some(hard_cap))
+        .max_frame_size(Some(hard_cap));
     // Taken before the upgrade completes, so shutdown cannot miss a
     // session that is just starting.
     let tracked = state.sessions.token();
-    upgrade
-        .read_buffer_size(config.read_buffer_bytes)
-        .write_buffer_size(config.write_buffer_bytes)
-        // The hard cap sits above the protocol limit so an oversized frame
-        // is read, measured and answered with 1009 rather than an I/O error.
-        .max_message_size(config.max_frame_bytes.saturating_mul(4))
-        .max_frame_size(config.max_frame_bytes.saturating_mul(4))
-        .on_upgrade(move |socket| async move {
-            Session::start(state, authenticated, mark, socket).await;
-            drop(tracked);
-        })
+    tokio::spawn(async move {
+        let Ok(upgraded) = upgrade.await else {
+            tracing::debug!("the client went away during the upgrade");
+            return;
+        };
+        let socket =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
+                .await;
+        Session::start(state, authenticated, mark, socket).await;
+        drop(tracked);
+    });
+    response
+}
+
+/// The 101 answer to a valid WebSocket request, and the connection it
+/// hands over; `None` for anything else.
+fn switch(request: Request) -> Option<(Response, OnUpgrade)> {
+    let (mut parts, _body) = request.into_parts();
+    let upgrade = parts.extensions.remove::<OnUpgrade>()?;
+    let head = axum::http::Request::from_parts(parts, ());
+    let response = tungstenite::handshake::server::create_response(&head).ok()?;
+    Some((response.map(|()| Body::empty()), upgrade))
 }
 
 /// Why a handshake is refused.

@@ -8,7 +8,7 @@ use domain::model::{Pruned, StoredMessage};
 use domain::protocol::ServerFrame;
 use domain::store::{Backlog, ChannelKind, Cursor};
 
-use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::connection::Kind;
@@ -256,14 +256,14 @@ impl Session {
             }
             Outbound::Events(run) => {
                 for routed in run.iter() {
-                    self.on_event(&routed.event, routed.frame.clone()).await?;
+                    self.on_event(&routed.event, routed.frame.as_ref()).await?;
                 }
                 Ok(())
             }
         }
     }
 
-    async fn on_event(&mut self, event: &Event, frame: Option<Utf8Bytes>) -> Result<(), End> {
+    async fn on_event(&mut self, event: &Event, frame: Option<&Bytes>) -> Result<(), End> {
         match event {
             Event::TopicMessage { message, .. } => self.on_message(message, frame, None).await,
             Event::DirectMessage { message, .. } => {
@@ -371,7 +371,7 @@ impl Session {
     async fn on_message(
         &mut self,
         message: &StoredMessage,
-        frame: Option<Utf8Bytes>,
+        frame: Option<&Bytes>,
         direct: Option<String>,
     ) -> Result<(), End> {
         let channel_id = message.channel_id;
@@ -389,20 +389,26 @@ impl Session {
         let Some(tracked) = self.channels.get_mut(&channel_id) else {
             return Ok(());
         };
-        let frame = frame.unwrap_or_else(|| {
-            Utf8Bytes::from(
-                ServerFrame::Message(message.labelled(tracked.label.clone())).to_json(None),
-            )
-        });
-        let held = Held {
+        let built;
+        let frame = match frame {
+            Some(frame) => frame,
+            None => {
+                let json =
+                    ServerFrame::Message(message.labelled(tracked.label.clone())).to_json(None);
+                built = Bytes::from(json);
+                &built
+            }
+        };
+        let held = || Held {
             sender_id: message.sender_id,
             created_at: message.created_at,
-            frame,
+            frame: frame.clone(),
         };
         match tracked.order.offer(message.seq, held, Instant::now) {
-            Verdict::Write(held) => {
+            Verdict::Write => {
                 self.unproven = true;
-                self.write_held(held).await
+                self.write_live(message.sender_id, frame, message.created_at)
+                    .await
             }
             Verdict::Ready => self.release_held(channel_id).await,
             Verdict::Duplicate | Verdict::Held => Ok(()),
@@ -411,12 +417,12 @@ impl Session {
     }
 
     /// Writes a live frame in its turn (the publisher's own sockets skip it).
-    async fn write_held(&mut self, held: Held) -> Result<(), End> {
-        if held.sender_id == self.actor.id {
+    async fn write_live(&mut self, sender_id: i64, frame: &[u8], created_at: i64) -> Result<(), End> {
+        if sender_id == self.actor.id {
             return Ok(());
         }
         self.conn
-            .feed(held.frame, Kind::Message, Some(held.created_at))
+            .feed(frame, Kind::Message, Some(created_at))
             .await
     }
 
@@ -428,7 +434,8 @@ impl Session {
             .and_then(|t| t.order.next_ready())
         {
             self.unproven = true;
-            self.write_held(held).await?;
+            self.write_live(held.sender_id, &held.frame, held.created_at)
+                .await?;
         }
         Ok(())
     }

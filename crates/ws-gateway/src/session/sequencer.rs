@@ -66,9 +66,9 @@ impl Position {
 
 /// What to do with a live item.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Verdict<T> {
+pub enum Verdict {
     /// The next seq: write it (nothing held follows it).
-    Write(T),
+    Write,
     /// It completed a run: write what [`Sequencer::next_ready`] yields.
     Ready,
     /// Already written: drop it.
@@ -104,18 +104,26 @@ impl<T> Sequencer<T> {
         &mut self.position
     }
 
-    /// A live item at `seq`; `now` is asked only when it is held (a clock
-    /// read per delivered frame and socket was a twentieth of fan-out CPU).
-    pub fn offer(&mut self, seq: i64, item: T, now: impl FnOnce() -> Instant) -> Verdict<T> {
+    /// A live item at `seq`. The item is made and `now` asked only when it
+    /// is held: the next seq, the usual case, is written from the caller's
+    /// borrowed frame (a clock read per delivered frame and socket was a
+    /// twentieth of fan-out CPU, and a clone of the shared frame bumps a
+    /// counter every core writes to).
+    pub fn offer(
+        &mut self,
+        seq: i64,
+        item: impl FnOnce() -> T,
+        now: impl FnOnce() -> Instant,
+    ) -> Verdict {
         let written = self.position.written;
         if seq <= written {
             return Verdict::Duplicate;
         }
         if seq == written + 1 && self.held.is_empty() {
             self.position.written = seq;
-            return Verdict::Write(item);
+            return Verdict::Write;
         }
-        self.held.insert(seq, item);
+        self.held.insert(seq, item());
         if seq == written + 1 {
             return Verdict::Ready;
         }
@@ -174,15 +182,15 @@ mod tests {
     #[test]
     fn the_next_seq_is_written_at_once() {
         let mut s = Sequencer::after(3);
-        assert_eq!(s.offer(4, "d", Instant::now), Verdict::Write("d"));
+        assert_eq!(s.offer(4, || "d", Instant::now), Verdict::Write);
         assert_eq!(s.position().written(), 4);
     }
 
     #[test]
     fn old_seqs_are_duplicates() {
         let mut s = Sequencer::after(3);
-        assert_eq!(s.offer(3, "c", Instant::now), Verdict::Duplicate);
-        assert_eq!(s.offer(1, "a", Instant::now), Verdict::Duplicate);
+        assert_eq!(s.offer(3, || "c", Instant::now), Verdict::Duplicate);
+        assert_eq!(s.offer(1, || "a", Instant::now), Verdict::Duplicate);
         assert_eq!(s.position().written(), 3);
     }
 
@@ -190,22 +198,22 @@ mod tests {
     fn reordered_seqs_are_held_then_written_in_order() {
         let now = Instant::now();
         let mut s = Sequencer::after(0);
-        assert_eq!(s.offer(3, "c", || now), Verdict::Held);
-        assert_eq!(s.offer(2, "b", || now), Verdict::Held);
-        assert_eq!(s.offer(3, "c again", || now), Verdict::Held);
-        assert_eq!(s.offer(1, "a", || now), Verdict::Ready);
+        assert_eq!(s.offer(3, || "c", || now), Verdict::Held);
+        assert_eq!(s.offer(2, || "b", || now), Verdict::Held);
+        assert_eq!(s.offer(3, || "c again", || now), Verdict::Held);
+        assert_eq!(s.offer(1, || "a", || now), Verdict::Ready);
         assert_eq!(drain(&mut s), ["a", "b", "c again"]);
         assert_eq!(s.position().written(), 3);
         assert!(!s.stale(now + GAP_WAIT));
-        assert_eq!(s.offer(4, "d", || now), Verdict::Write("d"));
+        assert_eq!(s.offer(4, || "d", || now), Verdict::Write);
     }
 
     #[test]
     fn a_gap_goes_stale_and_what_the_store_filled_is_dropped() {
         let now = Instant::now();
         let mut s = Sequencer::after(0);
-        assert_eq!(s.offer(2, "b", || now), Verdict::Held);
-        assert_eq!(s.offer(4, "d", || now), Verdict::Held);
+        assert_eq!(s.offer(2, || "b", || now), Verdict::Held);
+        assert_eq!(s.offer(4, || "d", || now), Verdict::Held);
         assert!(!s.stale(now + GAP_WAIT / 2));
         assert!(s.stale(now + GAP_WAIT));
         // The store wrote 1 to 3.
@@ -220,9 +228,9 @@ mod tests {
         let now = Instant::now();
         let mut s = Sequencer::after(0);
         for seq in 2..(2 + MAX_HELD as i64) {
-            assert_eq!(s.offer(seq, "x", || now), Verdict::Held);
+            assert_eq!(s.offer(seq, || "x", || now), Verdict::Held);
         }
-        assert_eq!(s.offer(1000, "y", || now), Verdict::Fill);
+        assert_eq!(s.offer(1000, || "y", || now), Verdict::Fill);
     }
 
     #[test]
