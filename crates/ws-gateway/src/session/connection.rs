@@ -123,25 +123,39 @@ impl Connection {
         kind: Kind,
         committed_at: Option<i64>,
     ) -> Result<(), End> {
+        if !self.has_room() {
+            self.write_out().await?;
+        }
+        self.buffer(text, kind, committed_at);
+        Ok(())
+    }
+
+    /// Whether [`buffer`](Self::buffer) may be called without writing first.
+    pub fn has_room(&self) -> bool {
+        self.out.len() < self.write_buffer
+    }
+
+    /// [`feed`](Self::feed) without the wait: for callers that checked
+    /// [`has_room`](Self::has_room).
+    pub fn buffer(&mut self, text: &[u8], kind: Kind, committed_at: Option<i64>) {
         self.unflushed[kind as usize] += 1;
         if let Some(at) = committed_at {
             self.oldest_unflushed.get_or_insert(at);
         }
-        self.frame(OpCode::Data(Data::Text), text).await
+        self.append(OpCode::Data(Data::Text), text);
     }
 
     /// Feeds a ping carrying `payload`. It goes out behind every frame fed
     /// before it, so its pong proves they were read.
     pub async fn ping(&mut self, payload: &[u8]) -> Result<(), End> {
-        self.frame(OpCode::Control(Control::Ping), payload).await
-    }
-
-    /// Appends one frame to `out`; a full `out` is written first, which
-    /// waits on the peer (see [`on_peer`]).
-    async fn frame(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), End> {
-        if self.out.len() >= self.write_buffer {
+        if !self.has_room() {
             self.write_out().await?;
         }
+        self.append(OpCode::Control(Control::Ping), payload);
+        Ok(())
+    }
+
+    fn append(&mut self, opcode: OpCode, payload: &[u8]) {
         let header = FrameHeader {
             opcode,
             ..FrameHeader::default()
@@ -150,7 +164,6 @@ impl Connection {
         let _ = header.format(payload.len() as u64, &mut self.out);
         self.out.extend_from_slice(payload);
         self.needs_flush = true;
-        Ok(())
     }
 
     /// Writes `out` to the socket, after whatever the library has buffered

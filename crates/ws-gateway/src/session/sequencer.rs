@@ -135,6 +135,17 @@ impl<T> Sequencer<T> {
         }
     }
 
+    /// Takes `seq` if it is the next one and nothing is held (what
+    /// [`offer`](Self::offer) answers with [`Verdict::Write`]); `false`
+    /// changes nothing.
+    pub fn take_in_turn(&mut self, seq: i64) -> bool {
+        let next = seq == self.position.written + 1 && self.held.is_empty();
+        if next {
+            self.position.written = seq;
+        }
+        next
+    }
+
     /// The next held item in line, if it is here; held items the store
     /// already filled in are dropped on the way.
     pub fn next_ready(&mut self) -> Option<T> {
@@ -184,6 +195,22 @@ mod tests {
         let mut s = Sequencer::after(3);
         assert_eq!(s.offer(4, || "d", Instant::now), Verdict::Write);
         assert_eq!(s.position().written(), 4);
+    }
+
+    #[test]
+    fn only_the_next_seq_is_taken_in_turn() {
+        let now = Instant::now();
+        let mut s = Sequencer::after(3);
+        assert!(!s.take_in_turn(3));
+        assert!(!s.take_in_turn(5));
+        assert!(s.take_in_turn(4));
+        assert_eq!(s.position().written(), 4);
+        // Something held: the gap is the sequencer's to close.
+        assert_eq!(s.offer(6, || "f", || now), Verdict::Held);
+        assert!(!s.take_in_turn(5));
+        assert_eq!(s.position().written(), 4);
+        assert_eq!(s.offer(5, || "e", || now), Verdict::Ready);
+        assert_eq!(drain(&mut s), ["e", "f"]);
     }
 
     #[test]
