@@ -162,12 +162,7 @@ impl Session {
             id,
             name,
             handle,
-            conn: connection::Connection::new(
-                socket,
-                metrics.clone(),
-                idle_timeout,
-                write_buffer,
-            ),
+            conn: connection::Connection::new(socket, metrics.clone(), idle_timeout, write_buffer),
             channels: HashMap::default(),
             tags: HashMap::default(),
             bucket,

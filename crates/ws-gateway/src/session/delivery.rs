@@ -272,8 +272,10 @@ impl Session {
     /// general one costs a chain of futures per frame. `false`: nothing
     /// was done, take the general path.
     fn deliver_in_turn(&mut self, event: &Event, frame: Option<&Bytes>) -> bool {
-        let (Event::TopicMessage { message, .. } | Event::DirectMessage { message, .. }, Some(frame)) =
-            (event, frame)
+        let (
+            Event::TopicMessage { message, .. } | Event::DirectMessage { message, .. },
+            Some(frame),
+        ) = (event, frame)
         else {
             return false;
         };
@@ -449,13 +451,16 @@ impl Session {
     }
 
     /// Writes a live frame in its turn (the publisher's own sockets skip it).
-    async fn write_live(&mut self, sender_id: i64, frame: &[u8], created_at: i64) -> Result<(), End> {
+    async fn write_live(
+        &mut self,
+        sender_id: i64,
+        frame: &[u8],
+        created_at: i64,
+    ) -> Result<(), End> {
         if sender_id == self.actor.id {
             return Ok(());
         }
-        self.conn
-            .feed(frame, Kind::Message, Some(created_at))
-            .await
+        self.conn.feed(frame, Kind::Message, Some(created_at)).await
     }
 
     /// Writes held frames that are next in line.
