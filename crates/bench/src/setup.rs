@@ -59,6 +59,22 @@ pub struct Target {
     pub run: String,
 }
 
+/// Where sockets go: no store needed, so runs against the references
+/// work from any directory.
+impl TargetArgs {
+    /// The WebSocket URL of the `i`-th socket.
+    pub fn ws_url(&self, i: usize, token: &str) -> String {
+        let base = &self.ws[i % self.ws.len().max(1)];
+        format!("{base}/ws?token={token}")
+    }
+
+    /// The source address of the `i`-th socket.
+    pub fn source(&self, i: usize) -> std::net::IpAddr {
+        let spread = usize::from(self.source_addresses.max(1));
+        std::net::IpAddr::from([127, 0, 0, 1 + (i % spread) as u8])
+    }
+}
+
 impl Target {
     pub async fn open(args: &TargetArgs) -> anyhow::Result<Arc<Self>> {
         let store = Store::connect_only(&args.database_url, 4)
@@ -127,13 +143,11 @@ impl Target {
 
     /// The WebSocket URL of the `i`-th socket.
     pub fn ws_url(&self, i: usize, token: &str) -> String {
-        let base = &self.args.ws[i % self.args.ws.len().max(1)];
-        format!("{base}/ws?token={token}")
+        self.args.ws_url(i, token)
     }
 
     /// The source address of the `i`-th socket.
     pub fn source(&self, i: usize) -> std::net::IpAddr {
-        let spread = usize::from(self.args.source_addresses.max(1));
-        std::net::IpAddr::from([127, 0, 0, 1 + (i % spread) as u8])
+        self.args.source(i)
     }
 }

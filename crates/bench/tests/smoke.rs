@@ -192,3 +192,41 @@ async fn every_scenario_runs() {
     .await;
     assert_eq!(connect["connections"], 10);
 }
+
+/// Handshakes against a reference server need no store: the tool runs
+/// from a directory with no database or secret in it, and creates none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bare_handshakes_need_no_store() {
+    use futures_util::StreamExt;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut ws) = tokio_tungstenite::accept_async(stream).await {
+                    while let Some(Ok(_)) = ws.next().await {}
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tidings-bench"))
+        .current_dir(dir.path())
+        .args(["--ws", &format!("ws://{addr}"), "connect", "--bare"])
+        .args(["--connections", "10", "--concurrency", "3"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap();
+    assert_eq!(report["connections"], 10);
+    assert_eq!(report["failed"], 0);
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "the tool wrote files: {left:?}");
+}

@@ -41,13 +41,17 @@ pub struct Args {
 }
 
 pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
-    let t = Target::open(target).await?;
-    let users = if args.bare {
-        vec![]
-    } else {
-        t.users("c", args.users.max(1), false).await?
+    // The bare reference has no store: its runs need no database or secret.
+    let t = match args.bare {
+        true => None,
+        false => Some(Target::open(target).await?),
+    };
+    let users = match &t {
+        Some(t) => t.users("c", args.users.max(1), false).await?,
+        None => vec![],
     };
     for n in 0..args.topics {
+        let t = t.as_ref().context("--topics needs the store")?;
         let owner = &users[0].0;
         let topic = t.topic(owner, &format!("q{n}"), &users).await?;
         // Old messages everyone already has: the topic is quiet, not empty.
@@ -75,7 +79,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
         let http = reqwest::Client::new();
         for credential in &mut credentials {
             let created: serde_json::Value = http
-                .post(format!("{}/api/keys/", t.args.api))
+                .post(format!("{}/api/keys/", target.api))
                 .bearer_auth(&*credential)
                 .json(&serde_json::json!({"name": "bench"}))
                 .send()
@@ -93,8 +97,8 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     let started = Instant::now();
     let results: Vec<anyhow::Result<()>> = stream::iter(0..args.connections)
         .map(|i| {
-            let url = t.ws_url(i, &credentials[i % credentials.len()]);
-            let source = t.source(i);
+            let url = target.ws_url(i, &credentials[i % credentials.len()]);
+            let source = target.source(i);
             async move {
                 let mut ws = client::connect(&url, source, args.bare).await?;
                 ws.close(None).await?;
