@@ -216,8 +216,10 @@ async fn write(
     let mut conn = connection.lock().await?;
     match backend {
         Backend::Postgres => store_batch_postgres(&mut conn, batch, now).await,
-        // One query string from `BEGIN` to `COMMIT`: one hand-off to
-        // sqlx's SQLite worker thread instead of one per statement.
+        // Every statement is a hand-off to sqlx's SQLite worker thread and
+        // back, and under load each hand-off waits for a core: `BEGIN`
+        // rides with the `UPDATE` and `COMMIT` with the last `INSERT`, two
+        // hand-offs instead of four for most batches.
         Backend::Sqlite => {
             let stored = store_batch_sqlite(&mut conn, batch, now).await;
             if stored.is_err() {
@@ -310,89 +312,106 @@ async fn store_batch_postgres(
     Ok(results)
 }
 
-/// SQLite: the whole batch as one query string, `BEGIN IMMEDIATE` to
-/// `COMMIT` (SQLite runs several statements of one string in order), so a
-/// commit is one hand-off to sqlx's SQLite worker thread and back. Each
-/// hand-off waits for a core on a loaded host: with the seq reservation and
-/// the inserts sent separately, a commit of 26 publishes took 1.4 ms of
-/// which the database's own work (the fsync included) was a fraction.
-///
-/// The `UPDATE` moves each channel's `last_seq` past its publishes; the
-/// inserts number each publish from the new `last_seq` (the `k`-th of a
-/// channel's `n` gets `last_seq - n + k`, so within a channel seqs follow
-/// queue order). A channel that is gone joins nothing, and its publishes
-/// stay `NotFound`.
+/// SQLite: the first statement opens the transaction and the last one
+/// commits (SQLite runs several statements of one query string in order).
 async fn store_batch_sqlite(
     conn: &mut sqlx::AnyConnection,
     batch: &[PublishRequest],
     now: i64,
 ) -> Result<Vec<Result<StoredMessage, StoreError>>, StoreError> {
     let (channels, by_channel) = by_channel(batch);
-    // (request, place within its channel, publishes in its channel)
-    let rows: Vec<(usize, i64, i64)> = channels
-        .iter()
-        .flat_map(|channel_id| {
-            let members = &by_channel[channel_id];
-            let count = members.len() as i64;
+    let mut results: Vec<Result<StoredMessage, StoreError>> =
+        batch.iter().map(|_| Err(StoreError::NotFound)).collect();
+    let reserved = reserve(conn, &channels, &by_channel, "BEGIN IMMEDIATE; ").await?;
+    let mut rows: Vec<(usize, i64)> = Vec::with_capacity(batch.len());
+    for channel_id in &channels {
+        // A channel that is gone reserved nothing; its publishes stay NotFound.
+        let Some(&last) = reserved.get(channel_id) else {
+            continue;
+        };
+        let members = &by_channel[channel_id];
+        let count = members.len() as i64;
+        rows.extend(
             members
                 .iter()
                 .enumerate()
-                .map(move |(k, &i)| (i, k as i64 + 1, count))
-        })
-        .collect();
-    let mut sql = format!(
-        "BEGIN IMMEDIATE; \
-         WITH v (id, n) AS (VALUES {}) \
-         UPDATE channels SET last_seq = channels.last_seq + v.n FROM v WHERE v.id = channels.id; ",
+                .map(|(n, &i)| (i, last - count + 1 + n as i64)),
+        );
+    }
+    let chunks = rows.chunks(ROWS_PER_INSERT).count();
+    for (n, chunk) in rows.chunks(ROWS_PER_INSERT).enumerate() {
+        let commit = if n + 1 == chunks { "; COMMIT" } else { "" };
+        let ids = insert(conn, chunk, batch, now, commit).await?;
+        for &(i, seq) in chunk {
+            let request = &batch[i];
+            let id = ids
+                .get(&(request.channel_id, seq))
+                .copied()
+                .ok_or(StoreError::NotFound)?;
+            results[i] = Ok(stored_message(request, id, seq, now));
+        }
+    }
+    if rows.is_empty() {
+        conn.execute("COMMIT").await?;
+    }
+    Ok(results)
+}
+
+/// Moves each channel's `last_seq` past its publishes; returns the new
+/// `last_seq` of every channel that exists. `begin` goes first.
+///
+/// A join, not a subquery per channel: looking each channel's count up
+/// in the list costs time quadratic in the channels of a batch (6.5 ms
+/// against 1.3 ms for 300 conversations on SQLite), and a batch of
+/// direct messages touches as many channels as it has messages.
+async fn reserve(
+    conn: &mut sqlx::AnyConnection,
+    channels: &[i64],
+    by_channel: &HashMap<i64, Vec<usize>>,
+    begin: &str,
+) -> Result<HashMap<i64, i64>, StoreError> {
+    let sql = format!(
+        "{begin}WITH v (id, n) AS (VALUES {}) \
+         UPDATE channels SET last_seq = channels.last_seq + v.n FROM v WHERE v.id = channels.id \
+         RETURNING channels.id, channels.last_seq",
         values_list(Backend::Sqlite, channels.len(), 2)
     );
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        sql.push_str(&format!(
-            "WITH m (channel_id, k, n, sender_id, content) AS (VALUES {}) \
-             INSERT INTO messages (channel_id, seq, sender_id, content, created_at) \
-             SELECT m.channel_id, channels.last_seq - m.n + m.k, m.sender_id, m.content, ? \
-             FROM m JOIN channels ON channels.id = m.channel_id \
-             RETURNING channel_id, seq, id; ",
-            values_list(Backend::Sqlite, chunk.len(), 5)
-        ));
-    }
-    sql.push_str("COMMIT");
-    let mut query = sqlx::query_as::<_, (i64, i64, i64)>(&sql);
-    for channel_id in &channels {
+    let mut query = sqlx::query_as::<_, (i64, i64)>(&sql);
+    for channel_id in channels {
         query = query
             .bind(*channel_id)
             .bind(by_channel[channel_id].len() as i64);
     }
-    for chunk in rows.chunks(ROWS_PER_INSERT) {
-        for &(i, k, count) in chunk {
-            let request = &batch[i];
-            query = query
-                .bind(request.channel_id)
-                .bind(k)
-                .bind(count)
-                .bind(request.sender.id)
-                .bind(&request.content);
-        }
-        query = query.bind(now);
+    Ok(query.fetch_all(&mut *conn).await?.into_iter().collect())
+}
+
+/// One multi-row insert; returns the new ids by channel and seq. `commit`
+/// goes last.
+async fn insert(
+    conn: &mut sqlx::AnyConnection,
+    rows: &[(usize, i64)],
+    batch: &[PublishRequest],
+    now: i64,
+    commit: &str,
+) -> Result<HashMap<(i64, i64), i64>, StoreError> {
+    let sql = format!(
+        "INSERT INTO messages (channel_id, seq, sender_id, content, created_at) VALUES {} RETURNING channel_id, seq, id{commit}",
+        values_list(Backend::Sqlite, rows.len(), 5)
+    );
+    let mut query = sqlx::query_as::<_, (i64, i64, i64)>(&sql);
+    for &(i, seq) in rows {
+        let request = &batch[i];
+        query = query
+            .bind(request.channel_id)
+            .bind(seq)
+            .bind(request.sender.id)
+            .bind(&request.content)
+            .bind(now);
     }
-    let mut inserted: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
-    for (channel_id, seq, id) in query.fetch_all(&mut *conn).await? {
-        inserted.entry(channel_id).or_default().push((seq, id));
-    }
-    let mut results: Vec<Result<StoredMessage, StoreError>> =
-        batch.iter().map(|_| Err(StoreError::NotFound)).collect();
-    for (channel_id, mut stored) in inserted {
-        let members = by_channel.get(&channel_id).map_or(&[][..], Vec::as_slice);
-        if stored.len() != members.len() {
-            return Err(StoreError::Unavailable(
-                "a batch stored a channel's publishes only in part".into(),
-            ));
-        }
-        // The k-th publish of a channel holds its k-th seq.
-        stored.sort_unstable();
-        for (&i, (seq, id)) in members.iter().zip(stored) {
-            results[i] = Ok(stored_message(&batch[i], id, seq, now));
-        }
-    }
-    Ok(results)
+    Ok(query
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|(channel_id, seq, id)| ((channel_id, seq), id))
+        .collect())
 }
