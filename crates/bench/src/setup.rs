@@ -140,14 +140,4 @@ impl Target {
         }
         Ok(topic)
     }
-
-    /// The WebSocket URL of the `i`-th socket.
-    pub fn ws_url(&self, i: usize, token: &str) -> String {
-        self.args.ws_url(i, token)
-    }
-
-    /// The source address of the `i`-th socket.
-    pub fn source(&self, i: usize) -> std::net::IpAddr {
-        self.args.source(i)
-    }
 }

@@ -32,7 +32,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
         t.store.publish(topic.id, &owner.0, &body).await?;
     }
     let started = Instant::now();
-    let mut ws = client::connect(&t.ws_url(0, &reader.1), t.source(0), false).await?;
+    let mut ws = client::connect(&t.args.ws_url(0, &reader.1), t.args.source(0), false).await?;
     let mut integrity = Integrity::default();
     while integrity.received < args.messages {
         let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await

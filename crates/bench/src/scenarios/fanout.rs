@@ -78,20 +78,17 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
             .iter()
             .chain(&pubs)
             .enumerate()
-            .map(|(i, (_, token))| t.ws_url(i, token))
+            .map(|(i, (_, token))| t.args.ws_url(i, token))
             .collect();
         (urls, topic.name, "tidings")
     };
     let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let spread = target.source_addresses.max(1);
-    let source =
-        |i: usize| std::net::IpAddr::from([127, 0, 0, 1 + (i % usize::from(spread)) as u8]);
     let total = args.messages * args.publishers as u64;
     let delivered = Arc::new(AtomicU64::new(0));
 
     let subscribers: Vec<Ws> = stream::iter(urls[..args.subscribers].iter().enumerate())
         .map(|(i, url)| async move {
-            let mut ws = client::connect(url, source(i), args.bare || args.nats).await?;
+            let mut ws = client::connect(url, target.source(i), args.bare || args.nats).await?;
             if args.nats {
                 nats::handshake(&mut ws, true).await?;
             }
@@ -110,7 +107,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
             let delivered = delivered.clone();
             // Tidings subscribers come back after a 4008 and must then get
             // everything they missed; the references never send one.
-            let rejoin = (!args.bare && !args.nats).then(|| (urls[i].clone(), source(i)));
+            let rejoin = (!args.bare && !args.nats).then(|| (urls[i].clone(), target.source(i)));
             tokio::spawn(async move {
                 if args.nats {
                     let got = nats::receive(ws, total, delivered).await;
@@ -137,7 +134,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     );
     let mut publishers = vec![];
     for (i, url) in urls[args.subscribers..].iter().enumerate() {
-        let (url, source) = (url.clone(), source(args.subscribers + i));
+        let (url, source) = (url.clone(), target.source(args.subscribers + i));
         let pace = super::Pace::share(args.rate, args.publishers, i);
         let (args, topic_name) = (args.clone(), topic_name.clone());
         publishers.push(super::on_own_thread(move || async move {

@@ -32,7 +32,10 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     let before = args.server_pid.and_then(rss_kib);
     let sockets: Vec<client::Ws> = stream::iter(0..args.connections)
         .map(|i| {
-            let (url, source) = (t.ws_url(i, &users[i % users.len()].1), t.source(i));
+            let (url, source) = (
+                t.args.ws_url(i, &users[i % users.len()].1),
+                t.args.source(i),
+            );
             async move { client::connect(&url, source, false).await }
         })
         .buffer_unordered(128)

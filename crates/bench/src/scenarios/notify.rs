@@ -55,7 +55,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Instant)>();
     let sockets: Vec<client::Ws> = stream::iter(online.iter().enumerate())
         .map(|(i, token)| {
-            let (url, source) = (t.ws_url(i, token), t.source(i));
+            let (url, source) = (t.args.ws_url(i, token), t.args.source(i));
             async move { client::connect(&url, source, false).await }
         })
         .buffer_unordered(64)

@@ -34,7 +34,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     let receivers = t.users("tr", args.pairs, false).await?;
     let mut readers = vec![];
     for (i, (_, token)) in receivers.iter().enumerate() {
-        let mut ws = client::connect(&t.ws_url(i, token), t.source(i), false).await?;
+        let mut ws = client::connect(&t.args.ws_url(i, token), t.args.source(i), false).await?;
         let expected = args.messages;
         readers.push(tokio::spawn(async move {
             let mut integrity = Integrity::default();
@@ -58,7 +58,14 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     }
     let mut sockets = vec![];
     for (i, (_, token)) in senders.iter().enumerate() {
-        sockets.push(client::connect(&t.ws_url(i, token), t.source(args.pairs + i), false).await?);
+        sockets.push(
+            client::connect(
+                &t.args.ws_url(i, token),
+                t.args.source(args.pairs + i),
+                false,
+            )
+            .await?,
+        );
     }
     // The clock starts once every socket is open: handshakes are the
     // `connect` scenario's business.
