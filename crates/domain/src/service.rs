@@ -11,6 +11,7 @@ mod heads;
 mod inbox;
 mod memo;
 mod messages;
+mod openings;
 mod retention;
 mod snapshots;
 mod tags;
@@ -20,7 +21,9 @@ mod topics;
 
 use std::sync::Arc;
 
-pub use credentials::{AuthFailure, Authenticated, Credential, KEY_PREFIX, PASSWORD_LEN, Refusal};
+pub use credentials::{
+    AuthFailure, Authenticated, Bearer, Credential, KEY_PREFIX, PASSWORD_LEN, Refusal, check_bearer,
+};
 pub use messages::{Checked, HistoryPage, HistorySlice, Published, Queued};
 pub use retention::{PruneReport, check_limits};
 
@@ -70,6 +73,8 @@ pub struct Core {
     snapshots: snapshots::SnapshotReader,
     /// The accounts behind tokens, read in batches (see `tokens.rs`).
     tokens: tokens::TokenReader,
+    /// Token checks with their snapshots, for sockets (`openings.rs`).
+    openings: openings::OpeningReader,
     /// The newest seq of channels and tags, read in batches (`heads.rs`).
     heads: heads::HeadReader,
 }
@@ -90,6 +95,7 @@ impl Core {
         Arc::new(Self {
             snapshots: snapshots::reader(store.clone()),
             tokens: tokens::reader(store.clone()),
+            openings: openings::reader(store.clone()),
             heads: heads::reader(store.clone()),
             store,
             bus,

@@ -42,6 +42,7 @@ contract!(
     inbox_counts_agree_with_pages_across_tags_and_states,
     snapshots_of_many_users_come_from_one_read,
     token_checks_of_many_tokens_come_from_one_read,
+    an_opening_reads_what_a_token_check_and_a_snapshot_read,
     stream_heads_are_the_newest_seqs,
 );
 
@@ -116,6 +117,72 @@ async fn token_checks_of_many_tokens_come_from_one_read(db: &TestStore) {
         assert_eq!(alone.get(key), found.get(key), "{key:?} alone");
     }
     assert!(db.token_accounts(&[]).await.unwrap().is_empty());
+}
+
+async fn an_opening_reads_what_a_token_check_and_a_snapshot_read(db: &TestStore) {
+    let alice = user(db, "alice").await;
+    let bob = user(db, "bob").await;
+    let carol = user(db, "carol").await;
+    let dave = user(db, "dave").await;
+    let news = db
+        .create_topic(&alice, &topic_name("news"), false)
+        .await
+        .unwrap();
+    db.direct_channel(alice.id, bob.id).await.unwrap();
+    db.direct_channel(alice.id, carol.id).await.unwrap();
+    let tag = db.create_tag(&alice, "deploys").await.unwrap();
+    db.subscribe(&alice, alice.id, tag.id).await.unwrap();
+    db.subscribe(&alice, bob.id, tag.id).await.unwrap();
+    db.publish(news.id, &alice, "one").await.unwrap();
+    let far = domain::time::now_millis() + 3_600_000;
+    db.revoke_session(None, alice.id, "alice-old", far)
+        .await
+        .unwrap();
+    db.update_account(&alice, bob.id, Some(false), None)
+        .await
+        .unwrap();
+    db.delete_account(&alice, carol.id).await.unwrap();
+    let asked = [
+        (alice.id, "alice-old".to_owned()),
+        (alice.id, "alice-new".to_owned()),
+        (alice.id, String::new()),
+        (bob.id, String::new()),
+        (carol.id, String::new()),
+        (dave.id, "dave".to_owned()),
+        (999_999, String::new()),
+    ];
+    let found = db.openings(&asked).await.unwrap();
+    let accounts = db.token_accounts(&asked).await.unwrap();
+    let users: Vec<i64> = asked.iter().map(|(user, _)| *user).collect();
+    let snapshots = db.session_snapshots(&users).await.unwrap();
+    for key in &asked {
+        let opening = found.get(key);
+        assert_eq!(
+            opening.map(|o| &o.account),
+            accounts.get(key),
+            "{key:?}: the token check"
+        );
+        if let Some(opening) = opening {
+            let snapshot = snapshots.get(&key.0).cloned().unwrap_or_default();
+            assert_eq!(opening.snapshot, snapshot, "{key:?}: the snapshot");
+        }
+        let alone = db.openings(std::slice::from_ref(key)).await.unwrap();
+        assert_eq!(alone.get(key), opening, "{key:?} alone");
+    }
+    let alices = &found[&asked[1]].snapshot;
+    assert_eq!(
+        (alices.memberships.len(), alices.subscriptions.len()),
+        (2, 1),
+        "news and the conversation with bob (carol's went with her), and the tag"
+    );
+    assert!(found[&asked[0]].account.session_revoked);
+    assert_eq!(
+        found[&asked[5]].snapshot,
+        Default::default(),
+        "dave has nothing to deliver"
+    );
+    assert!(!found.contains_key(&asked[4]), "carol is deleted");
+    assert!(db.openings(&[]).await.unwrap().is_empty());
 }
 
 /// A user's memberships, as a socket reads them.

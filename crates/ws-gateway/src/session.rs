@@ -29,6 +29,7 @@ use domain::events::Key;
 use domain::model::Actor;
 use domain::protocol::ServerFrame;
 use domain::service::{Authenticated, Credential};
+use domain::store::SessionSnapshot;
 use foldhash::HashMap;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
@@ -106,6 +107,53 @@ struct TrackedTag {
     dirty: bool,
 }
 
+/// A session's place in the hub, made before its socket is upgraded: the
+/// handshake watches a token's user before the store read that checks the
+/// token and reads the user's snapshot (see the domain's `openings.rs`).
+pub struct Registration {
+    id: SessionId,
+    handle: SessionHandle,
+    receiver: mpsc::UnboundedReceiver<Outbound>,
+    /// The user whose events are watched already.
+    watching: Option<i64>,
+}
+
+impl Registration {
+    pub fn new(state: &GatewayState) -> Self {
+        let limit = state.config.outbound_queue.max(1);
+        let (queue, receiver) = mpsc::unbounded_channel();
+        Self {
+            id: state.hub.next_session_id(),
+            handle: SessionHandle::new(queue, limit),
+            receiver,
+            watching: None,
+        }
+    }
+
+    /// Routes `user_id`'s events here from now on.
+    pub async fn watch_user(&mut self, state: &GatewayState, user_id: i64) {
+        state
+            .hub
+            .watch(Key::User(user_id), self.id, &self.handle)
+            .await;
+        self.watching = Some(user_id);
+    }
+
+    /// Undoes the watch of a handshake that did not become a session.
+    pub async fn abandon(self, state: &GatewayState) {
+        if let Some(user_id) = self.watching {
+            state.hub.unwatch(Key::User(user_id), self.id).await;
+        }
+    }
+}
+
+/// What the handshake found: who the socket is, and for a token, the
+/// user's snapshot, read after its events were watched.
+pub struct Admitted {
+    pub authenticated: Authenticated,
+    pub snapshot: Option<SessionSnapshot>,
+}
+
 pub struct Session {
     state: GatewayState,
     actor: Actor,
@@ -138,20 +186,27 @@ impl Session {
     /// before the credential was checked.
     pub async fn start(
         state: GatewayState,
-        authenticated: Authenticated,
+        registration: Registration,
+        admitted: Admitted,
         revocation_mark: u64,
         socket: connection::Socket,
     ) {
-        let Authenticated {
-            actor,
-            credential,
-            expires_at,
-        } = authenticated;
-        let limit = state.config.outbound_queue.max(1);
-        let (queue, mut receiver) = mpsc::unbounded_channel();
-        let handle = SessionHandle::new(queue, limit);
+        let Admitted {
+            authenticated:
+                Authenticated {
+                    actor,
+                    credential,
+                    expires_at,
+                },
+            snapshot,
+        } = admitted;
+        let Registration {
+            id,
+            handle,
+            mut receiver,
+            watching,
+        } = registration;
         let bucket = TokenBucket::new(state.config.publish_rate, state.config.publish_burst);
-        let id = state.hub.next_session_id();
         let name = state.hub.session_name(id);
         let metrics = state.hub.metrics().clone();
         let (idle_timeout, write_buffer) =
@@ -175,7 +230,9 @@ impl Session {
         };
         metrics.connections.increment(1.0);
         tracing::debug!(user = %session.actor.username, session = %session.name, "socket opened");
-        let end = session.run(&mut receiver, expires_at).await;
+        let end = session
+            .run(&mut receiver, watching.is_some(), snapshot, expires_at)
+            .await;
         let (code, reason) = match &end {
             End::Close(code, reason) => (*code, *reason),
             End::Gone => (0, "the peer went away"),
@@ -188,9 +245,11 @@ impl Session {
     async fn run(
         &mut self,
         receiver: &mut mpsc::UnboundedReceiver<Outbound>,
+        watching: bool,
+        snapshot: Option<SessionSnapshot>,
         expires_at: Option<i64>,
     ) -> End {
-        if let Err(end) = self.open().await {
+        if let Err(end) = self.open(watching, snapshot).await {
             return end;
         }
         let mut clock = Clock::new(&self.state.config, expires_at);
@@ -328,11 +387,14 @@ impl Session {
     /// replays the backlog: anything published meanwhile is queued by the
     /// hub and deduplicated by seq, so nothing falls between the two. A
     /// revocation that went by between the handshake's check and the
-    /// registration closes the socket here.
-    async fn open(&mut self) -> Result<(), End> {
-        self.watch(Key::User(self.actor.id)).await;
+    /// registration closes the socket here. A token's handshake watched
+    /// the user and read the `snapshot` already (`watching`).
+    async fn open(&mut self, watching: bool, snapshot: Option<SessionSnapshot>) -> Result<(), End> {
+        if !watching {
+            self.watch(Key::User(self.actor.id)).await;
+        }
         self.revoked_since_check().await?;
-        self.load().await?;
+        self.load(snapshot).await?;
         tracing::debug!(session = %self.name, positions = ?self.positions(), "delivering from");
         let welcome = ServerFrame::Welcome {
             user: self.actor.username.clone(),

@@ -12,14 +12,14 @@ use axum::body::Body;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header::AUTHORIZATION};
 use axum::response::Response;
-use domain::service::{AuthFailure, Authenticated};
+use domain::service::{AuthFailure, check_bearer};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::GatewayState;
-use crate::session::Session;
+use crate::session::{Admitted, Registration, Session};
 
 /// `GET /ws`, `GET /ws/notifications/`: token in `?token=` or the header.
 pub async fn by_query_or_header(
@@ -53,26 +53,19 @@ async fn accept(state: GatewayState, token: Option<&str>, request: Request) -> R
     // Before the check: a revocation from now on is either seen by the
     // check or recorded for the session (see `revocations.rs`).
     let mark = state.hub.revocations.mark();
-    let authenticated = match authenticate(&state, token).await {
+    let mut registration = Registration::new(&state);
+    let admitted = match authenticate(&state, token, &mut registration).await {
         Ok(found) => {
             metrics::counter!("ws_handshakes_total", "outcome" => "ok").increment(1);
             found
         }
-        Err(Refusal::Unauthorized(message)) => {
-            metrics::counter!("ws_handshakes_total", "outcome" => "unauthorized").increment(1);
-            return ops::error_response(StatusCode::UNAUTHORIZED, "unauthorized", message);
-        }
-        // Not the token's fault: a 401 would make clients throw it away.
-        Err(Refusal::Unavailable) => {
-            metrics::counter!("ws_handshakes_total", "outcome" => "unavailable").increment(1);
-            return ops::error_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "the store is unreachable; try again shortly",
-            );
+        Err(refusal) => {
+            registration.abandon(&state).await;
+            return refused(refusal);
         }
     };
     let Some((response, upgrade)) = switch(request) else {
+        registration.abandon(&state).await;
         return ops::error_response(
             StatusCode::UPGRADE_REQUIRED,
             "upgrade_required",
@@ -94,12 +87,13 @@ async fn accept(state: GatewayState, token: Option<&str>, request: Request) -> R
     tokio::spawn(async move {
         let Ok(upgraded) = upgrade.await else {
             tracing::debug!("the client went away during the upgrade");
+            registration.abandon(&state).await;
             return;
         };
         let socket =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await;
-        Session::start(state, authenticated, mark, socket).await;
+        Session::start(state, registration, admitted, mark, socket).await;
         drop(tracked);
     });
     response
@@ -115,6 +109,25 @@ fn switch(request: Request) -> Option<(Response, OnUpgrade)> {
     Some((response.map(|()| Body::empty()), upgrade))
 }
 
+/// The answer to a refused handshake.
+fn refused(refusal: Refusal) -> Response {
+    match refusal {
+        Refusal::Unauthorized(message) => {
+            metrics::counter!("ws_handshakes_total", "outcome" => "unauthorized").increment(1);
+            ops::error_response(StatusCode::UNAUTHORIZED, "unauthorized", message)
+        }
+        // Not the token's fault: a 401 would make clients throw it away.
+        Refusal::Unavailable => {
+            metrics::counter!("ws_handshakes_total", "outcome" => "unavailable").increment(1);
+            ops::error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the store is unreachable; try again shortly",
+            )
+        }
+    }
+}
+
 /// Why a handshake is refused.
 enum Refusal {
     /// The credential: 401.
@@ -123,9 +136,26 @@ enum Refusal {
     Unavailable,
 }
 
-async fn authenticate(state: &GatewayState, token: Option<&str>) -> Result<Authenticated, Refusal> {
-    match state.core.authenticate(&state.keys, token).await {
-        Ok(found) => Ok(found),
+/// Checks the credential. For a token, whose signature names its user,
+/// the user's events are watched first, so the store read that checks the
+/// token can bring the user's snapshot too.
+async fn authenticate(
+    state: &GatewayState,
+    token: Option<&str>,
+    registration: &mut Registration,
+) -> Result<Admitted, Refusal> {
+    let checked = async {
+        let bearer = check_bearer(&state.keys, token)?;
+        if let Some(user_id) = bearer.user_id() {
+            registration.watch_user(state, user_id).await;
+        }
+        state.core.open_socket(bearer).await
+    };
+    match checked.await {
+        Ok((authenticated, snapshot)) => Ok(Admitted {
+            authenticated,
+            snapshot,
+        }),
         Err(AuthFailure::Refused(domain::service::Refusal::WrongType)) => Err(
             Refusal::Unauthorized("only an access token or an API key opens a socket"),
         ),

@@ -16,6 +16,7 @@ use crate::auth::{AuthError, Claims, JwtKeys, TokenType, hash_password, verify_p
 use crate::events::{Event, Revocation};
 use crate::model::{Account, Actor, ApiKey, UserRecord};
 use crate::paging::{Page, PageRequest};
+use crate::store::TokenAccount;
 use crate::time::now_millis;
 
 /// What API keys start with; a bearer with it is looked up as a key.
@@ -141,6 +142,63 @@ fn claims(keys: &JwtKeys, token: &str, kind: TokenType) -> Result<Claims, AuthFa
     })
 }
 
+/// A bearer credential as far as it can be checked without the store.
+#[derive(Debug)]
+pub enum Bearer<'a> {
+    /// An access token with a good signature, not expired.
+    Token(Claims),
+    /// What looks like an API key.
+    Key(&'a str),
+}
+
+impl Bearer<'_> {
+    /// The user a token names (a key's user is known only to the store).
+    pub fn user_id(&self) -> Option<i64> {
+        match self {
+            Self::Token(claims) => Some(claims.uid),
+            Self::Key(_) => None,
+        }
+    }
+}
+
+/// Everything about a bearer that needs no store: present, and for a
+/// token, signed by us, unexpired and an access token.
+pub fn check_bearer<'a>(
+    keys: &JwtKeys,
+    bearer: Option<&'a str>,
+) -> Result<Bearer<'a>, AuthFailure> {
+    let Some(bearer) = bearer.filter(|b| !b.is_empty()) else {
+        return refuse(Refusal::Missing);
+    };
+    if bearer.starts_with(KEY_PREFIX) {
+        return Ok(Bearer::Key(bearer));
+    }
+    claims(keys, bearer, TokenType::Access).map(Bearer::Token)
+}
+
+/// Whether the store's `found` account still honours a token with these
+/// claims.
+pub(super) fn admit(
+    claims: Claims,
+    found: Option<TokenAccount>,
+) -> Result<Authenticated, AuthFailure> {
+    let Some(found) = found else {
+        return refuse(Refusal::UnknownUser);
+    };
+    let account = found.account;
+    if found.session_revoked || !account.is_active || claims.generation != account.generation {
+        return refuse(Refusal::Revoked);
+    }
+    Ok(Authenticated {
+        actor: account.user.into(),
+        credential: Credential::Token {
+            generation: claims.generation,
+            sid: claims.sid,
+        },
+        expires_at: Some(claims.exp),
+    })
+}
+
 impl Core {
     /// Checks a bearer credential (an access token or an API key) against
     /// the store as it is now.
@@ -149,31 +207,15 @@ impl Core {
         keys: &JwtKeys,
         bearer: Option<&str>,
     ) -> Result<Authenticated, AuthFailure> {
-        let Some(bearer) = bearer.filter(|b| !b.is_empty()) else {
-            return refuse(Refusal::Missing);
-        };
-        if bearer.starts_with(KEY_PREFIX) {
-            return self.authenticate_key(bearer).await;
+        match check_bearer(keys, bearer)? {
+            Bearer::Key(key) => self.authenticate_key(key).await,
+            Bearer::Token(claims) => {
+                let found = self
+                    .token_account(claims.uid, claims.sid.as_deref().unwrap_or(""))
+                    .await?;
+                admit(claims, found)
+            }
         }
-        let claims = claims(keys, bearer, TokenType::Access)?;
-        let found = self
-            .token_account(claims.uid, claims.sid.as_deref().unwrap_or(""))
-            .await?;
-        let Some(found) = found else {
-            return refuse(Refusal::UnknownUser);
-        };
-        let account = found.account;
-        if found.session_revoked || !account.is_active || claims.generation != account.generation {
-            return refuse(Refusal::Revoked);
-        }
-        Ok(Authenticated {
-            actor: account.user.into(),
-            credential: Credential::Token {
-                generation: claims.generation,
-                sid: claims.sid,
-            },
-            expires_at: Some(claims.exp),
-        })
     }
 
     /// Whether a credential a socket opened with still works, as the store
@@ -202,7 +244,7 @@ impl Core {
         })
     }
 
-    async fn authenticate_key(&self, key: &str) -> Result<Authenticated, AuthFailure> {
+    pub(super) async fn authenticate_key(&self, key: &str) -> Result<Authenticated, AuthFailure> {
         let Some(found) = self.store.key_account(&key_hash(key)).await? else {
             return refuse(Refusal::Revoked);
         };

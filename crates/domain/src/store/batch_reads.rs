@@ -1,5 +1,5 @@
 //! Connections of their own for the reads the service batches (a token's
-//! account, a socket's snapshot, stream heads: see the service's
+//! account, a socket's snapshot, both at once, stream heads: see the service's
 //! `batch.rs`).
 //!
 //! Each of those reads has one statement under way at a time, so a pooled
@@ -21,6 +21,7 @@ use super::{Backend, StoreError, connection_lost};
 pub(super) struct BatchReads {
     pub tokens: Held,
     pub snapshots: Held,
+    pub openings: Held,
     pub heads: Held,
 }
 
@@ -29,12 +30,13 @@ impl BatchReads {
         Self {
             tokens: Held::lazy(options.clone(), backend),
             snapshots: Held::lazy(options.clone(), backend),
+            openings: Held::lazy(options.clone(), backend),
             heads: Held::lazy(options.clone(), backend),
         }
     }
 
     pub async fn close(&self) {
-        for held in [&self.tokens, &self.snapshots, &self.heads] {
+        for held in [&self.tokens, &self.snapshots, &self.openings, &self.heads] {
             held.close().await;
         }
     }

@@ -14,13 +14,13 @@ use crate::paging::{Page, PageRequest};
 use crate::time::now_millis;
 
 #[derive(sqlx::FromRow)]
-struct AccountRow {
-    id: i64,
-    username: String,
-    is_admin: i64,
-    is_active: i64,
-    token_generation: i64,
-    created_at: i64,
+pub(super) struct AccountRow {
+    pub id: i64,
+    pub username: String,
+    pub is_admin: i64,
+    pub is_active: i64,
+    pub token_generation: i64,
+    pub created_at: i64,
 }
 
 impl From<AccountRow> for Account {

@@ -15,15 +15,60 @@ pub struct SessionSnapshot {
 
 /// One row of either kind: a membership (`kind` 0) or a subscription (1).
 #[derive(sqlx::FromRow)]
-struct SnapshotRow {
-    user_id: i64,
-    kind: i64,
+pub(super) struct SnapshotRow {
+    pub user_id: i64,
+    pub kind: i64,
     /// The channel (membership) or the subscription's id.
     id: i64,
     name: Option<String>,
     peer: Option<String>,
     delivered_seq: i64,
     tag_id: i64,
+}
+
+impl SnapshotRow {
+    /// Adds this row to its user's snapshot.
+    pub(super) fn add_to(self, snapshots: &mut HashMap<i64, SessionSnapshot>) {
+        let snapshot = snapshots.entry(self.user_id).or_default();
+        if self.kind == 0 {
+            let kind = match (self.name, self.peer) {
+                (Some(name), _) => ChannelKind::Topic { name },
+                (None, Some(peer)) => ChannelKind::Direct { peer },
+                // A conversation whose other side is gone.
+                (None, None) => return,
+            };
+            snapshot.memberships.push(Membership {
+                channel_id: self.id,
+                kind,
+                delivered_seq: self.delivered_seq,
+            });
+        } else {
+            snapshot.subscriptions.push(TagSubscription {
+                id: self.id,
+                tag_id: self.tag_id,
+                delivered_seq: self.delivered_seq,
+            });
+        }
+    }
+}
+
+/// The statement's two halves, the memberships of users matching
+/// `members` and the subscriptions of users matching `subscribers` (each
+/// the right-hand side of a condition on the user's id), every row ending
+/// with the columns `extra` (for a statement that reads more than
+/// snapshots).
+pub(super) fn snapshot_selects(members: &str, subscribers: &str, extra: &str) -> String {
+    format!(
+        "SELECT m.user_id, CAST(0 AS BIGINT) AS kind, m.channel_id AS id, c.name, \
+                peer.username AS peer, m.delivered_seq, CAST(0 AS BIGINT) AS tag_id{extra} \
+         FROM memberships m JOIN channels c ON c.id = m.channel_id \
+         LEFT JOIN memberships other ON c.kind = 'direct' AND other.channel_id = c.id AND other.user_id <> m.user_id \
+         LEFT JOIN users peer ON peer.id = other.user_id \
+         WHERE m.user_id {members} \
+         UNION ALL \
+         SELECT s.user_id, CAST(1 AS BIGINT), s.id, NULL, NULL, s.delivered_seq, s.tag_id{extra} \
+         FROM subscriptions s WHERE s.user_id {subscribers} AND s.end_seq IS NULL"
+    )
 }
 
 impl Store {
@@ -41,16 +86,12 @@ impl Store {
             in_list(self.backend, user_ids.len() + 1, user_ids.len()),
         );
         let sql = format!(
-            "SELECT m.user_id, CAST(0 AS BIGINT) AS kind, m.channel_id AS id, c.name, \
-                    peer.username AS peer, m.delivered_seq, CAST(0 AS BIGINT) AS tag_id \
-             FROM memberships m JOIN channels c ON c.id = m.channel_id \
-             LEFT JOIN memberships other ON c.kind = 'direct' AND other.channel_id = c.id AND other.user_id <> m.user_id \
-             LEFT JOIN users peer ON peer.id = other.user_id \
-             WHERE m.user_id IN ({members}) \
-             UNION ALL \
-             SELECT s.user_id, CAST(1 AS BIGINT), s.id, NULL, NULL, s.delivered_seq, s.tag_id \
-             FROM subscriptions s WHERE s.user_id IN ({subscribers}) AND s.end_seq IS NULL \
-             ORDER BY 1, 2, 3"
+            "{} ORDER BY 1, 2, 3",
+            snapshot_selects(
+                &format!("IN ({members})"),
+                &format!("IN ({subscribers})"),
+                ""
+            )
         );
         let mut query = sqlx::query_as::<_, SnapshotRow>(&sql);
         for id in user_ids.iter().chain(user_ids) {
@@ -59,26 +100,7 @@ impl Store {
         let rows = batch_reads::fetch_all(&self.batch_reads.snapshots, query).await?;
         let mut snapshots: HashMap<i64, SessionSnapshot> = HashMap::new();
         for row in rows {
-            let snapshot = snapshots.entry(row.user_id).or_default();
-            if row.kind == 0 {
-                let kind = match (row.name, row.peer) {
-                    (Some(name), _) => ChannelKind::Topic { name },
-                    (None, Some(peer)) => ChannelKind::Direct { peer },
-                    // A conversation whose other side is gone.
-                    (None, None) => continue,
-                };
-                snapshot.memberships.push(Membership {
-                    channel_id: row.id,
-                    kind,
-                    delivered_seq: row.delivered_seq,
-                });
-            } else {
-                snapshot.subscriptions.push(TagSubscription {
-                    id: row.id,
-                    tag_id: row.tag_id,
-                    delivered_seq: row.delivered_seq,
-                });
-            }
+            row.add_to(&mut snapshots);
         }
         Ok(snapshots)
     }

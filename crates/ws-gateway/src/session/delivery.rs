@@ -6,7 +6,7 @@
 use domain::events::{Event, Key};
 use domain::model::{Pruned, StoredMessage};
 use domain::protocol::ServerFrame;
-use domain::store::{Backlog, ChannelKind, Cursor};
+use domain::store::{Backlog, ChannelKind, Cursor, SessionSnapshot};
 
 use bytes::Bytes;
 use tokio::time::Instant;
@@ -26,14 +26,18 @@ fn internal<E: std::fmt::Display>(err: E) -> End {
 }
 
 impl Session {
-    /// Reads the user's memberships and subscriptions and starts tracking them.
-    pub(super) async fn load(&mut self) -> Result<(), End> {
-        let snapshot = self
-            .state
-            .core
-            .session_snapshot(self.actor.id)
-            .await
-            .map_err(internal)?;
+    /// Starts tracking the user's memberships and subscriptions, as `read`
+    /// (by the handshake) or as read now.
+    pub(super) async fn load(&mut self, read: Option<SessionSnapshot>) -> Result<(), End> {
+        let snapshot = match read {
+            Some(snapshot) => snapshot,
+            None => self
+                .state
+                .core
+                .session_snapshot(self.actor.id)
+                .await
+                .map_err(internal)?,
+        };
         let (memberships, subscriptions) = (snapshot.memberships, snapshot.subscriptions);
         let live_channels: Vec<i64> = memberships.iter().map(|m| m.channel_id).collect();
         let live_tags: Vec<i64> = subscriptions.iter().map(|s| s.tag_id).collect();
@@ -251,7 +255,7 @@ impl Session {
                 self.handle.resync_started();
                 // A revocation may have been lost with the other events.
                 self.recheck_credential().await?;
-                self.load().await?;
+                self.load(None).await?;
                 self.catch_up_all().await
             }
             Outbound::Events(run) => {

@@ -9,6 +9,7 @@ use crate::helpers::{Client, SECRET, TestGateway, on_both_stores};
 on_both_stores!(
     each_token_form_opens_a_socket,
     bad_tokens_get_401_and_no_upgrade,
+    refused_handshakes_leave_nothing_watched,
     disconnect_closes_normally
 );
 
@@ -108,4 +109,37 @@ async fn disconnect_closes_normally(app: &TestGateway) {
     let mut client = app.connect(&token).await;
     client.send(json!({"action":"disconnect"})).await;
     assert_eq!(client.closed().await.0, 1000);
+}
+
+/// A signed token names its user before the store is asked, and the
+/// handshake watches that user's events first: every way the handshake
+/// can still fail must let go of them.
+async fn refused_handshakes_leave_nothing_watched(app: &TestGateway) {
+    let (admin, _) = app.user_with("root", true).await;
+    let (bob, bob_token) = app.user("bob").await;
+    let (carol, carol_token) = app.user("carol").await;
+    let (_, alice_token) = app.user("alice").await;
+    app.db
+        .update_account(&admin, bob.id, Some(false), None)
+        .await
+        .unwrap();
+    app.db.delete_account(&admin, carol.id).await.unwrap();
+    for (what, token) in [("disabled", &bob_token), ("deleted", &carol_token)] {
+        let (status, body) = refused(format!("{}/ws?token={token}", app.ws)).await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(app.hub.watched_keys(), 0, "{what}");
+    }
+    // A good token on a request that is not a WebSocket upgrade.
+    let plain = reqwest::get(format!(
+        "{}/ws?token={alice_token}",
+        app.ws.replacen("ws://", "http://", 1)
+    ))
+    .await
+    .unwrap();
+    assert_eq!(plain.status().as_u16(), 426);
+    assert_eq!(app.hub.watched_keys(), 0, "not an upgrade");
+    // And the same user's socket still opens and is watched while open.
+    let client = app.connect(&alice_token).await;
+    assert_eq!(app.hub.watched_keys(), 1);
+    drop(client);
 }
