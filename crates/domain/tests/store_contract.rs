@@ -80,26 +80,39 @@ async fn stream_heads_are_the_newest_seqs(db: &TestStore) {
     assert!(db.stream_heads(&[]).await.unwrap().is_empty());
 }
 
-async fn token_checks_of_many_tokens_come_from_one_read(db: &TestStore) {
-    let alice = user(db, "alice").await;
-    let bob = user(db, "bob").await;
-    let carol = user(db, "carol").await;
+/// Alice logs out of her session "alice-old", `bob` is disabled and
+/// `carol` deleted; tokens in each state a check tells apart, in this
+/// order: alice's logged-out session, another of hers, hers with no
+/// session, bob's, carol's, and one of a user who never was.
+async fn tokens_in_every_state(
+    db: &Store,
+    alice: &Actor,
+    bob: &Actor,
+    carol: &Actor,
+) -> Vec<(i64, String)> {
     let far = domain::time::now_millis() + 3_600_000;
     db.revoke_session(None, alice.id, "alice-old", far)
         .await
         .unwrap();
-    db.update_account(&alice, bob.id, Some(false), None)
+    db.update_account(alice, bob.id, Some(false), None)
         .await
         .unwrap();
-    db.delete_account(&alice, carol.id).await.unwrap();
-    let asked = [
+    db.delete_account(alice, carol.id).await.unwrap();
+    vec![
         (alice.id, "alice-old".to_owned()),
         (alice.id, "alice-new".to_owned()),
         (alice.id, String::new()),
         (bob.id, String::new()),
         (carol.id, String::new()),
         (999_999, String::new()),
-    ];
+    ]
+}
+
+async fn token_checks_of_many_tokens_come_from_one_read(db: &TestStore) {
+    let alice = user(db, "alice").await;
+    let bob = user(db, "bob").await;
+    let carol = user(db, "carol").await;
+    let asked = tokens_in_every_state(db, &alice, &bob, &carol).await;
     let found = db.token_accounts(&asked).await.unwrap();
     let revoked = |key: &(i64, String)| found.get(key).map(|f| f.session_revoked);
     assert_eq!(revoked(&asked[0]), Some(true), "a logged-out session");
@@ -134,23 +147,9 @@ async fn an_opening_reads_what_a_token_check_and_a_snapshot_read(db: &TestStore)
     db.subscribe(&alice, alice.id, tag.id).await.unwrap();
     db.subscribe(&alice, bob.id, tag.id).await.unwrap();
     db.publish(news.id, &alice, "one").await.unwrap();
-    let far = domain::time::now_millis() + 3_600_000;
-    db.revoke_session(None, alice.id, "alice-old", far)
-        .await
-        .unwrap();
-    db.update_account(&alice, bob.id, Some(false), None)
-        .await
-        .unwrap();
-    db.delete_account(&alice, carol.id).await.unwrap();
-    let asked = [
-        (alice.id, "alice-old".to_owned()),
-        (alice.id, "alice-new".to_owned()),
-        (alice.id, String::new()),
-        (bob.id, String::new()),
-        (carol.id, String::new()),
-        (dave.id, "dave".to_owned()),
-        (999_999, String::new()),
-    ];
+    let mut asked = tokens_in_every_state(db, &alice, &bob, &carol).await;
+    let daves = (dave.id, "dave".to_owned());
+    asked.push(daves.clone());
     let found = db.openings(&asked).await.unwrap();
     let accounts = db.token_accounts(&asked).await.unwrap();
     let users: Vec<i64> = asked.iter().map(|(user, _)| *user).collect();
@@ -177,7 +176,7 @@ async fn an_opening_reads_what_a_token_check_and_a_snapshot_read(db: &TestStore)
     );
     assert!(found[&asked[0]].account.session_revoked);
     assert_eq!(
-        found[&asked[5]].snapshot,
+        found[&daves].snapshot,
         Default::default(),
         "dave has nothing to deliver"
     );
