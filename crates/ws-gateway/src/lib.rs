@@ -2,6 +2,7 @@
 //! actions, and pushes messages and notifications live and after an
 //! absence, in order and without loss.
 //!
+//! - [`http1`]: the HTTP/1.1 server the handshakes arrive on.
 //! - [`upgrade`]: the handshake (token in path, query or header).
 //! - [`session`]: one connection's life.
 //! - [`hub`]: local fan-out from the bus to sessions.
@@ -11,6 +12,7 @@
 pub mod config;
 pub mod cursors;
 pub mod error;
+pub mod http1;
 pub mod hub;
 pub mod key_gates;
 pub mod metrics;
@@ -19,7 +21,6 @@ pub mod revocations;
 pub mod session;
 pub mod upgrade;
 
-use axum::serve::ListenerExt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +32,8 @@ use domain::service::Core;
 use ops::shutdown::Shutdown;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
+
+pub use http1::serve_router;
 
 pub use config::{GatewayArgs, GatewayConfig};
 
@@ -100,26 +103,6 @@ pub async fn serve(listener: TcpListener, state: GatewayState) -> std::io::Resul
     let result = serve_router(listener, router(state.clone()), state.shutdown.clone()).await;
     finish(&state).await;
     result
-}
-
-/// Serves `app` on `listener` until `shutdown`, with `TCP_NODELAY` on every
-/// socket. Upgraded sockets outlive this: see [`finish`].
-pub async fn serve_router(
-    listener: TcpListener,
-    app: Router,
-    shutdown: Shutdown,
-) -> std::io::Result<()> {
-    // Frames are written in bursts and flushed on purpose; Nagle's
-    // algorithm would hold a lone frame back until the previous one is
-    // acknowledged (up to a delayed-ACK timeout).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(%err, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
 }
 
 /// Waits for every session to finish: each acknowledges the publishes it

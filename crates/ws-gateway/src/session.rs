@@ -40,6 +40,8 @@ use crate::GatewayState;
 use crate::hub::{Outbound, SessionHandle, SessionId};
 use crate::rate::TokenBucket;
 
+pub use connection::Socket;
+
 /// How many queued events one wake-up handles (at least) before flushing.
 const BATCH: usize = 256;
 /// Publishes one socket may have waiting for their commit; beyond that the
@@ -189,7 +191,7 @@ impl Session {
         registration: Registration,
         admitted: Admitted,
         revocation_mark: u64,
-        socket: connection::Socket,
+        socket: Socket,
     ) {
         let Admitted {
             authenticated:

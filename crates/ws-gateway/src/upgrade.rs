@@ -4,7 +4,9 @@
 //! The upgrade is answered here (tungstenite checks the request and
 //! derives the accept key) rather than by axum's extractor, because the
 //! session writes its frames to the socket itself (see
-//! `session/connection.rs`) and axum's socket does not lend out its stream.
+//! `session/connection.rs`) and axum's socket does not lend out its stream;
+//! the upgraded connection is taken back as the `TcpStream` it was
+//! accepted as, so the session's reads and writes go straight to it.
 
 use std::collections::HashMap;
 
@@ -13,13 +15,14 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{StatusCode, header::AUTHORIZATION};
 use axum::response::Response;
 use domain::service::{AuthFailure, check_bearer};
-use hyper::upgrade::OnUpgrade;
+use hyper::upgrade::{OnUpgrade, Parts};
 use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::GatewayState;
-use crate::session::{Admitted, Registration, Session};
+use crate::session::{Admitted, Registration, Session, Socket};
 
 /// `GET /ws`, `GET /ws/notifications/`: token in `?token=` or the header.
 pub async fn by_query_or_header(
@@ -85,18 +88,37 @@ async fn accept(state: GatewayState, token: Option<&str>, request: Request) -> R
     // session that is just starting.
     let tracked = state.sessions.token();
     tokio::spawn(async move {
-        let Ok(upgraded) = upgrade.await else {
-            tracing::debug!("the client went away during the upgrade");
+        let Some(socket) = socket(upgrade, config).await else {
             registration.abandon(&state).await;
             return;
         };
-        let socket =
-            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
-                .await;
         Session::start(state, registration, admitted, mark, socket).await;
         drop(tracked);
     });
     response
+}
+
+/// The upgraded connection as the plain `TcpStream` it was accepted as
+/// (see `http1.rs`), with any bytes the client sent right behind its
+/// request; `None` if the client went away during the upgrade.
+async fn socket(upgrade: OnUpgrade, config: WebSocketConfig) -> Option<Socket> {
+    let Ok(upgraded) = upgrade.await else {
+        tracing::debug!("the client went away during the upgrade");
+        return None;
+    };
+    let Parts { io, read_buf, .. } = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => parts,
+        Err(_) => {
+            tracing::error!("upgraded a connection not served by `serve_router`");
+            return None;
+        }
+    };
+    let (stream, config) = (io.into_inner(), Some(config));
+    Some(if read_buf.is_empty() {
+        WebSocketStream::from_raw_socket(stream, Role::Server, config).await
+    } else {
+        WebSocketStream::from_partially_read(stream, read_buf.to_vec(), Role::Server, config).await
+    })
 }
 
 /// The 101 answer to a valid WebSocket request, and the connection it

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use domain::protocol::ServerFrame;
 use futures_util::{SinkExt, StreamExt};
-use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWrite;
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::protocol::CloseFrame;
@@ -22,8 +21,8 @@ use tungstenite::{Message, Utf8Bytes};
 use super::End;
 use crate::metrics::GatewayMetrics;
 
-/// The socket as the upgrade hands it over.
-pub type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+/// The socket as the upgrade hands it over (see `upgrade.rs`).
+pub type Socket = WebSocketStream<tokio::net::TcpStream>;
 
 /// One flush in this many records the delivery latency (a sample keeps the
 /// histogram cheap at millions of deliveries per second).

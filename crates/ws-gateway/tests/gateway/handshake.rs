@@ -1,8 +1,14 @@
 //! Every way to present a token, and every refusal.
 
+use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 use crate::helpers::{Client, SECRET, TestGateway, on_both_stores};
 
@@ -10,7 +16,8 @@ on_both_stores!(
     each_token_form_opens_a_socket,
     bad_tokens_get_401_and_no_upgrade,
     refused_handshakes_leave_nothing_watched,
-    disconnect_closes_normally
+    disconnect_closes_normally,
+    a_frame_sent_with_the_request_is_read
 );
 
 async fn each_token_form_opens_a_socket(app: &TestGateway) {
@@ -142,4 +149,66 @@ async fn refused_handshakes_leave_nothing_watched(app: &TestGateway) {
     let client = app.connect(&alice_token).await;
     assert_eq!(app.hub.watched_keys(), 1);
     drop(client);
+}
+
+/// An upgrade request for `/ws?token=…`, as a client writes it.
+fn upgrade_request(token: &str) -> String {
+    format!(
+        "GET /ws?token={token} HTTP/1.1\r\nHost: gateway\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// A masked client text frame (payload under 126 bytes).
+fn client_text_frame(text: &str) -> Vec<u8> {
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    let mut frame = vec![0x81, 0x80 | text.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// A client may send its first frame right behind the upgrade request,
+/// in the same packet: the server reads it with the request and must hand
+/// it to the session, not drop it.
+async fn a_frame_sent_with_the_request_is_read(app: &TestGateway) {
+    let (_, token) = app.user("alice").await;
+    let address = app.ws.trim_start_matches("ws://").to_owned();
+    let mut tcp = TcpStream::connect(&address).await.unwrap();
+    let mut bytes = upgrade_request(&token).into_bytes();
+    bytes.extend(client_text_frame(r#"{"action":"dance","ref":"first"}"#));
+    tcp.write_all(&bytes).await.unwrap();
+    // The response head, byte by byte, so no frame is read with it.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(tcp.read_u8().await.unwrap());
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    let mut socket = WebSocketStream::from_raw_socket(tcp, Role::Client, None).await;
+    let mut texts = Vec::new();
+    let read = async {
+        while texts.len() < 2 {
+            match socket.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    texts.push(serde_json::from_str::<serde_json::Value>(&text).unwrap())
+                }
+                Some(Ok(_)) => continue,
+                other => panic!("expected two frames, got {other:?}"),
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read)
+        .await
+        .expect("no answer to the frame sent with the request");
+    assert_eq!(texts[0]["type"], "welcome");
+    assert_eq!(
+        (&texts[1]["type"], &texts[1]["code"], &texts[1]["ref"]),
+        (&json!("error"), &json!("unknown_action"), &json!("first"))
+    );
+    socket.send(Message::Ping(Bytes::new())).await.unwrap();
 }

@@ -1,0 +1,82 @@
+//! The gateway's HTTP server: HTTP/1.1 only, one task per connection.
+//!
+//! `axum::serve` speaks HTTP/1.1 and HTTP/2 on one port, so it reads the
+//! first 24 bytes of every connection on their own to look for HTTP/2's
+//! preface (a second `recv` for each handshake), and an upgraded socket
+//! comes back wrapped in that look-ahead buffer behind a trait object,
+//! which every later read and write of the session goes through. A
+//! WebSocket handshake is HTTP/1.1, so the gateway serves HTTP/1.1 alone,
+//! with hyper's own connection type: the request head is read in one
+//! `recv`, and the upgrade hands back the plain `TcpStream` (see
+//! `upgrade.rs`). Health and metrics are HTTP/1.1 as well.
+
+use std::convert::Infallible;
+
+use axum::Router;
+use axum::serve::{Listener, ListenerExt};
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use ops::shutdown::Shutdown;
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+
+/// Serves `app` on `listener` until `shutdown`, with `TCP_NODELAY` on every
+/// socket, then waits for requests under way (an idle keep-alive
+/// connection is closed at once). Upgraded sockets outlive this: see
+/// [`finish`](crate::finish).
+pub async fn serve_router(
+    listener: TcpListener,
+    app: Router,
+    shutdown: Shutdown,
+) -> std::io::Result<()> {
+    // Frames are written in bursts and flushed on purpose; Nagle's
+    // algorithm would hold a lone frame back until the previous one is
+    // acknowledged (up to a delayed-ACK timeout).
+    let mut listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(%err, "could not set TCP_NODELAY");
+        }
+    });
+    let connections = TaskTracker::new();
+    loop {
+        // axum's listener waits out errors such as running out of file
+        // descriptors rather than failing the server.
+        let (tcp, _peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = shutdown.wait() => break,
+        };
+        let service = TowerToHyperService::new(app.clone());
+        connections.spawn(connection(TokioIo::new(tcp), service, shutdown.clone()));
+    }
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+/// Serves one connection's requests until it closes, is upgraded, or
+/// shutdown asks it to finish the request under way and close.
+async fn connection<S>(io: TokioIo<tokio::net::TcpStream>, service: S, shutdown: Shutdown)
+where
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = Infallible,
+        > + Send,
+    S::Future: Send + 'static,
+{
+    let served = http1::Builder::new()
+        .serve_connection(io, service)
+        .with_upgrades();
+    tokio::pin!(served);
+    let result = tokio::select! {
+        result = served.as_mut() => result,
+        () = shutdown.wait() => {
+            served.as_mut().graceful_shutdown();
+            served.await
+        }
+    };
+    if let Err(err) = result {
+        tracing::trace!(%err, "connection ended with an error");
+    }
+}
