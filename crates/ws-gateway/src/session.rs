@@ -7,7 +7,8 @@
 //! - [`proof`]: what the client provably received, without I/O;
 //! - [`delivery`]: tracking channels and tags, catch-up from the store;
 //! - [`credential`]: whether the credential it opened with still works;
-//! - [`actions`]: client frames.
+//! - [`actions`]: client frames;
+//! - [`registration`]: its place in the hub, from the handshake on.
 //!
 //! Received positions are saved in batches through the
 //! [`CursorBook`](crate::cursors).
@@ -17,6 +18,7 @@ mod connection;
 mod credential;
 mod delivery;
 mod proof;
+mod registration;
 mod sequencer;
 
 use std::sync::Arc;
@@ -41,6 +43,7 @@ use crate::hub::{Outbound, SessionHandle, SessionId};
 use crate::rate::TokenBucket;
 
 pub use connection::Socket;
+pub use registration::Registration;
 
 /// How many queued events one wake-up handles (at least) before flushing.
 const BATCH: usize = 256;
@@ -109,46 +112,6 @@ struct TrackedTag {
     dirty: bool,
 }
 
-/// A session's place in the hub, made before its socket is upgraded: the
-/// handshake watches a token's user before the store read that checks the
-/// token and reads the user's snapshot (see the domain's `openings.rs`).
-pub struct Registration {
-    id: SessionId,
-    handle: SessionHandle,
-    receiver: mpsc::UnboundedReceiver<Outbound>,
-    /// The user whose events are watched already.
-    watching: Option<i64>,
-}
-
-impl Registration {
-    pub fn new(state: &GatewayState) -> Self {
-        let limit = state.config.outbound_queue.max(1);
-        let (queue, receiver) = mpsc::unbounded_channel();
-        Self {
-            id: state.hub.next_session_id(),
-            handle: SessionHandle::new(queue, limit),
-            receiver,
-            watching: None,
-        }
-    }
-
-    /// Routes `user_id`'s events here from now on.
-    pub async fn watch_user(&mut self, state: &GatewayState, user_id: i64) {
-        state
-            .hub
-            .watch(Key::User(user_id), self.id, &self.handle)
-            .await;
-        self.watching = Some(user_id);
-    }
-
-    /// Undoes the watch of a handshake that did not become a session.
-    pub async fn abandon(self, state: &GatewayState) {
-        if let Some(user_id) = self.watching {
-            state.hub.unwatch(Key::User(user_id), self.id).await;
-        }
-    }
-}
-
 /// What the handshake found: who the socket is, and for a token, the
 /// user's snapshot, read after its events were watched.
 pub struct Admitted {
@@ -188,7 +151,7 @@ impl Session {
     /// before the credential was checked.
     pub async fn start(
         state: GatewayState,
-        registration: Registration,
+        mut registration: Registration,
         admitted: Admitted,
         revocation_mark: u64,
         socket: Socket,
@@ -202,11 +165,12 @@ impl Session {
                 },
             snapshot,
         } = admitted;
+        let watching = registration.take_over();
         let Registration {
             id,
             handle,
             mut receiver,
-            watching,
+            ..
         } = registration;
         let bucket = TokenBucket::new(state.config.publish_rate, state.config.publish_burst);
         let name = state.hub.session_name(id);
@@ -233,7 +197,7 @@ impl Session {
         metrics.connections.increment(1.0);
         tracing::debug!(user = %session.actor.username, session = %session.name, "socket opened");
         let end = session
-            .run(&mut receiver, watching.is_some(), snapshot, expires_at)
+            .run(&mut receiver, watching, snapshot, expires_at)
             .await;
         let (code, reason) = match &end {
             End::Close(code, reason) => (*code, *reason),

@@ -1,5 +1,7 @@
 //! Every way to present a token, and every refusal.
 
+use std::time::Duration;
+
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,7 +19,8 @@ on_both_stores!(
     bad_tokens_get_401_and_no_upgrade,
     refused_handshakes_leave_nothing_watched,
     disconnect_closes_normally,
-    a_frame_sent_with_the_request_is_read
+    a_frame_sent_with_the_request_is_read,
+    clients_gone_before_the_upgrade_leave_nothing_watched
 );
 
 async fn each_token_form_opens_a_socket(app: &TestGateway) {
@@ -211,4 +214,31 @@ async fn a_frame_sent_with_the_request_is_read(app: &TestGateway) {
         (&json!("error"), &json!("unknown_action"), &json!("first"))
     );
     socket.send(Message::Ping(Bytes::new())).await.unwrap();
+}
+
+/// Clients that send an upgrade request and reset the connection at once:
+/// the server may find out while writing its 101, during the upgrade, or
+/// from the session's first read. Whichever it is, the user's events are
+/// let go of.
+async fn clients_gone_before_the_upgrade_leave_nothing_watched(app: &TestGateway) {
+    let (_, token) = app.user("alice").await;
+    let address = app.ws.trim_start_matches("ws://").to_owned();
+    for _ in 0..20 {
+        let mut tcp = TcpStream::connect(&address).await.unwrap();
+        tcp.write_all(upgrade_request(&token).as_bytes())
+            .await
+            .unwrap();
+        // Closing with a zero linger sends a reset instead of a FIN.
+        tcp.set_zero_linger().unwrap();
+        drop(tcp);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while app.hub.watched_keys() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.hub.watched_keys(), 0);
+    // The server is still fine.
+    let mut client = app.connect(&token).await;
+    client.send(json!({"action":"disconnect"})).await;
+    assert_eq!(client.closed().await.0, 1000);
 }
