@@ -8,18 +8,24 @@
 //! WebSocket handshake is HTTP/1.1, so the gateway serves HTTP/1.1 alone,
 //! with hyper's own connection type: the request head is read in one
 //! `recv`, and the upgrade hands back the plain `TcpStream` (see
-//! `upgrade.rs`). Health and metrics are HTTP/1.1 as well.
+//! `upgrade.rs`, and `hold.rs` for how its 101 leaves with the welcome).
+//! Health and metrics are HTTP/1.1 as well.
 
 use std::convert::Infallible;
 
 use axum::Router;
 use axum::serve::{Listener, ListenerExt};
+use hyper::Request;
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use ops::shutdown::Shutdown;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+use crate::hold::{Hold, HoldingStream};
 
 /// Serves `app` on `listener` until `shutdown`, with `TCP_NODELAY` on every
 /// socket, then waits for requests under way (an idle keep-alive
@@ -46,8 +52,17 @@ pub async fn serve_router(
             accepted = listener.accept() => accepted,
             () = shutdown.wait() => break,
         };
-        let service = TowerToHyperService::new(app.clone());
-        connections.spawn(connection(TokioIo::new(tcp), service, shutdown.clone()));
+        // Every request of the connection can reach its stream's hold.
+        let hold = Hold::default();
+        let io = TokioIo::new(HoldingStream::new(tcp, hold.clone()));
+        let service = app
+            .clone()
+            .map_request(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(hold.clone());
+                request
+            });
+        let service = TowerToHyperService::new(service);
+        connections.spawn(connection(io, service, shutdown.clone()));
     }
     connections.close();
     connections.wait().await;
@@ -56,10 +71,10 @@ pub async fn serve_router(
 
 /// Serves one connection's requests until it closes, is upgraded, or
 /// shutdown asks it to finish the request under way and close.
-async fn connection<S>(io: TokioIo<tokio::net::TcpStream>, service: S, shutdown: Shutdown)
+async fn connection<S>(io: TokioIo<HoldingStream>, service: S, shutdown: Shutdown)
 where
     S: hyper::service::Service<
-            hyper::Request<hyper::body::Incoming>,
+            Request<Incoming>,
             Response = axum::response::Response,
             Error = Infallible,
         > + Send,

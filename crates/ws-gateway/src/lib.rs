@@ -12,6 +12,7 @@
 pub mod config;
 pub mod cursors;
 pub mod error;
+pub mod hold;
 pub mod http1;
 pub mod hub;
 pub mod key_gates;

@@ -155,6 +155,7 @@ impl Session {
         admitted: Admitted,
         revocation_mark: u64,
         socket: Socket,
+        unsent: Vec<u8>,
     ) {
         let Admitted {
             authenticated:
@@ -183,7 +184,12 @@ impl Session {
             id,
             name,
             handle,
-            conn: connection::Connection::new(socket, metrics.clone(), idle_timeout, write_buffer),
+            conn: connection::Connection::new(
+                (socket, unsent),
+                metrics.clone(),
+                idle_timeout,
+                write_buffer,
+            ),
             channels: HashMap::default(),
             tags: HashMap::default(),
             bucket,

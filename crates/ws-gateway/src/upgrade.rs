@@ -17,11 +17,11 @@ use axum::response::Response;
 use domain::service::{AuthFailure, check_bearer};
 use hyper::upgrade::{OnUpgrade, Parts};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::GatewayState;
+use crate::hold::{Hold, HoldingStream};
 use crate::session::{Admitted, Registration, Session, Socket};
 
 /// `GET /ws`, `GET /ws/notifications/`: token in `?token=` or the header.
@@ -88,11 +88,11 @@ async fn accept(state: GatewayState, token: Option<&str>, request: Request) -> R
     // session that is just starting.
     let tracked = state.sessions.token();
     tokio::spawn(async move {
-        let Some(socket) = socket(upgrade, config).await else {
+        let Some((socket, unsent)) = socket(upgrade, config).await else {
             registration.abandon(&state).await;
             return;
         };
-        Session::start(state, registration, admitted, mark, socket).await;
+        Session::start(state, registration, admitted, mark, socket, unsent).await;
         drop(tracked);
     });
     response
@@ -100,34 +100,41 @@ async fn accept(state: GatewayState, token: Option<&str>, request: Request) -> R
 
 /// The upgraded connection as the plain `TcpStream` it was accepted as
 /// (see `http1.rs`), with any bytes the client sent right behind its
-/// request; `None` if the client went away during the upgrade.
-async fn socket(upgrade: OnUpgrade, config: WebSocketConfig) -> Option<Socket> {
+/// request, and the 101 not sent yet; `None` if the client went away
+/// during the upgrade.
+async fn socket(upgrade: OnUpgrade, config: WebSocketConfig) -> Option<(Socket, Vec<u8>)> {
     let Ok(upgraded) = upgrade.await else {
         tracing::debug!("the client went away during the upgrade");
         return None;
     };
-    let Parts { io, read_buf, .. } = match upgraded.downcast::<TokioIo<TcpStream>>() {
+    let Parts { io, read_buf, .. } = match upgraded.downcast::<TokioIo<HoldingStream>>() {
         Ok(parts) => parts,
         Err(_) => {
             tracing::error!("upgraded a connection not served by `serve_router`");
             return None;
         }
     };
-    let (stream, config) = (io.into_inner(), Some(config));
-    Some(if read_buf.is_empty() {
+    let ((stream, unsent), config) = (io.into_inner().into_parts(), Some(config));
+    let socket = if read_buf.is_empty() {
         WebSocketStream::from_raw_socket(stream, Role::Server, config).await
     } else {
         WebSocketStream::from_partially_read(stream, read_buf.to_vec(), Role::Server, config).await
-    })
+    };
+    Some((socket, unsent))
 }
 
 /// The 101 answer to a valid WebSocket request, and the connection it
-/// hands over; `None` for anything else.
+/// hands over; `None` for anything else. The 101 is held for the welcome
+/// (see `hold.rs`).
 fn switch(request: Request) -> Option<(Response, OnUpgrade)> {
     let (mut parts, _body) = request.into_parts();
     let upgrade = parts.extensions.remove::<OnUpgrade>()?;
+    let hold = parts.extensions.remove::<Hold>();
     let head = axum::http::Request::from_parts(parts, ());
     let response = tungstenite::handshake::server::create_response(&head).ok()?;
+    if let Some(hold) = hold {
+        hold.hold_the_answer();
+    }
     Some((response.map(|()| Body::empty()), upgrade))
 }
 

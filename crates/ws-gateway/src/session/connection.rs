@@ -69,15 +69,18 @@ pub(super) struct Connection {
 }
 
 impl Connection {
+    /// `unsent` is what the handshake wrote and the socket has not sent
+    /// (its 101, see `hold.rs`): it goes out in front of the first frames.
     pub fn new(
-        socket: Socket,
+        (socket, unsent): (Socket, Vec<u8>),
         metrics: GatewayMetrics,
         write_timeout: Duration,
         write_buffer: usize,
     ) -> Self {
         Self {
+            needs_flush: !unsent.is_empty(),
             socket,
-            out: Vec::new(),
+            out: unsent,
             write_buffer: write_buffer.max(1),
             metrics,
             write_timeout,
@@ -85,7 +88,6 @@ impl Connection {
             oldest_unflushed: None,
             delivering_flushes: 0,
             tally: [0; 3],
-            needs_flush: false,
         }
     }
 

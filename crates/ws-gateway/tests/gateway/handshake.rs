@@ -20,6 +20,7 @@ on_both_stores!(
     refused_handshakes_leave_nothing_watched,
     disconnect_closes_normally,
     a_frame_sent_with_the_request_is_read,
+    the_101_leaves_with_the_welcome,
     clients_gone_before_the_upgrade_leave_nothing_watched
 );
 
@@ -241,4 +242,25 @@ async fn clients_gone_before_the_upgrade_leave_nothing_watched(app: &TestGateway
     let mut client = app.connect(&token).await;
     client.send(json!({"action":"disconnect"})).await;
     assert_eq!(client.closed().await.0, 1000);
+}
+
+/// The 101 is held until the welcome is written, and both leave in one
+/// send: a client's first read after its request finds both (one segment
+/// arrives whole), instead of a 101 alone and a second wake-up later.
+async fn the_101_leaves_with_the_welcome(app: &TestGateway) {
+    let (_, token) = app.user("alice").await;
+    let address = app.ws.trim_start_matches("ws://").to_owned();
+    let mut tcp = TcpStream::connect(&address).await.unwrap();
+    tcp.write_all(upgrade_request(&token).as_bytes())
+        .await
+        .unwrap();
+    let mut first = vec![0; 4096];
+    let n = tcp.read(&mut first).await.unwrap();
+    let text = String::from_utf8_lossy(&first[..n]);
+    let (head, frames) = text.split_once("\r\n\r\n").expect("a whole response head");
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(
+        frames.contains(r#""type":"welcome""#),
+        "first read: {text:?}"
+    );
 }
