@@ -63,12 +63,12 @@ async fn accept(state: GatewayState, token: Option<&str>, request: Request) -> R
             found
         }
         Err(refusal) => {
-            registration.abandon(&state).await;
+            registration.abandon().await;
             return refused(refusal);
         }
     };
     let Some((response, upgrade)) = switch(request) else {
-        registration.abandon(&state).await;
+        registration.abandon().await;
         return ops::error_response(
             StatusCode::UPGRADE_REQUIRED,
             "upgrade_required",
@@ -89,7 +89,7 @@ async fn accept(state: GatewayState, token: Option<&str>, request: Request) -> R
     let tracked = state.sessions.token();
     tokio::spawn(async move {
         let Some((socket, unsent)) = socket(upgrade, config).await else {
-            registration.abandon(&state).await;
+            registration.abandon().await;
             return;
         };
         Session::start(state, registration, admitted, mark, socket, unsent).await;

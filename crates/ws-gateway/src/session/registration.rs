@@ -51,10 +51,10 @@ impl Registration {
 
     /// Undoes the watch of a handshake that did not become a session,
     /// before its refusal is answered.
-    pub async fn abandon(mut self, state: &GatewayState) {
+    pub async fn abandon(mut self) {
         if let Some(mut watched) = self.watched.take() {
             watched.armed = false;
-            state.hub.unwatch(watched.key, self.id).await;
+            watched.hub.unwatch(watched.key, watched.id).await;
         }
     }
 
