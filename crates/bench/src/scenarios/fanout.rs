@@ -52,7 +52,9 @@ pub struct Args {
 struct Received {
     integrity: Integrity,
     latency: Histogram<u64>,
-    last: Option<Instant>,
+    /// When the last delivery arrived, on the clock messages carry
+    /// ([`client::now_nanos`]), read once per frame for its latency anyway.
+    last: Option<u64>,
     /// Times this subscriber reconnected, as the protocol asks: closed as
     /// a slow consumer (4008), or cut off.
     reconnects: u64,
@@ -126,7 +128,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
 
     let cpu_before = report::own_cpu_seconds();
     let server_cpu = report::ServerCpu::start(&args.server_pid);
-    let started = Instant::now();
+    let started = client::now_nanos();
     let bar = super::progress(
         "delivered",
         total * args.subscribers as u64,
@@ -165,7 +167,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
         integrity.push(got.integrity);
     }
     bar.abort();
-    let elapsed = last.duration_since(started);
+    let elapsed = Duration::from_nanos(last.saturating_sub(started));
     let cpu = report::own_cpu_seconds() - cpu_before;
     let server_cpu = server_cpu.and_then(|cpu| cpu.seconds());
     let deliveries: u64 = integrity.iter().map(|i| i.received).sum();
@@ -212,9 +214,16 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     Ok(out)
 }
 
+/// How long a subscriber waits with nothing arriving before it gives up.
+const QUIET: Duration = Duration::from_secs(10);
+
 /// Reads message frames until every seq up to `total` arrived, or the
 /// stream goes quiet for 10 s. Closed as a slow consumer or cut off, it
 /// reconnects to `rejoin` (its own user's URL, source address) and reads on.
+///
+/// Silence is told by one timer checked when it fires, not a timeout per
+/// frame: at millions of frames a second, a timer set and cancelled per
+/// frame took a fifth of the tool's CPU, on cores the server shares.
 async fn receive(
     mut ws: Ws,
     total: u64,
@@ -228,13 +237,37 @@ async fn receive(
         reconnects: 0,
     };
     let mut unreported = 0;
+    // Frames read, and how many there were when the timer last fired.
+    let (mut frames, mut heard) = (0u64, 0u64);
+    let quiet = tokio::time::sleep(QUIET);
+    tokio::pin!(quiet);
     while got.integrity.received < total {
-        let next = tokio::time::timeout(Duration::from_secs(10), ws.next()).await;
+        let next = tokio::select! {
+            biased;
+            next = ws.next() => next,
+            () = &mut quiet => {
+                if frames == heard {
+                    if std::env::var_os("BENCH_DEBUG").is_some() {
+                        eprintln!(
+                            "receiver went quiet after {} reconnects, {} received, missing {:?}",
+                            got.reconnects,
+                            got.integrity.received,
+                            got.integrity.missing(total)
+                        );
+                    }
+                    break;
+                }
+                heard = frames;
+                quiet.as_mut().reset(tokio::time::Instant::now() + QUIET);
+                continue;
+            }
+        };
+        frames += 1;
         // A 4008 asks for a reconnect; so does a connection that broke (a
         // slow consumer that did not read the close in time is cut off).
         let lost = match &next {
-            Ok(Some(Ok(Message::Close(Some(close))))) => u16::from(close.code) == 4008,
-            Ok(Some(Err(_))) => true,
+            Some(Ok(Message::Close(Some(close)))) => u16::from(close.code) == 4008,
+            Some(Err(_)) => true,
             _ => false,
         };
         if lost
@@ -245,7 +278,7 @@ async fn receive(
             got.reconnects += 1;
             continue;
         }
-        let Ok(Some(Ok(message))) = next else {
+        let Some(Ok(message)) = next else {
             if std::env::var_os("BENCH_DEBUG").is_some() {
                 eprintln!(
                     "receiver ended: {next:?} after {} reconnects, {} received, missing {:?}",
@@ -259,26 +292,19 @@ async fn receive(
         let Message::Text(text) = message else {
             continue;
         };
-        let (Some(seq), Some(sent)) = (client::field(&text, "\"seq\":"), client::sent_at(&text))
-        else {
+        let Some(delivery) = client::delivery(&text) else {
             continue;
         };
-        if !text.contains("\"type\":\"message\"") {
-            continue;
-        }
-        let now = Instant::now();
         let duplicates = got.integrity.duplicated;
-        got.integrity.record(seq);
-        if let (Some((publisher, n)), true) = (
-            client::send_order(&text),
-            got.integrity.duplicated == duplicates,
-        ) {
+        got.integrity.record(delivery.seq);
+        if let (Some((publisher, n)), true) =
+            (delivery.origin, got.integrity.duplicated == duplicates)
+        {
             got.integrity.record_sent(publisher, n);
         }
+        let now = client::now_nanos();
         got.last = Some(now);
-        let _ = got
-            .latency
-            .record(client::now_nanos().saturating_sub(sent) / 1000);
+        let _ = got.latency.record(now.saturating_sub(delivery.sent) / 1000);
         unreported += 1;
         if unreported == 100 {
             delivered.fetch_add(unreported, Ordering::Relaxed);

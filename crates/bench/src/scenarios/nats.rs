@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
@@ -52,7 +52,8 @@ fn text_of(message: &Message) -> &str {
 pub struct Received {
     pub integrity: Integrity,
     pub latency: Histogram<u64>,
-    pub last: Option<Instant>,
+    /// When the last delivery arrived ([`client::now_nanos`]).
+    pub last: Option<u64>,
 }
 
 /// Reads `MSG` operations until `total` seqs arrived or 10 s of silence.
@@ -70,13 +71,11 @@ pub async fn receive(mut ws: Ws, total: u64, delivered: Arc<AtomicU64>) -> Recei
             break;
         };
         carry.push_str(text_of(&message));
-        let now = Instant::now();
+        let now = client::now_nanos();
         let (payloads, used, pings) = parse(&carry);
         for (seq, sent) in payloads {
             got.integrity.record(seq);
-            let _ = got
-                .latency
-                .record(client::now_nanos().saturating_sub(sent) / 1000);
+            let _ = got.latency.record(now.saturating_sub(sent) / 1000);
             got.last = Some(now);
             unreported += 1;
         }
