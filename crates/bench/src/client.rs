@@ -101,9 +101,13 @@ pub fn delivery(frame: &str) -> Option<Delivery> {
 
 /// The decimal number `bytes` start with, and how many bytes it took.
 fn number(bytes: &[u8]) -> Option<(u64, usize)> {
-    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
-    let text = std::str::from_utf8(&bytes[..digits]).ok()?;
-    Some((text.parse().ok()?, digits))
+    let mut value: u64 = 0;
+    let mut digits = 0;
+    for &byte in bytes.iter().take_while(|b| b.is_ascii_digit()) {
+        value = value.checked_mul(10)?.checked_add(u64::from(byte - b'0'))?;
+        digits += 1;
+    }
+    (digits > 0).then_some((value, digits))
 }
 
 /// The integer after `key` (e.g. `"seq":`) in a frame.
@@ -127,6 +131,9 @@ mod tests {
         assert_eq!(super::field(frame, "\"seq\":"), Some(42));
         assert_eq!(super::sent_at(frame), Some(1700));
         assert_eq!(super::field(frame, "\"nope\":"), None);
+        assert_eq!(super::field(r#"{"seq":x}"#, "\"seq\":"), None);
+        let too_big = r#"{"seq":99999999999999999999}"#;
+        assert_eq!(super::field(too_big, "\"seq\":"), None);
         assert_eq!(
             super::delivery(frame),
             Some(Delivery {
