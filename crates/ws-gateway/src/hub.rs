@@ -103,7 +103,9 @@ pub struct Hub {
     /// Random per process: session names are unique across gateways.
     instance: String,
     bus: SharedBus,
-    metrics: GatewayMetrics,
+    /// Shared by every session (eight handles each would be 128 bytes of
+    /// every socket's memory).
+    metrics: Arc<GatewayMetrics>,
 }
 
 impl Hub {
@@ -115,7 +117,7 @@ impl Hub {
             next_id: AtomicU64::new(1),
             instance: domain::auth::random_secret(10).to_lowercase(),
             bus,
-            metrics,
+            metrics: Arc::new(metrics),
         })
     }
 
@@ -129,7 +131,7 @@ impl Hub {
         format!("{}-{id}", self.instance)
     }
 
-    pub fn metrics(&self) -> &GatewayMetrics {
+    pub fn metrics(&self) -> &Arc<GatewayMetrics> {
         &self.metrics
     }
 

@@ -145,18 +145,65 @@ pub struct Session {
     turn: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
+/// What a session starts from.
+///
+/// An idle socket's memory is mostly its task, and a task is as big as
+/// everything its future holds at its largest await. An async fn holds
+/// its arguments for as long as it runs, beside whatever they were moved
+/// into, so these reach [`Session::start`] boxed and are freed once the
+/// session has them. For the same reason the rare paths (opening, a
+/// client's frame, an ack, an event off the fast path, catch-up, closing)
+/// are boxed where they are awaited, and `run` holds only the small ones.
+pub struct Opening {
+    pub state: GatewayState,
+    pub registration: Registration,
+    pub admitted: Admitted,
+    /// Where the hub's record of revocations stood before the credential
+    /// was checked.
+    pub revocation_mark: u64,
+    pub socket: Socket,
+    /// What the handshake wrote and the socket has not sent (its 101).
+    pub unsent: Vec<u8>,
+}
+
+/// What [`Session::run`] starts from, besides the session.
+struct Beginning {
+    /// The handshake watched the user already.
+    watching: bool,
+    /// The user's memberships and subscriptions, read by the handshake.
+    snapshot: Option<SessionSnapshot>,
+    /// When the credential runs out (ms).
+    expires_at: Option<i64>,
+}
+
 impl Session {
     /// Runs a connection to its end.
-    /// `revocation_mark` is where the hub's record of revocations stood
-    /// before the credential was checked.
-    pub async fn start(
-        state: GatewayState,
-        mut registration: Registration,
-        admitted: Admitted,
-        revocation_mark: u64,
-        socket: Socket,
-        unsent: Vec<u8>,
-    ) {
+    pub async fn start(opening: Box<Opening>) {
+        // Built by a plain fn: locals of this one would keep their room in
+        // the task after being moved into the session.
+        let (mut session, mut receiver, beginning) = Session::new(*opening);
+        let metrics = Arc::clone(session.state.hub.metrics());
+        metrics.connections.increment(1.0);
+        tracing::debug!(user = %session.actor.username, session = %session.name, "socket opened");
+        let end = session.run(&mut receiver, beginning).await;
+        let (code, reason) = match &end {
+            End::Close(code, reason) => (*code, *reason),
+            End::Gone => (0, "the peer went away"),
+        };
+        Box::pin(session.finish(end)).await;
+        metrics.connections.decrement(1.0);
+        tracing::debug!(user = %session.actor.username, session = %session.name, code, reason, "socket closed");
+    }
+
+    fn new(opening: Opening) -> (Self, mpsc::UnboundedReceiver<Outbound>, Beginning) {
+        let Opening {
+            state,
+            mut registration,
+            admitted,
+            revocation_mark,
+            socket,
+            unsent,
+        } = opening;
         let Admitted {
             authenticated:
                 Authenticated {
@@ -170,26 +217,24 @@ impl Session {
         let Registration {
             id,
             handle,
-            mut receiver,
+            receiver,
             ..
         } = registration;
         let bucket = TokenBucket::new(state.config.publish_rate, state.config.publish_burst);
         let name = state.hub.session_name(id);
-        let metrics = state.hub.metrics().clone();
-        let (idle_timeout, write_buffer) =
-            (state.config.idle_timeout, state.config.write_buffer_bytes);
-        let mut session = Session {
+        let conn = connection::Connection::new(
+            (socket, unsent),
+            Arc::clone(state.hub.metrics()),
+            state.config.idle_timeout,
+            state.config.write_buffer_bytes,
+        );
+        let session = Session {
             state,
             actor,
             id,
             name,
             handle,
-            conn: connection::Connection::new(
-                (socket, unsent),
-                metrics.clone(),
-                idle_timeout,
-                write_buffer,
-            ),
+            conn,
             channels: HashMap::default(),
             tags: HashMap::default(),
             bucket,
@@ -200,28 +245,25 @@ impl Session {
             unsaved: false,
             turn: None,
         };
-        metrics.connections.increment(1.0);
-        tracing::debug!(user = %session.actor.username, session = %session.name, "socket opened");
-        let end = session
-            .run(&mut receiver, watching, snapshot, expires_at)
-            .await;
-        let (code, reason) = match &end {
-            End::Close(code, reason) => (*code, *reason),
-            End::Gone => (0, "the peer went away"),
+        let beginning = Beginning {
+            watching,
+            snapshot,
+            expires_at,
         };
-        session.finish(end).await;
-        metrics.connections.decrement(1.0);
-        tracing::debug!(user = %session.actor.username, session = %session.name, code, reason, "socket closed");
+        (session, receiver, beginning)
     }
 
     async fn run(
         &mut self,
         receiver: &mut mpsc::UnboundedReceiver<Outbound>,
-        watching: bool,
-        snapshot: Option<SessionSnapshot>,
-        expires_at: Option<i64>,
+        beginning: Beginning,
     ) -> End {
-        if let Err(end) = self.open(watching, snapshot).await {
+        let Beginning {
+            watching,
+            snapshot,
+            expires_at,
+        } = beginning;
+        if let Err(end) = Box::pin(self.open(watching, snapshot)).await {
             return end;
         }
         let mut clock = Clock::new(&self.state.config, expires_at);
@@ -246,7 +288,7 @@ impl Session {
             let mut ticked = false;
             let step = tokio::select! {
                 () = &mut shutting_down => {
-                    self.drain(&mut pending).await;
+                    Box::pin(self.drain(&mut pending)).await;
                     Err(End::Close(close::GOING_AWAY, "server shutting down"))
                 }
                 () = &mut kicked => {
@@ -255,10 +297,10 @@ impl Session {
                 }
                 incoming = self.conn.next(), if pending.len() < MAX_IN_FLIGHT => {
                     clock.last_heard = Instant::now();
-                    self.on_incoming(incoming, &mut pending).await
+                    Box::pin(self.on_incoming(incoming, &mut pending)).await
                 }
                 Some((reference, result)) = pending.next(), if !pending.is_empty() => {
-                    self.on_published(reference, result).await
+                    Box::pin(self.on_published(reference, result)).await
                 }
                 Some(out) = receiver.recv() => self.on_batch(out, receiver).await,
                 () = &mut tick => {

@@ -22,7 +22,7 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 
 use crate::GatewayState;
 use crate::hold::{Hold, HoldingStream};
-use crate::session::{Admitted, Registration, Session, Socket};
+use crate::session::{Admitted, Opening, Registration, Session, Socket};
 
 /// `GET /ws`, `GET /ws/notifications/`: token in `?token=` or the header.
 pub async fn by_query_or_header(
@@ -87,12 +87,29 @@ async fn accept(state: GatewayState, token: Option<&str>, request: Request) -> R
     // Taken before the upgrade completes, so shutdown cannot miss a
     // session that is just starting.
     let tracked = state.sessions.token();
+    // Boxed: what a task captures stays in it for as long as it runs,
+    // beside the session it was moved into (see `Opening`).
+    let admission = Box::new((state, registration, admitted, mark));
     tokio::spawn(async move {
-        let Some((socket, unsent)) = socket(upgrade, config).await else {
-            registration.abandon().await;
-            return;
+        // In a block of its own: what it leaves behind must not keep its
+        // room in the task for the session's whole life.
+        let opening = {
+            let upgraded = socket(upgrade, config).await;
+            let (state, registration, admitted, revocation_mark) = *admission;
+            let Some((socket, unsent)) = upgraded else {
+                registration.abandon().await;
+                return;
+            };
+            Box::new(Opening {
+                state,
+                registration,
+                admitted,
+                revocation_mark,
+                socket,
+                unsent,
+            })
         };
-        Session::start(state, registration, admitted, mark, socket, unsent).await;
+        Session::start(opening).await;
         drop(tracked);
     });
     response

@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -54,7 +55,7 @@ pub(super) struct Connection {
     out: Vec<u8>,
     /// Once `out` holds this much it is written before more is fed.
     write_buffer: usize,
-    metrics: GatewayMetrics,
+    metrics: Arc<GatewayMetrics>,
     /// How long a flush may wait for a peer that does not read.
     write_timeout: Duration,
     /// Frames fed since the last flush, by [`Kind`].
@@ -73,7 +74,7 @@ impl Connection {
     /// (its 101, see `hold.rs`): it goes out in front of the first frames.
     pub fn new(
         (socket, unsent): (Socket, Vec<u8>),
-        metrics: GatewayMetrics,
+        metrics: Arc<GatewayMetrics>,
         write_timeout: Duration,
         write_buffer: usize,
     ) -> Self {

@@ -253,16 +253,19 @@ impl Session {
         match out {
             Outbound::Resync => {
                 self.handle.resync_started();
-                // A revocation may have been lost with the other events.
-                self.recheck_credential().await?;
-                self.load(None).await?;
-                self.catch_up_all().await
+                Box::pin(async {
+                    // A revocation may have been lost with the other events.
+                    self.recheck_credential().await?;
+                    self.load(None).await?;
+                    self.catch_up_all().await
+                })
+                .await
             }
             Outbound::Events(run) => {
                 for routed in run.iter() {
                     let frame = routed.frame.as_ref();
                     if !self.deliver_in_turn(&routed.event, frame) {
-                        self.on_event(&routed.event, frame).await?;
+                        Box::pin(self.on_event(&routed.event, frame)).await?;
                     }
                 }
                 Ok(())
@@ -491,7 +494,7 @@ impl Session {
             .map(|(&id, _)| id)
             .collect();
         for channel_id in stale {
-            self.catch_up_channel(channel_id).await?;
+            Box::pin(self.catch_up_channel(channel_id)).await?;
         }
         Ok(())
     }
