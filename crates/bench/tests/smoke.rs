@@ -188,6 +188,25 @@ async fn every_scenario_runs() {
     )
     .await;
     assert_eq!(idle["connections"], 5);
+    let busy = bench(
+        &server,
+        &[
+            "idle",
+            "--connections",
+            "5",
+            "--users",
+            "2",
+            "--hold",
+            "10ms",
+            "--burst",
+            "3",
+        ],
+    )
+    .await;
+    assert_eq!(
+        (busy["connections"].clone(), busy["burst"].clone()),
+        (5.into(), 3.into())
+    );
     let connect = bench(
         &server,
         &["connect", "--connections", "10", "--concurrency", "3"],

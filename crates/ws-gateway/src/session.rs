@@ -328,6 +328,10 @@ impl Session {
             if let Err(end) = self.conn.flush().await {
                 return end;
             }
+            // Coming to rest, with everything written.
+            if resting && ticked {
+                self.conn.release_buffer();
+            }
         }
     }
 
