@@ -306,7 +306,7 @@ impl Session {
                 () = &mut tick => {
                     let now = Instant::now();
                     let step = self.on_tick(now, &mut clock).await;
-                    resting = self.at_rest();
+                    resting = self.conn.settle() && self.at_rest();
                     let next = if resting {
                         clock.next_ping.min(clock.expiry)
                     } else {
@@ -327,10 +327,6 @@ impl Session {
             }
             if let Err(end) = self.conn.flush().await {
                 return end;
-            }
-            // Coming to rest, with everything written.
-            if resting && ticked {
-                self.conn.release_buffer();
             }
         }
     }

@@ -28,6 +28,8 @@ pub type Socket = WebSocketStream<tokio::net::TcpStream>;
 /// One flush in this many records the delivery latency (a sample keeps the
 /// histogram cheap at millions of deliveries per second).
 const LATENCY_SAMPLE: u64 = 16;
+/// Write buffer capacity a socket at rest may keep (a welcome, a ping).
+const KEEP: usize = 1024;
 /// How long a closing session waits for the client's close frame, which
 /// proves it read everything before ours.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -67,6 +69,8 @@ pub(super) struct Connection {
     tally: [u64; 3],
     /// Something (a pong the library queued as it read) awaits a flush.
     needs_flush: bool,
+    /// Bytes were written since [`settle`](Self::settle) last looked.
+    wrote: bool,
 }
 
 impl Connection {
@@ -89,6 +93,7 @@ impl Connection {
             oldest_unflushed: None,
             delivering_flushes: 0,
             tally: [0; 3],
+            wrote: false,
         }
     }
 
@@ -176,6 +181,7 @@ impl Connection {
             socket.poll_flush_unpin(cx).map_err(|_| End::Gone)
         })
         .await?;
+        self.wrote |= !self.out.is_empty();
         let (socket, out) = (&mut self.socket, &mut self.out);
         let mut written = 0;
         let result = on_peer(self.write_timeout, |cx| {
@@ -220,16 +226,23 @@ impl Connection {
         Ok(())
     }
 
-    /// Lets go of the write buffer once everything in it is written. A
-    /// burst grows it to `write_buffer` bytes or more, and a socket at
-    /// rest would otherwise keep that for good: 19,000 sockets that each
-    /// had one burst held 16-32 KiB apiece, three times an idle socket's
-    /// memory. Called as the session comes to rest, so a busy socket
-    /// keeps its buffer from one wake-up to the next.
-    pub fn release_buffer(&mut self) {
-        if self.out.is_empty() && self.out.capacity() > 0 {
-            self.out = Vec::new();
+    /// Whether the write buffer lets the session rest, letting go of it
+    /// if it is big and nothing was written since the last call (one
+    /// timer period). A burst grows the buffer to `write_buffer` bytes or
+    /// more, and a socket at rest would otherwise keep that for good:
+    /// 19,000 sockets that each had one burst held 16-32 KiB apiece,
+    /// three times an idle socket's memory. A busy socket keeps its
+    /// buffer, so a fan-out does not grow it again at every tick.
+    pub fn settle(&mut self) -> bool {
+        let wrote = std::mem::take(&mut self.wrote);
+        if self.out.capacity() <= KEEP {
+            return true;
         }
+        if wrote || !self.out.is_empty() {
+            return false;
+        }
+        self.out = Vec::new();
+        true
     }
 
     /// Adds this connection's frame counts to the shared counters (batched:
