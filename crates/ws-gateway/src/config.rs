@@ -36,13 +36,14 @@ pub struct GatewayArgs {
     #[arg(long, env = "TIDINGS_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
-    /// Per-socket read buffer, in bytes (the main part of an idle socket's memory).
+    /// Per-socket read buffer, in bytes (1 KiB of an idle socket's 7 KB).
     #[arg(long, env = "TIDINGS_WS_READ_BUFFER", default_value_t = 1024)]
     pub read_buffer_bytes: usize,
 
     /// Frames fed to a socket are written once this many bytes are buffered
     /// (or at the end of a burst): larger means fewer syscalls under load,
-    /// and this much memory kept by each socket that has had a burst.
+    /// and this much memory held by each busy socket (let go after a quiet
+    /// timer period).
     #[arg(long, env = "TIDINGS_WS_WRITE_BUFFER", default_value_t = 16 * 1024)]
     pub write_buffer_bytes: usize,
 }
