@@ -214,11 +214,26 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     Ok(out)
 }
 
-/// How long a subscriber waits with nothing arriving before it gives up.
+/// How long a subscriber waits with nothing arriving before it gives up
+/// (checked once a period, so between one and two periods).
 const QUIET: Duration = Duration::from_secs(10);
 
+impl Received {
+    /// Says why a receiver stopped short, with `BENCH_DEBUG` set.
+    fn debug_end(&self, why: &str, total: u64) {
+        if std::env::var_os("BENCH_DEBUG").is_some() {
+            eprintln!(
+                "receiver {why} after {} reconnects, {} received, missing {:?}",
+                self.reconnects,
+                self.integrity.received,
+                self.integrity.missing(total)
+            );
+        }
+    }
+}
+
 /// Reads message frames until every seq up to `total` arrived, or the
-/// stream goes quiet for 10 s. Closed as a slow consumer or cut off, it
+/// stream goes quiet for a whole [`QUIET`] period. Closed as a slow consumer or cut off, it
 /// reconnects to `rejoin` (its own user's URL, source address) and reads on.
 ///
 /// Silence is told by one timer checked when it fires, not a timeout per
@@ -247,14 +262,7 @@ async fn receive(
             next = ws.next() => next,
             () = &mut quiet => {
                 if frames == heard {
-                    if std::env::var_os("BENCH_DEBUG").is_some() {
-                        eprintln!(
-                            "receiver went quiet after {} reconnects, {} received, missing {:?}",
-                            got.reconnects,
-                            got.integrity.received,
-                            got.integrity.missing(total)
-                        );
-                    }
+                    got.debug_end("went quiet", total);
                     break;
                 }
                 heard = frames;
@@ -279,14 +287,7 @@ async fn receive(
             continue;
         }
         let Some(Ok(message)) = next else {
-            if std::env::var_os("BENCH_DEBUG").is_some() {
-                eprintln!(
-                    "receiver ended: {next:?} after {} reconnects, {} received, missing {:?}",
-                    got.reconnects,
-                    got.integrity.received,
-                    got.integrity.missing(total)
-                );
-            }
+            got.debug_end(&format!("ended: {next:?}"), total);
             break;
         };
         let Message::Text(text) = message else {
