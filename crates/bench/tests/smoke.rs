@@ -172,37 +172,18 @@ async fn every_scenario_runs() {
     let backlog = bench(&server, &["backlog", "--messages", "20"]).await;
     assert_eq!(backlog["received"], 20);
     let pid = std::process::id().to_string();
-    let idle = bench(
-        &server,
-        &[
-            "idle",
-            "--connections",
-            "5",
-            "--users",
-            "2",
-            "--hold",
-            "10ms",
-            "--server-pid",
-            &pid,
-        ],
-    )
-    .await;
+    let idle_args = [
+        "idle",
+        "--connections",
+        "5",
+        "--users",
+        "2",
+        "--hold",
+        "10ms",
+    ];
+    let idle = bench(&server, &[&idle_args[..], &["--server-pid", &pid]].concat()).await;
     assert_eq!(idle["connections"], 5);
-    let busy = bench(
-        &server,
-        &[
-            "idle",
-            "--connections",
-            "5",
-            "--users",
-            "2",
-            "--hold",
-            "10ms",
-            "--burst",
-            "3",
-        ],
-    )
-    .await;
+    let busy = bench(&server, &[&idle_args[..], &["--burst", "3"]].concat()).await;
     assert_eq!(
         (busy["connections"].clone(), busy["burst"].clone()),
         (5.into(), 3.into())
