@@ -294,6 +294,25 @@ impl Store {
         self.write.connection().await
     }
 
+    /// Runs a big periodic write on the group-commit writer's thread when
+    /// writes take turns on one connection (SQLite). Every commit waits
+    /// while another write holds that connection, and a write run from the
+    /// shared runtime holds it across each of its awaits, resumed only
+    /// behind the sessions the last fan-out woke. From the writer's own
+    /// thread it runs as soon as the database answers. PostgreSQL's other
+    /// writes have connections of their own and run where they are.
+    async fn beside_commits<T: Send + 'static>(
+        &self,
+        write: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        match self.write {
+            writer::Writes::Pool(_) => write.await,
+            writer::Writes::Held(_) => self.writer_thread.spawn(write).await.map_err(|err| {
+                StoreError::Unavailable(format!("the writer's thread dropped a write: {err}"))
+            })?,
+        }
+    }
+
     pub async fn close(&self) {
         self.write.close().await;
         self.batch_reads.close().await;

@@ -21,7 +21,8 @@ const ROWS_PER_UPDATE: usize = 300;
 impl Store {
     /// Moves each cursor forward to its seq (never back) in one transaction,
     /// a few hundred cursors per statement: a flush covers every socket of
-    /// the process and holds the write connection while it runs.
+    /// the process and holds the write connection while it runs, so on
+    /// SQLite it runs beside the commits it holds up.
     pub async fn advance_cursors(&self, cursors: &[(Cursor, i64)]) -> Result<(), StoreError> {
         let mut channels: Vec<[i64; 3]> = Vec::new();
         let mut subscriptions: Vec<[i64; 2]> = Vec::new();
@@ -39,6 +40,16 @@ impl Store {
         if cursors.is_empty() {
             return Ok(());
         }
+        let store = self.clone();
+        self.beside_commits(async move { store.write_cursors(channels, subscriptions).await })
+            .await
+    }
+
+    async fn write_cursors(
+        &self,
+        channels: Vec<[i64; 3]>,
+        subscriptions: Vec<[i64; 2]>,
+    ) -> Result<(), StoreError> {
         let mut conn = self.writer().await?;
         let mut tx = conn.begin().await?;
         for chunk in channels.chunks(ROWS_PER_UPDATE) {
