@@ -24,7 +24,7 @@ use std::sync::Arc;
 pub use credentials::{
     AuthFailure, Authenticated, Bearer, Credential, KEY_PREFIX, PASSWORD_LEN, Refusal, check_bearer,
 };
-pub use messages::{Checked, HistoryPage, HistorySlice, Published, Queued};
+pub use messages::{AtOnce, Checked, HistoryPage, HistorySlice, Published, Queued};
 pub use retention::{PruneReport, check_limits};
 
 use crate::bus::SharedBus;

@@ -33,8 +33,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Executor};
 
 pub use audit::{AuditFilter, Changes};
-pub use channels::Receipt;
 pub use channels::{ChannelKind, Membership};
+pub use channels::{QueueSlot, Receipt};
 pub use credentials::{KeyAccount, TokenAccount};
 pub use cursors::Cursor;
 pub use group_commit::Committed;

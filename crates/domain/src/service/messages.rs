@@ -1,5 +1,7 @@
 //! Publishing and reading messages, in topics and direct conversations.
 
+use std::sync::Arc;
+
 use super::{Core, ServiceError};
 use crate::model::{Actor, Audience, Message, StoredMessage, Topic, User};
 use crate::names::{Target, TopicName, Username};
@@ -32,6 +34,28 @@ pub struct Queued {
     /// The content again, when the topic came from the cache: if the topic
     /// turns out gone, the name is resolved afresh and published to.
     retry: Option<String>,
+}
+
+/// What [`Core::queue_at_once`] did with a publish.
+#[derive(Debug)]
+pub enum AtOnce {
+    /// Checked and queued.
+    Queued(Queued),
+    /// Checked and refused.
+    Refused(ServiceError),
+    /// Its checks or its place in the queue need a wait: the content back,
+    /// for [`Core::check_publish`] and [`Core::queue_publish`].
+    Wait(String),
+}
+
+/// How a queued publish ended.
+enum Landed {
+    Done(Result<Published, ServiceError>),
+    /// Its cached topic was gone; the name must be resolved again.
+    Gone {
+        label: String,
+        content: String,
+    },
 }
 
 impl Published {
@@ -124,28 +148,101 @@ impl Core {
         })
     }
 
+    /// Checks and queues a publish at once when nothing in it needs the
+    /// store: a public topic the cache knows, and room in the commit queue.
+    /// That is nearly every publish of a busy topic, and it then needs no
+    /// task of its own, which under a fan-out waited behind every session
+    /// the last message woke before it even reached the queue.
+    ///
+    /// Queue only when nothing this client sent before is still waiting
+    /// for its place: order is kept by queuing in turn.
+    pub fn queue_at_once(&self, actor: &Actor, target: &Target, content: String) -> AtOnce {
+        if let Err(err) = self.check_content(&content) {
+            return AtOnce::Refused(err);
+        }
+        let Target::Name(name) = target else {
+            return AtOnce::Wait(content);
+        };
+        let Some(topic) = self.topics.get(name.as_str()).filter(|t| !t.private) else {
+            return AtOnce::Wait(content);
+        };
+        let slot = match self.store.queue_slot() {
+            Ok(Some(slot)) => slot,
+            Ok(None) => return AtOnce::Wait(content),
+            Err(err) => return AtOnce::Refused(err.into()),
+        };
+        let retry = Some(content.clone());
+        let audience = Audience::Topic {
+            name: topic.name.clone(),
+        };
+        AtOnce::Queued(Queued {
+            receipt: slot.queue(topic.id, actor, content, Some(audience)),
+            label: topic.name,
+            retry,
+        })
+    }
+
     /// Waits for a queued publish to commit.
     pub async fn committed(
         &self,
         actor: &Actor,
         queued: Queued,
     ) -> Result<Published, ServiceError> {
+        match Self::landed(queued).await {
+            Landed::Done(result) => result,
+            Landed::Gone { label, content } => self.republish(actor, &label, &content).await,
+        }
+    }
+
+    /// [`Core::committed`], for a caller that polls it beside its own reads
+    /// of the store: waiting for the commit holds nothing, and the rare
+    /// publish again (its topic was gone) runs as a task of its own, so it
+    /// lets go of its connection even while the caller is busy elsewhere.
+    pub async fn committed_apart(
+        self: &Arc<Self>,
+        actor: &Actor,
+        queued: Queued,
+    ) -> Result<Published, ServiceError> {
+        match Self::landed(queued).await {
+            Landed::Done(result) => result,
+            Landed::Gone { label, content } => {
+                let (core, actor) = (self.clone(), actor.clone());
+                let again =
+                    tokio::spawn(async move { core.republish(&actor, &label, &content).await });
+                tokio_util::task::AbortOnDropHandle::new(again)
+                    .await
+                    .unwrap_or(Err(ServiceError::Internal("the publish stopped")))
+            }
+        }
+    }
+
+    async fn landed(queued: Queued) -> Landed {
         match (queued.receipt.committed().await, queued.retry) {
-            (Ok(message), _) => Ok(Published {
+            (Ok(message), _) => Landed::Done(Ok(Published {
                 message,
                 label: queued.label,
-            }),
+            })),
             // Nothing was stored: the remembered topic is gone (ids are
             // never reused, so a new topic by that name has another).
-            // Look the name up afresh, with its rules.
-            (Err(StoreError::NotFound), Some(content)) => {
-                self.topics.remove(&queued.label);
-                let target = Target::parse(&queued.label)
-                    .map_err(|_| ServiceError::NotFound("topic or user"))?;
-                Box::pin(self.publish(actor, &target, &content)).await
-            }
-            (Err(err), _) => Err(err.into()),
+            (Err(StoreError::NotFound), Some(content)) => Landed::Gone {
+                label: queued.label,
+                content,
+            },
+            (Err(err), _) => Landed::Done(Err(err.into())),
         }
+    }
+
+    /// Publishes to a name whose remembered topic was gone: looked up
+    /// afresh, with its rules.
+    async fn republish(
+        &self,
+        actor: &Actor,
+        label: &str,
+        content: &str,
+    ) -> Result<Published, ServiceError> {
+        self.topics.remove(label);
+        let target = Target::parse(label).map_err(|_| ServiceError::NotFound("topic or user"))?;
+        Box::pin(self.publish(actor, &target, content)).await
     }
 
     /// Publishes to a known topic and waits for the commit.

@@ -25,6 +25,41 @@ impl Receipt {
     }
 }
 
+/// A reserved place in the commit queue (see [`Store::queue_slot`]).
+pub struct QueueSlot<'a>(tokio::sync::mpsc::Permit<'a, super::group_commit::PublishRequest>);
+
+impl QueueSlot<'_> {
+    /// Queues a message as [`Store::queue_publish`] does.
+    pub fn queue(
+        self,
+        channel_id: i64,
+        sender: &Actor,
+        content: String,
+        audience: Option<Audience>,
+    ) -> Receipt {
+        let (request, receipt) = publish_request(channel_id, sender, content, audience);
+        self.0.send(request);
+        receipt
+    }
+}
+
+fn publish_request(
+    channel_id: i64,
+    sender: &Actor,
+    content: String,
+    audience: Option<Audience>,
+) -> (super::group_commit::PublishRequest, Receipt) {
+    let (reply, stored) = tokio::sync::oneshot::channel();
+    let request = super::group_commit::PublishRequest {
+        channel_id,
+        sender: sender.clone(),
+        content,
+        audience,
+        reply,
+    };
+    (request, Receipt(stored))
+}
+
 fn writer_gone() -> StoreError {
     StoreError::Unavailable("the store's writer has stopped".into())
 }
@@ -427,19 +462,24 @@ impl Store {
         content: String,
         audience: Option<Audience>,
     ) -> Result<Receipt, StoreError> {
-        let (reply, stored) = tokio::sync::oneshot::channel();
-        let request = super::group_commit::PublishRequest {
-            channel_id,
-            sender: sender.clone(),
-            content,
-            audience,
-            reply,
-        };
+        let (request, receipt) = publish_request(channel_id, sender, content, audience);
         self.publisher
             .send(request)
             .await
             .map_err(|_| writer_gone())?;
-        Ok(Receipt(stored))
+        Ok(receipt)
+    }
+
+    /// A place in the commit queue when one is free right now, so a caller
+    /// that has everything else at hand can queue without waiting (and
+    /// without giving up what it would queue when there is none).
+    pub fn queue_slot(&self) -> Result<Option<QueueSlot<'_>>, StoreError> {
+        use tokio::sync::mpsc::error::TrySendError;
+        match self.publisher.try_reserve() {
+            Ok(permit) => Ok(Some(QueueSlot(permit))),
+            Err(TrySendError::Full(())) => Ok(None),
+            Err(TrySendError::Closed(())) => Err(writer_gone()),
+        }
     }
 
     /// Messages with `seq > after`, oldest first. With `skip_sender`, that

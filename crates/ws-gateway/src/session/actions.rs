@@ -3,7 +3,7 @@
 
 use domain::names::{Target, TopicName, Username};
 use domain::protocol::{ClientFrame, ErrorCode, FrameError, ServerFrame, parse};
-use domain::service::{Published, ServiceError};
+use domain::service::{AtOnce, Published, ServiceError};
 use serde_json::Value;
 
 use super::{End, Pending, Session, close};
@@ -185,6 +185,24 @@ impl Session {
             );
         }
         let (core, actor) = (self.state.core.clone(), self.actor.clone());
+        // The usual publish (a known public topic) is queued right here,
+        // when nothing sent before it still waits for its place.
+        let content = match self.turn_is_free() {
+            true => match core.queue_at_once(&actor, &target, content) {
+                AtOnce::Queued(queued) => {
+                    pending.push_back(Box::pin(async move {
+                        (reference, core.committed_apart(&actor, queued).await)
+                    }));
+                    return Ok(None);
+                }
+                AtOnce::Refused(err) => {
+                    pending.push_back(Box::pin(std::future::ready((reference, Err(err)))));
+                    return Ok(None);
+                }
+                AtOnce::Wait(content) => content,
+            },
+            false => content,
+        };
         // Dropped once this publish is queued (or failed, or abandoned):
         // the next one's turn.
         let (queued, turn) = tokio::sync::oneshot::channel::<()>();
@@ -216,6 +234,20 @@ impl Session {
             (reference, result)
         }));
         Ok(None)
+    }
+
+    /// Whether every publish sent before has its place in the commit queue.
+    fn turn_is_free(&mut self) -> bool {
+        use tokio::sync::oneshot::error::TryRecvError;
+        // The sender is dropped (Closed) once that publish has its place.
+        // A receiver that has answered must not be awaited again: let go.
+        if let Some(turn) = self.turn.as_mut()
+            && let Err(TryRecvError::Empty) = turn.try_recv()
+        {
+            return false;
+        }
+        self.turn = None;
+        true
     }
 
     pub(super) async fn on_published(
