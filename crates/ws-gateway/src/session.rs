@@ -17,6 +17,7 @@ mod actions;
 mod connection;
 mod credential;
 mod delivery;
+mod outbox;
 mod proof;
 mod registration;
 mod sequencer;

@@ -1,6 +1,8 @@
 //! The socket half of a session: frames are fed as they come and flushed
-//! once per wake-up, so a burst costs one syscall, not one per frame; the
-//! frame counts and the delivery latency sample ride along with the flush.
+//! once per wake-up, so a burst costs one syscall, not one per frame (a
+//! frame shared with other sockets is queued by reference: see
+//! `outbox.rs`); the frame counts and the delivery latency sample ride
+//! along with the flush.
 //! Every write that waits on the peer is bounded in time, so a peer that
 //! reads nothing cannot hold a session (or shutdown) forever.
 
@@ -10,6 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::{Buf, Bytes};
 use domain::protocol::ServerFrame;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncWrite;
@@ -20,6 +23,7 @@ use tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 use tungstenite::{Message, Utf8Bytes};
 
 use super::End;
+use super::outbox::{MAX_SLICES, Outbox};
 use crate::metrics::GatewayMetrics;
 
 /// The socket as the upgrade hands it over (see `upgrade.rs`).
@@ -30,6 +34,10 @@ pub type Socket = WebSocketStream<tokio::net::TcpStream>;
 const LATENCY_SAMPLE: u64 = 16;
 /// Write buffer capacity a socket at rest may keep (a welcome, a ping).
 const KEEP: usize = 1024;
+/// Shared frames from this size on are queued by reference, smaller ones
+/// copied: for a frame of a few hundred bytes the copy costs less than a
+/// slice of its own in the kernel's copy (see `outbox.rs`).
+const SHARE_FROM: usize = 1024;
 /// How long a closing session waits for the client's close frame, which
 /// proves it read everything before ours.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -54,7 +62,7 @@ pub(super) struct Connection {
     /// recipient. Bytes are written only while the library has nothing
     /// buffered, and the socket is read only once these are all written,
     /// so the two never interleave within a frame.
-    out: Vec<u8>,
+    out: Outbox,
     /// Once `out` holds this much it is written before more is fed.
     write_buffer: usize,
     metrics: Arc<GatewayMetrics>,
@@ -85,7 +93,7 @@ impl Connection {
         Self {
             needs_flush: !unsent.is_empty(),
             socket,
-            out: unsent,
+            out: Outbox::with_own(unsent),
             write_buffer: write_buffer.max(1),
             metrics,
             write_timeout,
@@ -118,15 +126,20 @@ impl Connection {
             ServerFrame::Notification { .. } => Kind::Notification,
             _ => Kind::Other,
         };
-        self.feed(frame.to_json(reference).as_bytes(), kind, None)
-            .await
+        if !self.has_room() {
+            self.write_out().await?;
+        }
+        self.unflushed[kind as usize] += 1;
+        let text = frame.to_json(reference);
+        self.append(OpCode::Data(Data::Text), text.as_bytes());
+        Ok(())
     }
 
-    /// Feeds one serialized text frame; `committed_at` (ms) dates a message
-    /// or notification for the latency histogram.
+    /// Feeds one text frame serialized for every recipient; `committed_at`
+    /// (ms) dates a message or notification for the latency histogram.
     pub async fn feed(
         &mut self,
-        text: &[u8],
+        text: &Bytes,
         kind: Kind,
         committed_at: Option<i64>,
     ) -> Result<(), End> {
@@ -144,12 +157,19 @@ impl Connection {
 
     /// [`feed`](Self::feed) without the wait: for callers that checked
     /// [`has_room`](Self::has_room).
-    pub fn buffer(&mut self, text: &[u8], kind: Kind, committed_at: Option<i64>) {
+    pub fn buffer(&mut self, text: &Bytes, kind: Kind, committed_at: Option<i64>) {
         self.unflushed[kind as usize] += 1;
         if let Some(at) = committed_at {
             self.oldest_unflushed.get_or_insert(at);
         }
-        self.append(OpCode::Data(Data::Text), text);
+        if text.len() < SHARE_FROM {
+            self.append(OpCode::Data(Data::Text), text);
+        } else {
+            self.out
+                .push_own(|out| header(OpCode::Data(Data::Text), text.len(), out));
+            self.out.push_shared(text);
+            self.needs_flush = true;
+        }
     }
 
     /// Feeds a ping carrying `payload`. It goes out behind every frame fed
@@ -162,14 +182,12 @@ impl Connection {
         Ok(())
     }
 
+    /// Feeds a frame of this socket's own, copied.
     fn append(&mut self, opcode: OpCode, payload: &[u8]) {
-        let header = FrameHeader {
-            opcode,
-            ..FrameHeader::default()
-        };
-        // Writing into a Vec cannot fail.
-        let _ = header.format(payload.len() as u64, &mut self.out);
-        self.out.extend_from_slice(payload);
+        self.out.push_own(|out| {
+            header(opcode, payload.len(), out);
+            out.extend_from_slice(payload);
+        });
         self.needs_flush = true;
     }
 
@@ -183,13 +201,14 @@ impl Connection {
         .await?;
         self.wrote |= !self.out.is_empty();
         let (socket, out) = (&mut self.socket, &mut self.out);
-        let mut written = 0;
         let result = on_peer(self.write_timeout, |cx| {
-            while written < out.len() {
+            while out.has_remaining() {
+                let mut slices = [std::io::IoSlice::new(&[]); MAX_SLICES];
+                let count = out.chunks_vectored(&mut slices);
                 let io = Pin::new(socket.get_mut());
-                match io.poll_write(cx, &out[written..]) {
+                match io.poll_write_vectored(cx, &slices[..count]) {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Poll::Ready(Err(End::Gone)),
-                    Poll::Ready(Ok(n)) => written += n,
+                    Poll::Ready(Ok(n)) => out.advance(n),
                     Poll::Pending => return Poll::Pending,
                 }
             }
@@ -241,7 +260,7 @@ impl Connection {
         if wrote || !self.out.is_empty() {
             return false;
         }
-        self.out = Vec::new();
+        self.out.release();
         true
     }
 
@@ -289,6 +308,16 @@ impl Connection {
     pub async fn shut(&mut self) {
         let _ = tokio::time::timeout(CLOSE_WAIT, SinkExt::close(&mut self.socket)).await;
     }
+}
+
+/// Writes the header of an unmasked frame (a server's) of `len` bytes.
+fn header(opcode: OpCode, len: usize, out: &mut Vec<u8>) {
+    let header = FrameHeader {
+        opcode,
+        ..FrameHeader::default()
+    };
+    // Writing into a Vec cannot fail.
+    let _ = header.format(len as u64, out);
 }
 
 /// Drives a write that may wait on the peer. A peer that reads nothing

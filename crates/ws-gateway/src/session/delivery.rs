@@ -461,7 +461,7 @@ impl Session {
     async fn write_live(
         &mut self,
         sender_id: i64,
-        frame: &[u8],
+        frame: &Bytes,
         created_at: i64,
     ) -> Result<(), End> {
         if sender_id == self.actor.id {
