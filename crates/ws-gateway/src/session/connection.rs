@@ -126,9 +126,7 @@ impl Connection {
             ServerFrame::Notification { .. } => Kind::Notification,
             _ => Kind::Other,
         };
-        if !self.has_room() {
-            self.write_out().await?;
-        }
+        self.make_room().await?;
         self.unflushed[kind as usize] += 1;
         let text = frame.to_json(reference);
         self.append(OpCode::Data(Data::Text), text.as_bytes());
@@ -143,10 +141,16 @@ impl Connection {
         kind: Kind,
         committed_at: Option<i64>,
     ) -> Result<(), End> {
+        self.make_room().await?;
+        self.buffer(text, kind, committed_at);
+        Ok(())
+    }
+
+    /// Writes what is queued if the buffer is full.
+    async fn make_room(&mut self) -> Result<(), End> {
         if !self.has_room() {
             self.write_out().await?;
         }
-        self.buffer(text, kind, committed_at);
         Ok(())
     }
 
@@ -175,9 +179,7 @@ impl Connection {
     /// Feeds a ping carrying `payload`. It goes out behind every frame fed
     /// before it, so its pong proves they were read.
     pub async fn ping(&mut self, payload: &[u8]) -> Result<(), End> {
-        if !self.has_room() {
-            self.write_out().await?;
-        }
+        self.make_room().await?;
         self.append(OpCode::Control(Control::Ping), payload);
         Ok(())
     }
