@@ -115,12 +115,19 @@ impl Core {
         if let Some(topic) = self.topics.get(name.as_str()) {
             return self.check_topic(actor, &topic, content, true).await;
         }
-        match self.store.topic(name).await? {
-            Some(topic) => {
-                self.topics.insert(topic.name.clone(), topic.clone());
-                self.check_topic(actor, &topic, content, false).await
-            }
-            None => self.check_direct(actor, name, content).await,
+        // Read once for every publish that misses it at the same moment (a
+        // pipelining client's first burst, every publisher after a start):
+        // a read each would queue hundreds on the pool.
+        let found = self
+            .topics
+            .get_or_try(name.as_str().to_owned(), || async {
+                self.store.topic(name).await?.ok_or(NoTopic::Missing)
+            })
+            .await;
+        match found {
+            Ok(topic) => self.check_topic(actor, &topic, content, false).await,
+            Err(NoTopic::Missing) => self.check_direct(actor, name, content).await,
+            Err(NoTopic::Store(err)) => Err(err.into()),
         }
     }
 
@@ -423,5 +430,18 @@ impl HistorySlice {
             (None, Some(before)) => Ok(Self::Before(before)),
             (after, None) => Ok(Self::After(after.unwrap_or(0))),
         }
+    }
+}
+
+/// Why a name resolved to no topic.
+enum NoTopic {
+    /// No topic has it (it may name a user).
+    Missing,
+    Store(StoreError),
+}
+
+impl From<StoreError> for NoTopic {
+    fn from(err: StoreError) -> Self {
+        Self::Store(err)
     }
 }
