@@ -15,6 +15,7 @@
 pub mod auth;
 pub mod bus;
 pub mod events;
+pub mod fan_out_lag;
 pub mod metrics;
 pub mod model;
 pub mod names;

@@ -26,6 +26,11 @@ pub fn describe() {
         Unit::Seconds,
         "Time one group commit took, from the first write to the commit."
     );
+    describe_histogram!(
+        "tidings_commit_held_back_seconds",
+        Unit::Seconds,
+        "Time a group commit waited for sessions far behind to catch up (publisher backpressure)."
+    );
     describe_counter!(
         "tidings_bus_published_total",
         "Events this process published on the bus."
@@ -82,6 +87,7 @@ pub(crate) struct CommitMetrics {
     pub stored: Counter,
     pub batch: Histogram,
     pub duration: Histogram,
+    pub held_back: Histogram,
 }
 
 impl Default for CommitMetrics {
@@ -90,6 +96,7 @@ impl Default for CommitMetrics {
             stored: counter!("tidings_messages_stored_total"),
             batch: histogram!("tidings_commit_batch_size"),
             duration: histogram!("tidings_commit_duration_seconds"),
+            held_back: histogram!("tidings_commit_held_back_seconds"),
         }
     }
 }

@@ -110,6 +110,12 @@ impl Core {
         })
     }
 
+    /// Where sessions far behind say so, to hold this process's commits
+    /// back (see [`FanOutLag`](crate::fan_out_lag::FanOutLag)).
+    pub fn fan_out_lag(&self) -> &Arc<crate::fan_out_lag::FanOutLag> {
+        self.store.fan_out_lag()
+    }
+
     /// Publishes after a commit. A bus failure does not undo the change:
     /// gateways fill gaps from the store when the bus comes back.
     async fn announce(&self, event: Event) {

@@ -132,6 +132,8 @@ pub struct Store {
     backend: Backend,
     publisher: tokio::sync::mpsc::Sender<group_commit::PublishRequest>,
     feed: group_commit::CommitFeed,
+    /// Counted by the gateway's sessions, waited on by the writer.
+    fan_out_lag: Arc<crate::fan_out_lag::FanOutLag>,
     /// The writer thread's runtime.
     writer_thread: tokio::runtime::Handle,
 }
@@ -164,9 +166,14 @@ impl Store {
                 // concurrently from the pool.
                 let held = writer::Held::lazy(options(url)?, backend);
                 let feed = group_commit::CommitFeed::default();
-                let (publisher, writer_thread) =
-                    group_commit::spawn(Arc::new(held), backend, feed.clone())
-                        .map_err(sqlx::Error::Io)?;
+                let fan_out_lag = Arc::default();
+                let (publisher, writer_thread) = group_commit::spawn(
+                    Arc::new(held),
+                    backend,
+                    feed.clone(),
+                    Arc::clone(&fan_out_lag),
+                )
+                .map_err(sqlx::Error::Io)?;
                 Ok(Self {
                     read: pool.clone(),
                     batch_reads: Arc::new(batch_reads::BatchReads::new(&options(url)?, backend)),
@@ -174,6 +181,7 @@ impl Store {
                     backend,
                     publisher,
                     feed,
+                    fan_out_lag,
                     writer_thread,
                 })
             }
@@ -197,9 +205,14 @@ impl Store {
                     .connect_with(options(&url)?)
                     .await?;
                 let feed = group_commit::CommitFeed::default();
-                let (publisher, writer_thread) =
-                    group_commit::spawn(write.clone(), backend, feed.clone())
-                        .map_err(sqlx::Error::Io)?;
+                let fan_out_lag = Arc::default();
+                let (publisher, writer_thread) = group_commit::spawn(
+                    write.clone(),
+                    backend,
+                    feed.clone(),
+                    Arc::clone(&fan_out_lag),
+                )
+                .map_err(sqlx::Error::Io)?;
                 Ok(Self {
                     read,
                     batch_reads: Arc::new(batch_reads::BatchReads::new(&options(&url)?, backend)),
@@ -207,6 +220,7 @@ impl Store {
                     backend,
                     publisher,
                     feed,
+                    fan_out_lag,
                     writer_thread,
                 })
             }
@@ -251,6 +265,13 @@ impl Store {
     pub fn commit_feed(&self) -> Option<tokio::sync::mpsc::Receiver<Vec<Committed>>> {
         let (sender, receiver) = tokio::sync::mpsc::channel(group_commit::FEED_BACKLOG);
         self.feed.set(sender).ok().map(|()| receiver)
+    }
+
+    /// Where this process's sessions say they are far behind; the
+    /// group-commit writer holds commits back while any is (see
+    /// [`FanOutLag`](crate::fan_out_lag::FanOutLag)).
+    pub fn fan_out_lag(&self) -> &Arc<crate::fan_out_lag::FanOutLag> {
+        &self.fan_out_lag
     }
 
     /// Runs `task` on the group-commit writer's thread. Work that follows

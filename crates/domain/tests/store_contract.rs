@@ -21,6 +21,7 @@ contract!(
     topic_pages_count_and_order,
     seqs_start_at_one_and_have_no_gaps,
     concurrent_publishes_get_distinct_consecutive_seqs,
+    commits_wait_while_sessions_are_far_behind,
     one_batch_over_many_channels_moves_each_by_its_own_count,
     one_commit_of_many_channels_keeps_each_message_whole,
     a_refused_publish_does_not_fail_its_batch,
@@ -470,6 +471,42 @@ async fn concurrent_publishes_get_distinct_consecutive_seqs(db: &TestStore) {
         .map(|m| m.seq)
         .collect();
     assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+}
+
+/// While a session says it is far behind, the writer commits nothing; the
+/// publish waiting meanwhile lands, with its seq, once it has caught up.
+async fn commits_wait_while_sessions_are_far_behind(db: &TestStore) {
+    let alice = user(db, "alice").await;
+    let topic = db
+        .create_topic(&alice, &topic_name("flood"), false)
+        .await
+        .unwrap();
+    db.publish(topic.id, &alice, "before").await.unwrap();
+    let lag = std::sync::Arc::clone(db.store.fan_out_lag());
+    lag.add();
+    let publish = tokio::spawn({
+        let (store, alice) = (db.store.clone(), alice.clone());
+        async move { store.publish(topic.id, &alice, "held").await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !publish.is_finished(),
+        "committed while a session was behind"
+    );
+    assert_eq!(
+        db.messages_after(topic.id, 0, 10, None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    lag.remove();
+    let held = tokio::time::timeout(std::time::Duration::from_secs(5), publish)
+        .await
+        .expect("committed once the session caught up")
+        .unwrap()
+        .unwrap();
+    assert_eq!(held.seq, 2);
 }
 
 /// Publishes queued together over channels with different counts (1, 2,

@@ -7,11 +7,12 @@
 //! session watching it), so a burst of N messages to S sockets costs S
 //! queue pushes and wake-ups, not N x S. A session with too many events
 //! queued is a slow consumer (it is closed with 4008 and catches up on
-//! reconnect); a lagging bus receiver makes every session resync from the
+//! reconnect); sessions far behind on readable sockets hold commits back
+//! instead (see `backlog.rs`); a lagging bus receiver makes every session resync from the
 //! store. Registry entries are removed when their last session goes, and
 //! the bus is told to stop routing that key.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 
 use bytes::Bytes;
@@ -19,12 +20,14 @@ use domain::bus::{Delivery, SharedBus};
 // Keys are server-assigned ids: a fast hash, not SipHash (a measurable
 // share of each delivery's CPU).
 use domain::events::{Event, InboxChange, Key};
+use domain::fan_out_lag::FanOutLag;
 use domain::protocol::ServerFrame;
 use foldhash::HashMap;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{Notify, mpsc};
 
+use crate::backlog::Backlog;
 use crate::key_gates::KeyGates;
 use crate::metrics::GatewayMetrics;
 use crate::revocations::Revocations;
@@ -56,7 +59,7 @@ pub struct SessionHandle {
     /// Bounded by `backlog`, which counts events rather than runs.
     pub queue: mpsc::UnboundedSender<Outbound>,
     /// Events queued and not yet handled; the session subtracts what it handled.
-    pub backlog: Arc<AtomicUsize>,
+    pub backlog: Arc<Backlog>,
     /// The most events that may be queued before the session is a slow consumer.
     pub limit: usize,
     /// Woken when the queue overflowed: the session must close with 4008.
@@ -68,10 +71,10 @@ pub struct SessionHandle {
 }
 
 impl SessionHandle {
-    pub fn new(queue: mpsc::UnboundedSender<Outbound>, limit: usize) -> Self {
+    pub fn new(queue: mpsc::UnboundedSender<Outbound>, limit: usize, lag: Arc<FanOutLag>) -> Self {
         Self {
             queue,
-            backlog: Arc::default(),
+            backlog: Arc::new(Backlog::new(lag)),
             limit,
             kick: Arc::new(Notify::new()),
             resync_queued: Arc::default(),
@@ -86,7 +89,7 @@ impl SessionHandle {
 
     /// Called by the session once it has handled `events` queued events.
     pub fn handled(&self, events: usize) {
-        self.backlog.fetch_sub(events, Ordering::Relaxed);
+        self.backlog.handled(events, self.limit);
     }
 }
 
@@ -250,9 +253,7 @@ impl Hub {
     /// Queues `out` (worth `events` events) unless the session already
     /// has its limit queued; then it is kicked instead.
     fn offer(&self, handle: &SessionHandle, out: Outbound, events: usize) {
-        let queued = handle.backlog.fetch_add(events, Ordering::Relaxed) + events;
-        if queued > handle.limit {
-            handle.backlog.fetch_sub(events, Ordering::Relaxed);
+        if !handle.backlog.offer(events, handle.limit) {
             handle.kick.notify_one();
             return;
         }
@@ -355,7 +356,7 @@ mod tests {
         let hub = Hub::new(bus.clone(), GatewayMetrics::default());
         hub.spawn_dispatcher().unwrap();
         let (queue, mut received) = mpsc::unbounded_channel();
-        let handle = SessionHandle::new(queue, 100);
+        let handle = SessionHandle::new(queue, 100, Arc::default());
         hub.watch(Key::User(1), 1, &handle).await;
         let mark = hub.revocations.mark();
         let revoked = |user_id| Event::Revoked {
@@ -430,7 +431,7 @@ mod tests {
     }
 
     fn session() -> SessionHandle {
-        SessionHandle::new(mpsc::unbounded_channel().0, 100)
+        SessionHandle::new(mpsc::unbounded_channel().0, 100, Arc::default())
     }
 
     /// A socket closes (its unsubscribe is slow to go out) as another

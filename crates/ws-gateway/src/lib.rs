@@ -9,6 +9,7 @@
 //! - [`cursors`]: batched persistence of delivery progress.
 #![forbid(unsafe_code)]
 
+pub mod backlog;
 pub mod config;
 pub mod cursors;
 pub mod error;

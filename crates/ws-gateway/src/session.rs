@@ -225,6 +225,7 @@ impl Session {
         let name = state.hub.session_name(id);
         let conn = connection::Connection::new(
             (socket, unsent),
+            Arc::clone(&handle.backlog),
             Arc::clone(state.hub.metrics()),
             state.config.idle_timeout,
             state.config.write_buffer_bytes,
@@ -358,6 +359,8 @@ impl Session {
     /// Answers every publish already read before closing for shutdown: an
     /// acknowledged publish is stored, and a stored one is acknowledged.
     async fn drain(&mut self, pending: &mut Pending) {
+        // Its queue is no longer handled: commits must not wait for it.
+        self.handle.backlog.end();
         let acked = tokio::time::timeout(DRAIN_WAIT, async {
             while let Some((reference, result)) = pending.next().await {
                 self.on_published(reference, result).await?;
@@ -493,6 +496,7 @@ impl Session {
     /// behind each other, while the process saves every noted cursor in
     /// one batch once the last session is done anyway.
     async fn finish(&mut self, end: End) {
+        self.handle.backlog.end();
         let exiting = self.state.shutdown.triggered();
         if !exiting {
             let keys: Vec<Key> = self

@@ -16,17 +16,26 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use sqlx::Executor;
 use tokio::sync::{mpsc, oneshot};
 
 use super::writer::Held;
 use super::{Backend, StoreError, values_list};
+use crate::fan_out_lag::FanOutLag;
 use crate::model::{Actor, Audience, StoredMessage};
 use crate::time::now_millis;
 
 /// The most publishes one transaction takes.
 const MAX_BATCH: usize = 512;
+/// The longest a commit waits for sessions far behind (see [`FanOutLag`]).
+/// Under a flood the wait is as long as the sessions take to catch up
+/// (seconds, with thousands of sockets): a shorter bound would let the next
+/// commits in before then and take the queues to their limit anyway. It is
+/// only a guard against a session that stops handling its queue without
+/// ending or waiting on its peer, which nothing known does.
+const MAX_HOLD_BACK: Duration = Duration::from_secs(10);
 /// Commits that may wait in the feed before the writer waits too.
 pub(super) const FEED_BACKLOG: usize = 1024;
 /// Rows per `INSERT` statement (5 parameters each).
@@ -62,6 +71,7 @@ pub(super) fn spawn(
     connection: Arc<Held>,
     backend: Backend,
     feed: CommitFeed,
+    lag: Arc<FanOutLag>,
 ) -> std::io::Result<(mpsc::Sender<PublishRequest>, tokio::runtime::Handle)> {
     let (sender, receiver) = mpsc::channel(4 * MAX_BATCH);
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -70,7 +80,7 @@ pub(super) fn spawn(
     let handle = runtime.handle().clone();
     std::thread::Builder::new()
         .name("tidings-writer".into())
-        .spawn(move || runtime.block_on(run(connection, backend, receiver, feed)))?;
+        .spawn(move || runtime.block_on(run(connection, backend, receiver, feed, lag)))?;
     Ok((sender, handle))
 }
 
@@ -79,9 +89,20 @@ async fn run(
     backend: Backend,
     mut receiver: mpsc::Receiver<PublishRequest>,
     feed: CommitFeed,
+    lag: Arc<FanOutLag>,
 ) {
     let metrics = crate::metrics::CommitMetrics::default();
     while let Some(first) = receiver.recv().await {
+        // Before the batch is taken: what queues meanwhile joins it.
+        if let Some(waited) = lag.wait(MAX_HOLD_BACK).await {
+            metrics.held_back.record(waited.as_secs_f64());
+            if waited >= MAX_HOLD_BACK {
+                tracing::warn!(
+                    sessions = lag.lagging(),
+                    "sessions far behind for {MAX_HOLD_BACK:?}; committing anyway"
+                );
+            }
+        }
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match receiver.try_recv() {

@@ -24,6 +24,7 @@ use tungstenite::{Message, Utf8Bytes};
 
 use super::End;
 use super::outbox::{MAX_SLICES, Outbox};
+use crate::backlog::Backlog;
 use crate::metrics::GatewayMetrics;
 
 /// The socket as the upgrade hands it over (see `upgrade.rs`).
@@ -38,6 +39,10 @@ const KEEP: usize = 1024;
 /// copied: for a frame of a few hundred bytes the copy costs less than a
 /// slice of its own in the kernel's copy (see `outbox.rs`).
 const SHARE_FROM: usize = 1024;
+/// How long a write may wait for the peer before the peer, not this
+/// process, counts as the one behind (see `backlog.rs`): a client that
+/// stops reading must not hold publishers back for longer.
+const STALLED_AFTER: Duration = Duration::from_millis(500);
 /// How long a closing session waits for the client's close frame, which
 /// proves it read everything before ours.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -63,6 +68,8 @@ pub(super) struct Connection {
     /// buffered, and the socket is read only once these are all written,
     /// so the two never interleave within a frame.
     out: Outbox,
+    /// Told while a write waits for the peer to read (see `backlog.rs`).
+    backlog: Arc<Backlog>,
     /// Once `out` holds this much it is written before more is fed.
     write_buffer: usize,
     metrics: Arc<GatewayMetrics>,
@@ -86,6 +93,7 @@ impl Connection {
     /// (its 101, see `hold.rs`): it goes out in front of the first frames.
     pub fn new(
         (socket, unsent): (Socket, Vec<u8>),
+        backlog: Arc<Backlog>,
         metrics: Arc<GatewayMetrics>,
         write_timeout: Duration,
         write_buffer: usize,
@@ -94,6 +102,7 @@ impl Connection {
             needs_flush: !unsent.is_empty(),
             socket,
             out: Outbox::with_own(unsent),
+            backlog,
             write_buffer: write_buffer.max(1),
             metrics,
             write_timeout,
@@ -197,13 +206,13 @@ impl Connection {
     /// (a pong, which must not land inside one of our frames).
     async fn write_out(&mut self) -> Result<(), End> {
         let socket = &mut self.socket;
-        on_peer(self.write_timeout, |cx| {
+        on_peer(self.write_timeout, &self.backlog, |cx| {
             socket.poll_flush_unpin(cx).map_err(|_| End::Gone)
         })
         .await?;
         self.wrote |= !self.out.is_empty();
         let (socket, out) = (&mut self.socket, &mut self.out);
-        let result = on_peer(self.write_timeout, |cx| {
+        let result = on_peer(self.write_timeout, &self.backlog, |cx| {
             while out.has_remaining() {
                 let mut slices = [std::io::IoSlice::new(&[]); MAX_SLICES];
                 let count = out.chunks_vectored(&mut slices);
@@ -326,18 +335,35 @@ fn header(opcode: OpCode, len: usize, out: &mut Vec<u8>) {
 /// fills its window and the write would wait for good, while this session
 /// hears no timer, kick or shutdown: the wait gets `limit`, as long as a
 /// silent peer gets. The timer starts only once the socket has to wait,
-/// so a write that goes straight through costs no clock read.
+/// so a write that goes straight through costs no clock read. A wait past
+/// [`STALLED_AFTER`] tells the session's backlog that its peer is the slow
+/// one, until the write goes through.
 async fn on_peer(
     limit: Duration,
+    backlog: &Backlog,
     mut poll: impl FnMut(&mut Context<'_>) -> Poll<Result<(), End>>,
 ) -> Result<(), End> {
     let mut deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    std::future::poll_fn(|cx| match poll(cx) {
+    let mut stall: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let mut stalled = false;
+    let result = std::future::poll_fn(|cx| match poll(cx) {
         Poll::Ready(result) => Poll::Ready(result),
         Poll::Pending => {
+            if !stalled {
+                let timer =
+                    stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(STALLED_AFTER)));
+                if timer.as_mut().poll(cx).is_ready() {
+                    backlog.stalled(true);
+                    stalled = true;
+                }
+            }
             let timer = deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
             timer.as_mut().poll(cx).map(|()| Err(End::Gone))
         }
     })
-    .await
+    .await;
+    if stalled {
+        backlog.stalled(false);
+    }
+    result
 }

@@ -30,7 +30,7 @@ impl Registration {
         let (queue, receiver) = mpsc::unbounded_channel();
         Self {
             id: state.hub.next_session_id(),
-            handle: SessionHandle::new(queue, limit),
+            handle: SessionHandle::new(queue, limit, Arc::clone(state.core.fan_out_lag())),
             receiver,
             watched: None,
         }
