@@ -145,6 +145,59 @@ async fn a_slow_consumer_is_closed_with_4008_and_catches_up() {
     );
 }
 
+/// A session more than half full, on a socket that takes what it is sent,
+/// holds the next commit back until it has caught up: publishers wait,
+/// subscribers are not closed. The session here is the test, holding a
+/// place in the real hub; the hub, bus, writer and store are the real ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_far_behind_holds_publishes_back_until_it_catches_up() {
+    use std::sync::Arc;
+    let app = spawn(GatewayConfig::default()).await;
+    let (alice, _) = app.user("alice").await;
+    let topic = app.topic(&alice, "flood", false).await;
+    let (queue, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let handle =
+        tidings_gateway::hub::SessionHandle::new(queue, 8, Arc::clone(app.core.fan_out_lag()));
+    app.hub
+        .watch(
+            domain::events::Key::Channel(topic.id),
+            app.hub.next_session_id(),
+            &handle,
+        )
+        .await;
+    for n in 0..5 {
+        app.core
+            .publish_topic(&alice, &topic, &n.to_string())
+            .await
+            .unwrap();
+    }
+    let mut queued = 0;
+    while queued < 5 {
+        match tokio::time::timeout(Duration::from_secs(10), receiver.recv()).await {
+            Ok(Some(tidings_gateway::hub::Outbound::Events(run))) => queued += run.len(),
+            other => panic!("expected the five messages, got {other:?}"),
+        }
+    }
+    assert_eq!(app.core.fan_out_lag().lagging(), 1, "5 of 8 is far behind");
+    let held = tokio::spawn({
+        let (core, alice, topic) = (Arc::clone(&app.core), alice.clone(), topic.clone());
+        async move { core.publish_topic(&alice, &topic, "held").await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !held.is_finished(),
+        "committed while a session was far behind"
+    );
+    handle.handled(5);
+    let published = tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .expect("committed once the session caught up")
+        .unwrap()
+        .unwrap();
+    assert_eq!(published.message.seq, 6);
+    assert_eq!(app.core.fan_out_lag().lagging(), 0);
+}
+
 #[tokio::test]
 async fn an_expired_token_closes_with_4001() {
     let app = spawn(GatewayConfig::default()).await;
