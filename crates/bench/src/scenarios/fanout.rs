@@ -278,6 +278,13 @@ async fn receive(
             Some(Err(_)) => true,
             _ => false,
         };
+        if lost && matches!(next, Some(Ok(Message::Close(_)))) {
+            // The library queued the answer to the server's close as it read
+            // it: sent, it proves everything before was read, and the next
+            // connection starts right after (dropped unsent, the server
+            // replays what it last wrote, as for a peer that vanished).
+            let _ = tokio::time::timeout(QUIET, futures_util::SinkExt::flush(&mut ws)).await;
+        }
         if lost
             && let Some((url, source)) = &rejoin
             && let Ok(again) = client::connect(url, *source, false).await
