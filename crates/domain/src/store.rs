@@ -130,12 +130,8 @@ pub struct Store {
     batch_reads: Arc<batch_reads::BatchReads>,
     write: writer::Writes,
     backend: Backend,
-    publisher: tokio::sync::mpsc::Sender<group_commit::PublishRequest>,
-    feed: group_commit::CommitFeed,
-    /// Counted by the gateway's sessions, waited on by the writer.
-    fan_out_lag: Arc<crate::fan_out_lag::FanOutLag>,
-    /// The writer thread's runtime.
-    writer_thread: tokio::runtime::Handle,
+    /// The group-commit writer's queue, feed and thread.
+    writer: group_commit::Writer,
 }
 
 impl Store {
@@ -165,24 +161,14 @@ impl Store {
                 // from its own thread on first use; other writes run
                 // concurrently from the pool.
                 let held = writer::Held::lazy(options(url)?, backend);
-                let feed = group_commit::CommitFeed::default();
-                let fan_out_lag = Arc::default();
-                let (publisher, writer_thread) = group_commit::spawn(
-                    Arc::new(held),
-                    backend,
-                    feed.clone(),
-                    Arc::clone(&fan_out_lag),
-                )
-                .map_err(sqlx::Error::Io)?;
+                let writer =
+                    group_commit::spawn(Arc::new(held), backend).map_err(sqlx::Error::Io)?;
                 Ok(Self {
                     read: pool.clone(),
                     batch_reads: Arc::new(batch_reads::BatchReads::new(&options(url)?, backend)),
                     write: writer::Writes::Pool(pool),
                     backend,
-                    publisher,
-                    feed,
-                    fan_out_lag,
-                    writer_thread,
+                    writer,
                 })
             }
             Backend::Sqlite => {
@@ -204,24 +190,14 @@ impl Store {
                     .after_connect(|conn, _| Box::pin(async move { sqlite_pragmas(conn).await }))
                     .connect_with(options(&url)?)
                     .await?;
-                let feed = group_commit::CommitFeed::default();
-                let fan_out_lag = Arc::default();
-                let (publisher, writer_thread) = group_commit::spawn(
-                    write.clone(),
-                    backend,
-                    feed.clone(),
-                    Arc::clone(&fan_out_lag),
-                )
-                .map_err(sqlx::Error::Io)?;
+                let writer =
+                    group_commit::spawn(write.clone(), backend).map_err(sqlx::Error::Io)?;
                 Ok(Self {
                     read,
                     batch_reads: Arc::new(batch_reads::BatchReads::new(&options(&url)?, backend)),
                     write: writer::Writes::Held(write),
                     backend,
-                    publisher,
-                    feed,
-                    fan_out_lag,
-                    writer_thread,
+                    writer,
                 })
             }
         }
@@ -264,14 +240,14 @@ impl Store {
     /// when someone else already listens (there is one announcer per store).
     pub fn commit_feed(&self) -> Option<tokio::sync::mpsc::Receiver<Vec<Committed>>> {
         let (sender, receiver) = tokio::sync::mpsc::channel(group_commit::FEED_BACKLOG);
-        self.feed.set(sender).ok().map(|()| receiver)
+        self.writer.feed.set(sender).ok().map(|()| receiver)
     }
 
     /// Where this process's sessions say they are far behind; the
     /// group-commit writer holds commits back while any is (see
     /// [`FanOutLag`](crate::fan_out_lag::FanOutLag)).
     pub fn fan_out_lag(&self) -> &Arc<crate::fan_out_lag::FanOutLag> {
-        &self.fan_out_lag
+        &self.writer.lag
     }
 
     /// Runs `task` on the group-commit writer's thread. Work that follows
@@ -282,7 +258,7 @@ impl Store {
         &self,
         task: impl std::future::Future<Output = ()> + Send + 'static,
     ) {
-        self.writer_thread.spawn(task);
+        self.writer.thread.spawn(task);
     }
 
     /// How many connections reads share.
@@ -328,7 +304,7 @@ impl Store {
     ) -> Result<T, StoreError> {
         match self.write {
             writer::Writes::Pool(_) => write.await,
-            writer::Writes::Held(_) => self.writer_thread.spawn(write).await.map_err(|err| {
+            writer::Writes::Held(_) => self.writer.thread.spawn(write).await.map_err(|err| {
                 StoreError::Unavailable(format!("the writer's thread dropped a write: {err}"))
             })?,
         }

@@ -17,6 +17,9 @@ use domain::fan_out_lag::FanOutLag;
 pub struct Backlog {
     /// Events queued and not yet handled.
     events: AtomicUsize,
+    /// The most events that may be queued before the session is a slow
+    /// consumer.
+    limit: usize,
     /// The session waits for its peer to read.
     stalled: AtomicBool,
     /// Counted in `lag`.
@@ -25,9 +28,10 @@ pub struct Backlog {
 }
 
 impl Backlog {
-    pub fn new(lag: Arc<FanOutLag>) -> Self {
+    pub fn new(limit: usize, lag: Arc<FanOutLag>) -> Self {
         Self {
             events: AtomicUsize::new(0),
+            limit,
             stalled: AtomicBool::new(false),
             counted: AtomicBool::new(false),
             lag,
@@ -35,8 +39,9 @@ impl Backlog {
     }
 
     /// Counts `events` more queued; `false`, counting nothing, when that
-    /// would take the queue past `limit`.
-    pub fn offer(&self, events: usize, limit: usize) -> bool {
+    /// would take the queue past its limit (the session is a slow consumer).
+    pub fn offer(&self, events: usize) -> bool {
+        let limit = self.limit;
         let queued = self.events.fetch_add(events, Ordering::Relaxed) + events;
         if queued > limit {
             self.events.fetch_sub(events, Ordering::Relaxed);
@@ -54,12 +59,12 @@ impl Backlog {
     }
 
     /// The session handled `events` queued events.
-    pub fn handled(&self, events: usize, limit: usize) {
+    pub fn handled(&self, events: usize) {
         let left = self
             .events
             .fetch_sub(events, Ordering::Relaxed)
             .saturating_sub(events);
-        if left <= limit / 4 {
+        if left <= self.limit / 4 {
             self.uncount();
         }
     }
@@ -78,8 +83,8 @@ impl Backlog {
         self.uncount();
     }
 
-    /// Events queued now (for tests).
-    pub fn events(&self) -> usize {
+    #[cfg(test)]
+    fn events(&self) -> usize {
         self.events.load(Ordering::Relaxed)
     }
 
@@ -103,21 +108,21 @@ mod tests {
 
     fn backlog() -> (Arc<FanOutLag>, Backlog) {
         let lag = Arc::new(FanOutLag::default());
-        (Arc::clone(&lag), Backlog::new(lag))
+        (Arc::clone(&lag), Backlog::new(100, lag))
     }
 
     #[test]
     fn far_behind_is_counted_until_mostly_handled() {
         let (lag, backlog) = backlog();
-        assert!(backlog.offer(50, 100));
+        assert!(backlog.offer(50));
         assert_eq!(lag.lagging(), 0, "half the limit is not far behind");
-        assert!(backlog.offer(10, 100));
+        assert!(backlog.offer(10));
         assert_eq!(lag.lagging(), 1);
-        assert!(backlog.offer(10, 100));
+        assert!(backlog.offer(10));
         assert_eq!(lag.lagging(), 1, "counted once");
-        backlog.handled(40, 100);
+        backlog.handled(40);
         assert_eq!(lag.lagging(), 1, "30 left is more than a quarter");
-        backlog.handled(5, 100);
+        backlog.handled(5);
         assert_eq!(lag.lagging(), 0);
         assert_eq!(backlog.events(), 25);
     }
@@ -125,23 +130,23 @@ mod tests {
     #[test]
     fn a_stalled_peer_holds_nobody_back() {
         let (lag, backlog) = backlog();
-        assert!(backlog.offer(60, 100));
+        assert!(backlog.offer(60));
         assert_eq!(lag.lagging(), 1);
         backlog.stalled(true);
         assert_eq!(lag.lagging(), 0);
-        assert!(backlog.offer(10, 100));
+        assert!(backlog.offer(10));
         assert_eq!(lag.lagging(), 0, "still stalled");
         backlog.stalled(false);
-        assert!(backlog.offer(1, 100));
+        assert!(backlog.offer(1));
         assert_eq!(lag.lagging(), 1, "reading again, and still far behind");
     }
 
     #[test]
     fn overflow_counts_nothing_and_lets_go() {
         let (lag, backlog) = backlog();
-        assert!(backlog.offer(90, 100));
+        assert!(backlog.offer(90));
         assert_eq!(lag.lagging(), 1);
-        assert!(!backlog.offer(20, 100));
+        assert!(!backlog.offer(20));
         assert_eq!(backlog.events(), 90);
         assert_eq!(
             lag.lagging(),
@@ -153,13 +158,13 @@ mod tests {
     #[test]
     fn an_ending_session_lets_go() {
         let (lag, backlog) = backlog();
-        assert!(backlog.offer(60, 100));
+        assert!(backlog.offer(60));
         backlog.end();
         assert_eq!(lag.lagging(), 0);
-        assert!(backlog.offer(10, 100));
+        assert!(backlog.offer(10));
         assert_eq!(lag.lagging(), 0);
         let (lag, backlog) = self::backlog();
-        assert!(backlog.offer(60, 100));
+        assert!(backlog.offer(60));
         drop(backlog);
         assert_eq!(lag.lagging(), 0);
     }

@@ -8,8 +8,8 @@
 //! queue pushes and wake-ups, not N x S. A session with too many events
 //! queued is a slow consumer (it is closed with 4008 and catches up on
 //! reconnect); sessions far behind on readable sockets hold commits back
-//! instead (see `backlog.rs`); a lagging bus receiver makes every session resync from the
-//! store. Registry entries are removed when their last session goes, and
+//! instead (see `backlog.rs`); a lagging bus receiver makes every session
+//! resync from the store. Registry entries are removed when their last session goes, and
 //! the bus is told to stop routing that key.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -58,10 +58,9 @@ pub enum Outbound {
 pub struct SessionHandle {
     /// Bounded by `backlog`, which counts events rather than runs.
     pub queue: mpsc::UnboundedSender<Outbound>,
-    /// Events queued and not yet handled; the session subtracts what it handled.
+    /// Events queued and not yet handled, up to the session's limit; the
+    /// session subtracts what it handled.
     pub backlog: Arc<Backlog>,
-    /// The most events that may be queued before the session is a slow consumer.
-    pub limit: usize,
     /// Woken when the queue overflowed: the session must close with 4008.
     pub kick: Arc<Notify>,
     /// A resync is queued and not yet started: another one would read the
@@ -74,8 +73,7 @@ impl SessionHandle {
     pub fn new(queue: mpsc::UnboundedSender<Outbound>, limit: usize, lag: Arc<FanOutLag>) -> Self {
         Self {
             queue,
-            backlog: Arc::new(Backlog::new(lag)),
-            limit,
+            backlog: Arc::new(Backlog::new(limit, lag)),
             kick: Arc::new(Notify::new()),
             resync_queued: Arc::default(),
         }
@@ -89,7 +87,7 @@ impl SessionHandle {
 
     /// Called by the session once it has handled `events` queued events.
     pub fn handled(&self, events: usize) {
-        self.backlog.handled(events, self.limit);
+        self.backlog.handled(events);
     }
 }
 
@@ -253,7 +251,7 @@ impl Hub {
     /// Queues `out` (worth `events` events) unless the session already
     /// has its limit queued; then it is kicked instead.
     fn offer(&self, handle: &SessionHandle, out: Outbound, events: usize) {
-        if !handle.backlog.offer(events, handle.limit) {
+        if !handle.backlog.offer(events) {
             handle.kick.notify_one();
             return;
         }

@@ -463,7 +463,8 @@ impl Store {
         audience: Option<Audience>,
     ) -> Result<Receipt, StoreError> {
         let (request, receipt) = publish_request(channel_id, sender, content, audience);
-        self.publisher
+        self.writer
+            .publisher
             .send(request)
             .await
             .map_err(|_| writer_gone())?;
@@ -475,7 +476,7 @@ impl Store {
     /// without giving up what it would queue when there is none).
     pub fn queue_slot(&self) -> Result<Option<QueueSlot<'_>>, StoreError> {
         use tokio::sync::mpsc::error::TrySendError;
-        match self.publisher.try_reserve() {
+        match self.writer.publisher.try_reserve() {
             Ok(permit) => Ok(Some(QueueSlot(permit))),
             Err(TrySendError::Full(())) => Ok(None),
             Err(TrySendError::Closed(())) => Err(writer_gone()),

@@ -343,22 +343,24 @@ async fn on_peer(
     backlog: &Backlog,
     mut poll: impl FnMut(&mut Context<'_>) -> Poll<Result<(), End>>,
 ) -> Result<(), End> {
-    let mut deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
-    let mut stall: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    // One timer: first to the stall, then moved on to the deadline.
+    let first = STALLED_AFTER.min(limit);
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let mut stalled = false;
     let result = std::future::poll_fn(|cx| match poll(cx) {
         Poll::Ready(result) => Poll::Ready(result),
         Poll::Pending => {
-            if !stalled {
-                let timer =
-                    stall.get_or_insert_with(|| Box::pin(tokio::time::sleep(STALLED_AFTER)));
-                if timer.as_mut().poll(cx).is_ready() {
-                    backlog.stalled(true);
-                    stalled = true;
+            let timer = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(first)));
+            while timer.as_mut().poll(cx).is_ready() {
+                if stalled {
+                    return Poll::Ready(Err(End::Gone));
                 }
+                backlog.stalled(true);
+                stalled = true;
+                let deadline = timer.deadline() - first + limit;
+                timer.as_mut().reset(deadline);
             }
-            let timer = deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
-            timer.as_mut().poll(cx).map(|()| Err(End::Gone))
+            Poll::Pending
         }
     })
     .await;
