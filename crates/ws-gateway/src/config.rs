@@ -46,6 +46,12 @@ pub struct GatewayArgs {
     /// timer period).
     #[arg(long, env = "TIDINGS_WS_WRITE_BUFFER", default_value_t = 16 * 1024)]
     pub write_buffer_bytes: usize,
+
+    /// Memory for the last messages of the topics this process delivers,
+    /// in bytes: sessions that fell behind catch up from it instead of
+    /// the store (messages up to 30 s old; 0 turns it off).
+    #[arg(long, env = "TIDINGS_WS_RECENT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub recent_bytes: usize,
 }
 
 /// What sessions need of the settings.
@@ -59,6 +65,7 @@ pub struct GatewayConfig {
     pub idle_timeout: Duration,
     pub read_buffer_bytes: usize,
     pub write_buffer_bytes: usize,
+    pub recent_bytes: usize,
 }
 
 impl Default for GatewayConfig {
@@ -72,6 +79,7 @@ impl Default for GatewayConfig {
             idle_timeout: Duration::from_secs(60),
             read_buffer_bytes: 1024,
             write_buffer_bytes: 16 * 1024,
+            recent_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -87,6 +95,7 @@ impl From<&GatewayArgs> for GatewayConfig {
             idle_timeout: a.idle_timeout,
             read_buffer_bytes: a.read_buffer_bytes,
             write_buffer_bytes: a.write_buffer_bytes,
+            recent_bytes: a.recent_bytes,
         }
     }
 }

@@ -30,6 +30,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::backlog::Backlog;
 use crate::key_gates::KeyGates;
 use crate::metrics::GatewayMetrics;
+use crate::recent::{Recent, Recorded};
 use crate::revocations::Revocations;
 
 pub type SessionId = u64;
@@ -98,6 +99,8 @@ pub struct Hub {
     /// Every revocation heard lately, for sessions that registered after
     /// it went by (see `revocations.rs`).
     pub revocations: Revocations,
+    /// The last messages of each topic watched here, for catch-ups.
+    pub recent: Recent,
     /// Subscription changes on one key reach the bus in turn.
     gates: KeyGates,
     next_id: AtomicU64,
@@ -110,10 +113,13 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(bus: SharedBus, metrics: GatewayMetrics) -> Arc<Self> {
+    /// `recent_bytes` bounds the records of recent topic messages (see
+    /// `recent.rs`).
+    pub fn new(bus: SharedBus, metrics: GatewayMetrics, recent_bytes: usize) -> Arc<Self> {
         Arc::new(Self {
             registry: RwLock::default(),
             revocations: Revocations::default(),
+            recent: Recent::new(recent_bytes),
             gates: KeyGates::default(),
             next_id: AtomicU64::new(1),
             instance: domain::auth::random_secret(10).to_lowercase(),
@@ -169,6 +175,9 @@ impl Hub {
             }
         };
         if last {
+            if let Key::Channel(channel_id) = key {
+                self.recent.forget(channel_id);
+            }
             self.bus.unwatch(key).await;
         }
     }
@@ -229,6 +238,7 @@ impl Hub {
                     event: Arc::clone(event),
                 })
                 .collect();
+            self.record(&run);
             for handle in sessions.values() {
                 self.offer(handle, Outbound::Events(Arc::clone(&run)), run.len());
             }
@@ -237,8 +247,35 @@ impl Hub {
         events.clear();
     }
 
+    /// Adds a run's topic messages to their topic's record, before any
+    /// session is handed them (see `recent.rs`).
+    fn record(&self, run: &[Routed]) {
+        let now = domain::time::now_millis();
+        let mut recorded_any = false;
+        for routed in run {
+            if let (Event::TopicMessage { message, .. }, Some(frame)) =
+                (&*routed.event, &routed.frame)
+            {
+                let recorded = Recorded {
+                    seq: message.seq,
+                    sender_id: message.sender_id,
+                    created_at: message.created_at,
+                    frame: frame.clone(),
+                };
+                self.recent.record(message.channel_id, recorded, now);
+                recorded_any = true;
+            }
+        }
+        if recorded_any {
+            self.metrics.recent_bytes.set(self.recent.bytes() as f64);
+        }
+    }
+
     fn resync_all(&self) {
         self.metrics.resyncs.increment(1);
+        // Whatever was lost is missing from the records too.
+        self.recent.clear();
+        self.metrics.recent_bytes.set(0.0);
         let registry = self.registry.read().unwrap_or_else(|e| e.into_inner());
         let mut seen = std::collections::HashSet::new();
         for (id, handle) in registry.values().flat_map(|s| s.iter()) {
@@ -345,13 +382,66 @@ mod tests {
 
     use super::*;
 
+    /// Topic messages are recorded for catch-ups by the time a session
+    /// is handed them, only for topics watched here; a resync (events may
+    /// be lost) and the last session leaving empty the record.
+    #[tokio::test]
+    async fn watched_topics_messages_are_recorded_until_a_resync_or_the_last_session_leaves() {
+        let bus: SharedBus = Arc::new(LocalBus::default());
+        let hub = Hub::new(bus.clone(), GatewayMetrics::default(), 1 << 20);
+        hub.spawn_dispatcher().unwrap();
+        let (queue, mut received) = mpsc::unbounded_channel();
+        let handle = SessionHandle::new(queue, 100, Arc::default());
+        hub.watch(Key::Channel(7), 1, &handle).await;
+        let message = |channel_id, seq| Event::TopicMessage {
+            topic: "news".into(),
+            message: domain::model::StoredMessage {
+                id: seq,
+                channel_id,
+                seq,
+                sender_id: 1,
+                sender: "alice".into(),
+                content: format!("m{seq}"),
+                created_at: domain::time::now_millis(),
+            },
+        };
+        for (channel_id, seq) in [(7, 1), (8, 1), (7, 2)] {
+            bus.publish(message(channel_id, seq)).await.unwrap();
+        }
+        let mut handed = 0;
+        while handed < 2 {
+            let out = tokio::time::timeout(Duration::from_secs(5), received.recv()).await;
+            let Ok(Some(Outbound::Events(run))) = out else {
+                panic!("{out:?}")
+            };
+            handed += run.len();
+        }
+        let now = domain::time::now_millis();
+        let recorded = hub.recent.after(7, 0, 10, now).unwrap();
+        assert_eq!(recorded.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2]);
+        assert!(
+            hub.recent.after(8, 0, 10, now).is_none(),
+            "not watched here"
+        );
+        hub.resync_all();
+        assert!(hub.recent.after(7, 0, 10, now).is_none());
+        bus.publish(message(7, 3)).await.unwrap();
+        bus.publish(message(7, 4)).await.unwrap();
+        while hub.recent.after(7, 2, 10, now).is_none_or(|r| r.len() < 2) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        hub.unwatch(Key::Channel(7), 1).await;
+        assert!(hub.recent.after(7, 2, 10, now).is_none());
+        assert_eq!(hub.recent.bytes(), 0);
+    }
+
     /// A revocation reaches every gateway on one key; the hub records it
     /// for sessions that register later and hands it to the user's
     /// sessions registered now.
     #[tokio::test]
     async fn a_revocation_is_recorded_and_handed_to_its_users_sessions() {
         let bus: SharedBus = Arc::new(LocalBus::default());
-        let hub = Hub::new(bus.clone(), GatewayMetrics::default());
+        let hub = Hub::new(bus.clone(), GatewayMetrics::default(), 0);
         hub.spawn_dispatcher().unwrap();
         let (queue, mut received) = mpsc::unbounded_channel();
         let handle = SessionHandle::new(queue, 100, Arc::default());
@@ -441,7 +531,7 @@ mod tests {
             slow_unsubscribe: true,
             ..Recording::default()
         });
-        let hub = Hub::new(bus.clone(), GatewayMetrics::default());
+        let hub = Hub::new(bus.clone(), GatewayMetrics::default(), 0);
         let key = Key::Channel(1);
         hub.watch(key, 1, &session()).await;
         let leaving = tokio::spawn({
@@ -468,7 +558,7 @@ mod tests {
             slow_subscribe: true,
             ..Recording::default()
         });
-        let hub = Hub::new(bus.clone(), GatewayMetrics::default());
+        let hub = Hub::new(bus.clone(), GatewayMetrics::default(), 0);
         let key = Key::User(7);
         let first = tokio::spawn({
             let hub = Arc::clone(&hub);

@@ -19,6 +19,7 @@ pub mod hub;
 pub mod key_gates;
 pub mod metrics;
 pub mod rate;
+pub mod recent;
 pub mod revocations;
 pub mod session;
 pub mod upgrade;
@@ -68,7 +69,11 @@ impl GatewayState {
     ) -> std::io::Result<Self> {
         ops::metrics::install();
         crate::metrics::describe();
-        let hub = Hub::new(core.bus.clone(), GatewayMetrics::default());
+        let hub = Hub::new(
+            core.bus.clone(),
+            GatewayMetrics::default(),
+            config.recent_bytes,
+        );
         hub.spawn_dispatcher()?;
         let cursors = Arc::new(CursorBook::default());
         cursors.spawn_flusher(core.clone(), CURSOR_FLUSH_EVERY, shutdown.clone());

@@ -35,6 +35,14 @@ pub fn describe() {
         "Times the hub told every session to read what it missed from the store."
     );
     describe_counter!(
+        "ws_catch_up_pages_total",
+        "Pages of missed messages a session read to catch up, by source (recent: the hub's record of the topic; store)."
+    );
+    describe_gauge!(
+        "ws_recent_bytes",
+        "Memory held by the records of recent topic messages that catch-ups read."
+    );
+    describe_counter!(
         "ws_handshakes_total",
         "WebSocket handshakes, by outcome (ok, unauthorized, unavailable)."
     );
@@ -55,6 +63,9 @@ pub struct GatewayMetrics {
     pub delivery_latency: Histogram,
     pub slow_consumers: Counter,
     pub resyncs: Counter,
+    pub catch_up_recent: Counter,
+    pub catch_up_store: Counter,
+    pub recent_bytes: Gauge,
 }
 
 impl Default for GatewayMetrics {
@@ -68,6 +79,9 @@ impl Default for GatewayMetrics {
             delivery_latency: histogram!("ws_delivery_latency_seconds"),
             slow_consumers: counter!("ws_slow_consumer_closes_total"),
             resyncs: counter!("ws_resyncs_total"),
+            catch_up_recent: counter!("ws_catch_up_pages_total", "source" => "recent"),
+            catch_up_store: counter!("ws_catch_up_pages_total", "source" => "store"),
+            recent_bytes: gauge!("ws_recent_bytes"),
         }
     }
 }

@@ -16,6 +16,7 @@ use super::proof::Stream;
 use super::sequencer::{Position, Sequencer, Verdict};
 use super::{End, Held, Session, Tracked, TrackedTag, close};
 use crate::hub::Outbound;
+use crate::recent::Recorded;
 
 /// Rows read per catch-up query.
 const PAGE: i64 = 500;
@@ -174,6 +175,17 @@ impl Session {
                 return Ok(());
             };
             let (after, label) = (tracked.order.position().written(), tracked.label.clone());
+            if let Some(recent) = self.recent_after(channel_id, after) {
+                self.state.hub.metrics().catch_up_recent.increment(1);
+                let full = recent.len() >= PAGE as usize;
+                self.write_recent(channel_id, &recent).await?;
+                if !full {
+                    return self.release_held(channel_id).await;
+                }
+                self.conn.flush().await?;
+                continue;
+            }
+            self.state.hub.metrics().catch_up_store.increment(1);
             let backlog = core
                 .backlog(channel_id, after, PAGE, Some(self.actor.id))
                 .await
@@ -185,6 +197,32 @@ impl Session {
             }
             self.conn.flush().await?;
         }
+    }
+
+    /// What the hub's record of the topic holds after `after` (see
+    /// `recent.rs`): the frames the live fan-out built, so nothing is read
+    /// or serialized again.
+    fn recent_after(&self, channel_id: i64, after: i64) -> Option<Vec<Recorded>> {
+        let now = domain::time::now_millis();
+        let recent = &self.state.hub.recent;
+        recent.after(channel_id, after, PAGE as usize, now)
+    }
+
+    /// Writes recorded messages (the session's own are skipped, as live)
+    /// and moves the channel's position past them.
+    async fn write_recent(&mut self, channel_id: i64, recent: &[Recorded]) -> Result<(), End> {
+        for message in recent {
+            if message.sender_id != self.actor.id {
+                self.conn
+                    .feed(&message.frame, Kind::Message, Some(message.created_at))
+                    .await?;
+            }
+        }
+        if let (Some(last), Some(tracked)) = (recent.last(), self.channels.get_mut(&channel_id)) {
+            tracked.order.position_mut().advance(last.seq);
+            self.unproven = true;
+        }
+        Ok(())
     }
 
     /// Writes what retention took (if anything) and the stored messages

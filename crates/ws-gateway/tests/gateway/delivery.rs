@@ -11,7 +11,22 @@ on_both_stores!(
     missed_notifications_and_direct_messages_arrive_on_connect,
     reordered_events_are_delivered_in_seq_order,
     a_lost_event_is_filled_from_the_store,
+    a_catch_up_of_what_was_just_missed_is_read_from_memory,
 );
+
+/// Without memory for recent messages, the same catch-up reads the store:
+/// the marked copies the bus carried are not what arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_memory_for_recent_messages_a_catch_up_reads_the_store() {
+    let config = tidings_gateway::GatewayConfig {
+        recent_bytes: 0,
+        ..Default::default()
+    };
+    let app = TestGateway::spawn_with(domain::testing::Flavor::Sqlite, config)
+        .await
+        .unwrap();
+    assert_eq!(just_missed(&app).await, ["q0", "q1", "q2"]);
+}
 
 /// Reads message frames until `last` and returns their seqs.
 async fn seqs_until(client: &mut Client, last: i64) -> Vec<i64> {
@@ -200,4 +215,58 @@ async fn a_lost_event_is_filled_from_the_store(app: &TestGateway) {
     app.core.bus.publish(events[2].clone()).await.unwrap();
     assert_eq!(seqs_until(&mut bob, 3).await, [1, 2, 3]);
     bob.expect_quiet().await;
+}
+
+async fn a_catch_up_of_what_was_just_missed_is_read_from_memory(app: &TestGateway) {
+    assert_eq!(just_missed(app).await, ["bus 4", "bus 5", "bus 6"]);
+}
+
+/// Bob reads seqs 1-3 and leaves; 4-6 are stored and announced while
+/// Carol keeps the topic watched on this gateway, the bus carrying copies
+/// marked "bus N" (the store holds "qN"). Returns what Bob's catch-up on
+/// reconnect delivers for 4-6, which tells where it was read from; checks
+/// that it is those three only, in order, and that live delivery goes on.
+async fn just_missed(app: &TestGateway) -> Vec<String> {
+    let (alice, _) = app.user("alice").await;
+    let (_, bob_token) = app.user("bob").await;
+    let (carol, carol_token) = app.user("carol").await;
+    let topic = app.topic(&alice, "news", false).await;
+    let name = domain::names::TopicName::parse("news").unwrap();
+    app.core.subscribe(&carol, &name).await.unwrap();
+    let mut carol = app.connect(&carol_token).await;
+    let mut bob = app.connect(&bob_token).await;
+    bob.request(json!({"action":"subscribe","topic_name":"news"}))
+        .await;
+    for i in 1..=3 {
+        app.core
+            .publish_topic(&alice, &topic, &format!("m{i}"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(seqs_until(&mut bob, 3).await, [1, 2, 3]);
+    bob.send(json!({"action":"disconnect"})).await;
+    assert_eq!(bob.closed().await.0, 1000);
+    for event in store_quietly(app, &alice, &topic, 3).await {
+        let domain::events::Event::TopicMessage { topic, mut message } = event else {
+            unreachable!("store_quietly makes topic messages");
+        };
+        message.content = format!("bus {}", message.seq);
+        let marked = domain::events::Event::TopicMessage { topic, message };
+        app.core.bus.publish(marked).await.unwrap();
+    }
+    assert_eq!(seqs_until(&mut carol, 6).await, [1, 2, 3, 4, 5, 6]);
+    let mut again = app.connect(&bob_token).await;
+    let mut missed = vec![];
+    for seq in 4..=6 {
+        let frame = again.recv().await;
+        assert_eq!(
+            (frame["type"].as_str(), frame["seq"].as_i64()),
+            (Some("message"), Some(seq))
+        );
+        missed.push(frame["content"].as_str().unwrap().to_owned());
+    }
+    again.expect_quiet().await;
+    app.core.publish_topic(&alice, &topic, "m7").await.unwrap();
+    assert_eq!(again.recv().await["seq"], 7, "live delivery goes on");
+    missed
 }
