@@ -36,7 +36,7 @@ pub fn describe() {
     );
     describe_counter!(
         "ws_catch_up_pages_total",
-        "Pages of missed messages a session read to catch up, by source (recent: the hub's record of the topic; store)."
+        "Pages of missed messages sessions read to catch up, by source (recent: the hub's record of the topic; store: the database, counted when it found any)."
     );
     describe_gauge!(
         "ws_recent_bytes",
