@@ -46,6 +46,10 @@ const STALLED_AFTER: Duration = Duration::from_millis(500);
 /// How long a closing session waits for the client's close frame, which
 /// proves it read everything before ours.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// The same for a slow consumer: its close frame comes after everything
+/// it had not read yet, seconds of frames by definition, and an answer
+/// that comes too late is a reconnect that gets them all again.
+const SLOW_CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// What a frame is, for the counters.
 #[derive(Debug, Clone, Copy)]
@@ -303,7 +307,12 @@ impl Connection {
         if !matches!(sent.await, Ok(Ok(()))) {
             return false;
         }
-        let answered = tokio::time::timeout(CLOSE_WAIT, async {
+        let wait = if code == super::close::SLOW_CONSUMER {
+            SLOW_CLOSE_WAIT
+        } else {
+            CLOSE_WAIT
+        };
+        let answered = tokio::time::timeout(wait, async {
             loop {
                 match self.socket.next().await {
                     Some(Ok(Message::Close(_))) => return true,

@@ -89,6 +89,20 @@ async fn publishing_too_fast_is_rate_limited() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_closed_with_4008_and_catches_up() {
+    slow_consumer_catches_up(Duration::ZERO).await;
+}
+
+/// A slow consumer reaches the close frame only after what it had not
+/// read: answered seconds later, the answer still proves it read all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_that_answers_the_close_late_gets_nothing_twice() {
+    slow_consumer_catches_up(Duration::from_secs(4)).await;
+}
+
+/// Bob reads nothing until 1,000 big messages are stored, is closed with
+/// 4008, answers the close `answer_after` it arrives, reconnects, and must
+/// end up with every seq once, in order.
+async fn slow_consumer_catches_up(answer_after: Duration) {
     let app = spawn(GatewayConfig {
         outbound_queue: 4,
         ..GatewayConfig::default()
@@ -128,6 +142,7 @@ async fn a_slow_consumer_is_closed_with_4008_and_catches_up() {
         }
     };
     assert_eq!(close, Some(4008));
+    tokio::time::sleep(answer_after).await;
     slow.until_end().await;
     assert!(
         (seqs.len() as i64) < TOTAL,
