@@ -511,7 +511,10 @@ impl Session {
             }
         }
         let answered = match end {
-            End::Close(code, reason) => self.conn.close_handshake(code, reason).await,
+            End::Close(code, reason) => {
+                let shutdown = &self.state.shutdown;
+                self.conn.close_handshake(code, reason, shutdown).await
+            }
             End::Gone => false,
         };
         if answered {

@@ -15,6 +15,7 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use domain::protocol::ServerFrame;
 use futures_util::{SinkExt, StreamExt};
+use ops::shutdown::Shutdown;
 use tokio::io::AsyncWrite;
 use tokio_tungstenite::WebSocketStream;
 use tungstenite::protocol::CloseFrame;
@@ -293,7 +294,16 @@ impl Connection {
     /// Sends a close frame and reads until the client answers it (or goes
     /// away, or takes too long); whether it answered, which proves it read
     /// everything written before.
-    pub async fn close_handshake(&mut self, code: u16, reason: &'static str) -> bool {
+    ///
+    /// A slow consumer is given longer; once `shutdown` is triggered,
+    /// the usual wait is all anyone gets, so a stopping process is not
+    /// held past what its supervisor allows.
+    pub async fn close_handshake(
+        &mut self,
+        code: u16,
+        reason: &'static str,
+        shutdown: &Shutdown,
+    ) -> bool {
         // Everything fed goes out before the close frame.
         self.needs_flush = true;
         if self.flush().await.is_err() {
@@ -307,12 +317,12 @@ impl Connection {
         if !matches!(sent.await, Ok(Ok(()))) {
             return false;
         }
-        let wait = if code == super::close::SLOW_CONSUMER {
+        let wait = if code == super::close::SLOW_CONSUMER && !shutdown.triggered() {
             SLOW_CLOSE_WAIT
         } else {
             CLOSE_WAIT
         };
-        let answered = tokio::time::timeout(wait, async {
+        let answer = tokio::time::timeout(wait, async {
             loop {
                 match self.socket.next().await {
                     Some(Ok(Message::Close(_))) => return true,
@@ -321,7 +331,14 @@ impl Connection {
                 }
             }
         });
-        answered.await.unwrap_or(false)
+        let stopping = async {
+            shutdown.wait().await;
+            tokio::time::sleep(CLOSE_WAIT).await;
+        };
+        tokio::select! {
+            answered = answer => answered.unwrap_or(false),
+            () = stopping => false,
+        }
     }
 
     /// Ends the connection.

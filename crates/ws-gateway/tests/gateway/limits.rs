@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use domain::auth::TokenType;
+use futures_util::StreamExt;
 use serde_json::json;
 use tidings_gateway::GatewayConfig;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::TestGateway;
 
@@ -229,6 +231,60 @@ async fn an_expired_token_closes_with_4001() {
     let mut ws = app.connect(&short).await;
     let (code, reason) = ws.closed().await;
     assert_eq!((code, reason.as_str()), (4001, "token expired"));
+}
+
+/// A slow consumer's close is waited for longer than others, but not
+/// past shutdown: a stopping process gives an unanswered one the usual
+/// 2 s, not the slow consumer's 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_cuts_a_slow_consumers_wait_for_its_close_answer_short() {
+    let app = spawn(GatewayConfig {
+        outbound_queue: 4,
+        ..GatewayConfig::default()
+    })
+    .await;
+    let (alice, _) = app.user("alice").await;
+    let (bob, bob_token) = app.user("bob").await;
+    let topic = app.topic(&alice, "firehose", false).await;
+    let name = domain::names::TopicName::parse("firehose").unwrap();
+    app.core.subscribe(&bob, &name).await.unwrap();
+    let mut slow = app.connect(&bob_token).await;
+    let body = "x".repeat(16 * 1024);
+    for _ in 0..1000 {
+        app.core.publish_topic(&alice, &topic, &body).await.unwrap();
+    }
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), slow.socket.next()).await;
+        match next {
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                assert_eq!(frame.map(|f| u16::from(f.code)), Some(4008));
+                break;
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("expected frames then a close, got {other:?}"),
+        }
+    }
+    // The library answers a close on the next read: read beneath it
+    // instead, so the server waits for an answer that never comes.
+    app.shutdown.trigger();
+    let stopping = std::time::Instant::now();
+    let mut raw = [0u8; 1024];
+    loop {
+        let read = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::io::AsyncReadExt::read(slow.socket.get_mut(), &mut raw),
+        )
+        .await
+        .expect("the server ends the connection");
+        if !matches!(read, Ok(n) if n > 0) {
+            break;
+        }
+    }
+    let waited = stopping.elapsed();
+    assert!(
+        waited < Duration::from_secs(6),
+        "the connection outlived shutdown by {waited:?}"
+    );
 }
 
 #[tokio::test]
