@@ -284,6 +284,15 @@ async fn receive(
             // connection starts right after (dropped unsent, the server
             // replays what it last wrote, as for a peer that vanished).
             let _ = tokio::time::timeout(QUIET, futures_util::SinkExt::flush(&mut ws)).await;
+            // The server saves how far this connection got once it has the
+            // answer, then ends it: a reconnect before that end may start
+            // from the position saved before (another gateway reads the
+            // store), and gets again what was proven read. Wait for the end,
+            // as a browser's `close` event does.
+            let _ = tokio::time::timeout(QUIET, async {
+                while let Some(Ok(_)) = ws.next().await {}
+            })
+            .await;
         }
         if lost
             && let Some((url, source)) = &rejoin
