@@ -289,10 +289,9 @@ async fn receive(
             // from the position saved before (another gateway reads the
             // store), and gets again what was proven read. Wait for the end,
             // as a browser's `close` event does.
-            let _ = tokio::time::timeout(QUIET, async {
-                while let Some(Ok(_)) = ws.next().await {}
-            })
-            .await;
+            let _ =
+                tokio::time::timeout(QUIET, async { while let Some(Ok(_)) = ws.next().await {} })
+                    .await;
         }
         if lost
             && let Some((url, source)) = &rejoin
