@@ -233,6 +233,80 @@ async fn an_expired_token_closes_with_4001() {
     assert_eq!((code, reason.as_str()), (4001, "token expired"));
 }
 
+/// Several subscribers of one topic fall behind together: three read
+/// nothing until everything is stored, one reads all along. Each closed
+/// with 4008 answers its close, waits for the end, reconnects and catches
+/// up (from the gateway's memory of the topic while another session keeps
+/// it watched, from the store otherwise), and every one of them ends up
+/// with every seq once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_consumers_closed_together_each_catch_up_with_nothing_lost_or_twice() {
+    const TOTAL: i64 = 1000;
+    let app = spawn(GatewayConfig {
+        outbound_queue: 4,
+        ..GatewayConfig::default()
+    })
+    .await;
+    let (alice, _) = app.user("alice").await;
+    let topic = app.topic(&alice, "firehose", false).await;
+    let name = domain::names::TopicName::parse("firehose").unwrap();
+    let mut readers = vec![];
+    for n in 0..4 {
+        let (user, token) = app.user(&format!("reader{n}")).await;
+        app.core.subscribe(&user, &name).await.unwrap();
+        readers.push((app.connect(&token).await, token));
+    }
+    let url = app.ws.clone();
+    let (first, first_token) = readers.remove(0);
+    let reading =
+        tokio::spawn(async move { every_seq_once(first, &url, &first_token, TOTAL).await });
+    let body = "x".repeat(16 * 1024);
+    for _ in 0..TOTAL {
+        app.core.publish_topic(&alice, &topic, &body).await.unwrap();
+    }
+    let every: Vec<i64> = (1..=TOTAL).collect();
+    // Still connected, it keeps the topic watched (and its memory kept).
+    let (seqs, _, _watching) = reading.await.unwrap();
+    assert_eq!(seqs, every, "the reader that read all along");
+    for (n, (client, token)) in readers.into_iter().enumerate() {
+        let (seqs, closes, _) = every_seq_once(client, &app.ws, &token, TOTAL).await;
+        assert!(closes > 0, "slow reader {n} was never closed");
+        assert_eq!(seqs, every, "slow reader {n}: nothing lost, nothing twice");
+    }
+}
+
+/// Reads message seqs until `last`; closed with 4008, answers the close,
+/// waits for the end of the connection and reconnects, as a client should.
+/// Returns the seqs, how many times it was closed, and the connection.
+async fn every_seq_once(
+    mut client: crate::helpers::Client,
+    ws: &str,
+    token: &str,
+    last: i64,
+) -> (Vec<i64>, usize, crate::helpers::Client) {
+    let (mut seqs, mut closes) = (vec![], 0);
+    while seqs.last() != Some(&last) {
+        let next = tokio::time::timeout(Duration::from_secs(10), client.socket.next()).await;
+        match next {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if frame["type"] == "message" {
+                    seqs.push(frame["seq"].as_i64().unwrap());
+                }
+            }
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                assert_eq!(frame.map(|f| u16::from(f.code)), Some(4008));
+                closes += 1;
+                client.until_end().await;
+                client = crate::helpers::Client::open(&format!("{ws}/ws?token={token}")).await;
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("expected frames or a 4008, got {other:?}"),
+        }
+    }
+    (seqs, closes, client)
+}
+
 /// A slow consumer's close is waited for longer than others, but not
 /// past shutdown: a stopping process gives an unanswered one the usual
 /// 2 s, not the slow consumer's 10 s.
