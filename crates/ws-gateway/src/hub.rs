@@ -250,25 +250,26 @@ impl Hub {
     /// Adds a run's topic messages to their topic's record, before any
     /// session is handed them (see `recent.rs`).
     fn record(&self, run: &[Routed]) {
-        let now = domain::time::now_millis();
-        let mut recorded_any = false;
-        for routed in run {
-            if let (Event::TopicMessage { message, .. }, Some(frame)) =
-                (&*routed.event, &routed.frame)
-            {
-                let recorded = Recorded {
-                    seq: message.seq,
-                    sender_id: message.sender_id,
-                    created_at: message.created_at,
-                    frame: frame.clone(),
-                };
-                self.recent.record(message.channel_id, recorded, now);
-                recorded_any = true;
-            }
+        let messages = run
+            .iter()
+            .filter_map(|routed| match (&*routed.event, &routed.frame) {
+                (Event::TopicMessage { message, .. }, Some(frame)) => Some((
+                    message.channel_id,
+                    Recorded {
+                        seq: message.seq,
+                        sender_id: message.sender_id,
+                        created_at: message.created_at,
+                        frame: frame.clone(),
+                    },
+                )),
+                _ => None,
+            });
+        let mut messages = messages.peekable();
+        if messages.peek().is_none() {
+            return;
         }
-        if recorded_any {
-            self.metrics.recent_bytes.set(self.recent.bytes() as f64);
-        }
+        self.recent.record_all(messages, domain::time::now_millis());
+        self.metrics.recent_bytes.set(self.recent.bytes() as f64);
     }
 
     fn resync_all(&self) {

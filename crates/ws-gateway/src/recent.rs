@@ -81,21 +81,29 @@ impl Recent {
     /// Adds the next message of `channel_id`, starting the topic's record
     /// over if it does not follow the last one.
     pub fn record(&self, channel_id: i64, message: Recorded, now_ms: i64) {
-        if message.cost() > self.budget {
-            return;
-        }
+        self.record_all([(channel_id, message)], now_ms);
+    }
+
+    /// [`record`](Self::record) for each (topic, message), in order, under
+    /// one lock: the hub records a whole run at once.
+    pub fn record_all(&self, messages: impl IntoIterator<Item = (i64, Recorded)>, now_ms: i64) {
         let mut inner = self.lock();
         let inner = &mut *inner;
-        let ring = inner.topics.entry(channel_id).or_default();
-        if ring.back().is_some_and(|last| last.seq + 1 != message.seq) {
-            inner.bytes -= ring.iter().map(Recorded::cost).sum::<usize>();
-            ring.clear();
+        for (channel_id, message) in messages {
+            if message.cost() > self.budget {
+                continue;
+            }
+            let ring = inner.topics.entry(channel_id).or_default();
+            if ring.back().is_some_and(|last| last.seq + 1 != message.seq) {
+                inner.bytes -= ring.iter().map(Recorded::cost).sum::<usize>();
+                ring.clear();
+            }
+            inner.bytes += message.cost();
+            inner
+                .order
+                .push_back((channel_id, message.seq, message.created_at));
+            ring.push_back(message);
         }
-        inner.bytes += message.cost();
-        inner
-            .order
-            .push_back((channel_id, message.seq, message.created_at));
-        ring.push_back(message);
         inner.evict(self.budget, now_ms);
     }
 

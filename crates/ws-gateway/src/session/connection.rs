@@ -317,7 +317,7 @@ impl Connection {
         if !matches!(sent.await, Ok(Ok(()))) {
             return false;
         }
-        let wait = if code == super::close::SLOW_CONSUMER && !shutdown.triggered() {
+        let wait = if code == super::close::SLOW_CONSUMER {
             SLOW_CLOSE_WAIT
         } else {
             CLOSE_WAIT

@@ -113,15 +113,8 @@ async fn delivered_messages_are_not_delivered_again(app: &TestGateway) {
     let mut bob = app.connect(&bob_token).await;
     bob.request(json!({"action":"subscribe","topic_name":"news"}))
         .await;
-    for i in 1..=3 {
-        app.core
-            .publish_topic(&alice, &topic, &format!("m{i}"))
-            .await
-            .unwrap();
-    }
-    assert_eq!(seqs_until(&mut bob, 3).await, [1, 2, 3]);
-    bob.send(json!({"action":"disconnect"})).await;
-    assert_eq!(bob.closed().await.0, 1000);
+    publish_news(app, &alice, &topic, 1..=3).await;
+    read_then_leave(&mut bob, 3).await;
     app.core.publish_topic(&alice, &topic, "m4").await.unwrap();
     let mut again = app.connect(&bob_token).await;
     assert_eq!(again.recv().await["seq"], 4, "only what was missed");
@@ -228,26 +221,10 @@ async fn a_catch_up_of_what_was_just_missed_is_read_from_memory(app: &TestGatewa
 /// reconnect delivers for 4-6, which tells where it was read from; checks
 /// that it is those three only, in order, and that live delivery goes on.
 async fn just_missed(app: &TestGateway) -> Vec<String> {
-    let (alice, _) = app.user("alice").await;
-    let (_, bob_token) = app.user("bob").await;
-    let (carol, carol_token) = app.user("carol").await;
-    let topic = app.topic(&alice, "news", false).await;
-    let name = domain::names::TopicName::parse("news").unwrap();
-    app.core.subscribe(&carol, &name).await.unwrap();
-    let mut carol = app.connect(&carol_token).await;
-    let mut bob = app.connect(&bob_token).await;
-    bob.request(json!({"action":"subscribe","topic_name":"news"}))
-        .await;
-    for i in 1..=3 {
-        app.core
-            .publish_topic(&alice, &topic, &format!("m{i}"))
-            .await
-            .unwrap();
-    }
-    assert_eq!(seqs_until(&mut bob, 3).await, [1, 2, 3]);
-    bob.send(json!({"action":"disconnect"})).await;
-    assert_eq!(bob.closed().await.0, 1000);
-    for event in store_quietly(app, &alice, &topic, 3).await {
+    let mut news = WatchedNews::start(app).await;
+    news.publish(app, 1..=3).await;
+    read_then_leave(&mut news.bob, 3).await;
+    for event in store_quietly(app, &news.alice, &news.topic, 3).await {
         let domain::events::Event::TopicMessage { topic, mut message } = event else {
             unreachable!("store_quietly makes topic messages");
         };
@@ -255,8 +232,8 @@ async fn just_missed(app: &TestGateway) -> Vec<String> {
         let marked = domain::events::Event::TopicMessage { topic, message };
         app.core.bus.publish(marked).await.unwrap();
     }
-    assert_eq!(seqs_until(&mut carol, 6).await, [1, 2, 3, 4, 5, 6]);
-    let mut again = app.connect(&bob_token).await;
+    assert_eq!(seqs_until(&mut news.carol, 6).await, [1, 2, 3, 4, 5, 6]);
+    let mut again = app.connect(&news.bob_token).await;
     let mut missed = vec![];
     for seq in 4..=6 {
         let frame = again.recv().await;
@@ -267,7 +244,7 @@ async fn just_missed(app: &TestGateway) -> Vec<String> {
         missed.push(frame["content"].as_str().unwrap().to_owned());
     }
     again.expect_quiet().await;
-    app.core.publish_topic(&alice, &topic, "m7").await.unwrap();
+    news.publish(app, 7..=7).await;
     assert_eq!(again.recv().await["seq"], 7, "live delivery goes on");
     missed
 }
@@ -276,30 +253,75 @@ async fn just_missed(app: &TestGateway) -> Vec<String> {
 /// announced (lost on the way, with no resync to say so) still reaches a
 /// reconnecting client, after the recorded ones.
 async fn a_catch_up_from_memory_ends_with_what_the_bus_lost(app: &TestGateway) {
-    let (alice, _) = app.user("alice").await;
-    let (_, bob_token) = app.user("bob").await;
-    let (carol, carol_token) = app.user("carol").await;
-    let topic = app.topic(&alice, "news", false).await;
-    let name = domain::names::TopicName::parse("news").unwrap();
-    app.core.subscribe(&carol, &name).await.unwrap();
-    let mut carol = app.connect(&carol_token).await;
-    let mut bob = app.connect(&bob_token).await;
-    bob.request(json!({"action":"subscribe","topic_name":"news"}))
-        .await;
-    app.core.publish_topic(&alice, &topic, "m1").await.unwrap();
-    assert_eq!(seqs_until(&mut bob, 1).await, [1]);
-    bob.send(json!({"action":"disconnect"})).await;
-    assert_eq!(bob.closed().await.0, 1000);
-    for i in 2..=3 {
+    let mut news = WatchedNews::start(app).await;
+    news.publish(app, 1..=1).await;
+    read_then_leave(&mut news.bob, 1).await;
+    news.publish(app, 2..=3).await;
+    assert_eq!(seqs_until(&mut news.carol, 3).await, [1, 2, 3]);
+    // Stored, never announced.
+    store_quietly(app, &news.alice, &news.topic, 1).await;
+    let mut again = app.connect(&news.bob_token).await;
+    assert_eq!(seqs_until(&mut again, 4).await, [2, 3, 4]);
+    again.expect_quiet().await;
+}
+
+/// Topic "news" of Alice's, with Carol subscribed and connected (she keeps
+/// it watched on this gateway) and Bob connected and subscribed.
+struct WatchedNews {
+    alice: domain::model::Actor,
+    topic: domain::model::Topic,
+    carol: Client,
+    bob: Client,
+    bob_token: String,
+}
+
+impl WatchedNews {
+    async fn start(app: &TestGateway) -> Self {
+        let (alice, _) = app.user("alice").await;
+        let (_, bob_token) = app.user("bob").await;
+        let (carol, carol_token) = app.user("carol").await;
+        let topic = app.topic(&alice, "news", false).await;
+        let name = domain::names::TopicName::parse("news").unwrap();
+        app.core.subscribe(&carol, &name).await.unwrap();
+        let carol = app.connect(&carol_token).await;
+        let mut bob = app.connect(&bob_token).await;
+        bob.request(json!({"action":"subscribe","topic_name":"news"}))
+            .await;
+        Self {
+            alice,
+            topic,
+            carol,
+            bob,
+            bob_token,
+        }
+    }
+
+    /// Publishes "m{i}" for each i, stored and announced.
+    async fn publish(&self, app: &TestGateway, range: std::ops::RangeInclusive<i64>) {
+        publish_news(app, &self.alice, &self.topic, range).await;
+    }
+}
+
+async fn publish_news(
+    app: &TestGateway,
+    alice: &domain::model::Actor,
+    topic: &domain::model::Topic,
+    range: std::ops::RangeInclusive<i64>,
+) {
+    for i in range {
         app.core
-            .publish_topic(&alice, &topic, &format!("m{i}"))
+            .publish_topic(alice, topic, &format!("m{i}"))
             .await
             .unwrap();
     }
-    assert_eq!(seqs_until(&mut carol, 3).await, [1, 2, 3]);
-    // Stored, never announced.
-    store_quietly(app, &alice, &topic, 1).await;
-    let mut again = app.connect(&bob_token).await;
-    assert_eq!(seqs_until(&mut again, 4).await, [2, 3, 4]);
-    again.expect_quiet().await;
+}
+
+/// Reads seqs 1 to `last`, then leaves with a clean close.
+async fn read_then_leave(client: &mut Client, last: i64) {
+    assert_eq!(
+        seqs_until(client, last).await,
+        (1..=last).collect::<Vec<_>>()
+    );
+    client.send(json!({"action":"disconnect"})).await;
+    assert_eq!(client.closed().await.0, 1000);
 }

@@ -105,45 +105,14 @@ async fn a_slow_consumer_that_answers_the_close_late_gets_nothing_twice() {
 /// 4008, answers the close `answer_after` it arrives, reconnects, and must
 /// end up with every seq once, in order.
 async fn slow_consumer_catches_up(answer_after: Duration) {
-    let app = spawn(GatewayConfig {
-        outbound_queue: 4,
-        ..GatewayConfig::default()
-    })
-    .await;
-    let (alice, _) = app.user("alice").await;
-    let (bob, bob_token) = app.user("bob").await;
-    let topic = app.topic(&alice, "firehose", false).await;
-    app.core
-        .subscribe(&bob, &domain::names::TopicName::parse("firehose").unwrap())
-        .await
-        .unwrap();
-    let mut slow = app.connect(&bob_token).await;
-    let body = "x".repeat(16 * 1024);
     const TOTAL: i64 = 1000;
-    for _ in 0..TOTAL {
-        app.core.publish_topic(&alice, &topic, &body).await.unwrap();
-    }
+    let firehose = Firehose::start().await;
+    let (mut slow, bob_token) = firehose.subscriber("bob").await;
+    firehose.flood(TOTAL).await;
     // Only now does the slow client read: what was written, then the close.
-    let mut seqs = vec![];
-    let close = loop {
-        match tokio::time::timeout(
-            Duration::from_secs(10),
-            futures_util::StreamExt::next(&mut slow.socket),
-        )
-        .await
-        {
-            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text)))) => {
-                let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
-                seqs.push(frame["seq"].as_i64().unwrap());
-            }
-            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame)))) => {
-                break frame.map(|f| u16::from(f.code));
-            }
-            Ok(Some(Ok(_))) => {}
-            other => panic!("expected frames then a close, got {other:?}"),
-        }
-    };
-    assert_eq!(close, Some(4008));
+    let (mut seqs, closed) = read_until(&mut slow, TOTAL).await;
+    assert!(closed, "expected a 4008");
+    let app = &firehose.app;
     tokio::time::sleep(answer_after).await;
     slow.until_end().await;
     assert!(
@@ -242,34 +211,22 @@ async fn an_expired_token_closes_with_4001() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_consumers_closed_together_each_catch_up_with_nothing_lost_or_twice() {
     const TOTAL: i64 = 1000;
-    let app = spawn(GatewayConfig {
-        outbound_queue: 4,
-        ..GatewayConfig::default()
-    })
-    .await;
-    let (alice, _) = app.user("alice").await;
-    let topic = app.topic(&alice, "firehose", false).await;
-    let name = domain::names::TopicName::parse("firehose").unwrap();
+    let firehose = Firehose::start().await;
     let mut readers = vec![];
     for n in 0..4 {
-        let (user, token) = app.user(&format!("reader{n}")).await;
-        app.core.subscribe(&user, &name).await.unwrap();
-        readers.push((app.connect(&token).await, token));
+        readers.push(firehose.subscriber(&format!("reader{n}")).await);
     }
-    let url = app.ws.clone();
+    let url = firehose.app.ws.clone();
     let (first, first_token) = readers.remove(0);
     let reading =
         tokio::spawn(async move { every_seq_once(first, &url, &first_token, TOTAL).await });
-    let body = "x".repeat(16 * 1024);
-    for _ in 0..TOTAL {
-        app.core.publish_topic(&alice, &topic, &body).await.unwrap();
-    }
+    firehose.flood(TOTAL).await;
     let every: Vec<i64> = (1..=TOTAL).collect();
     // Still connected, it keeps the topic watched (and its memory kept).
     let (seqs, _, _watching) = reading.await.unwrap();
     assert_eq!(seqs, every, "the reader that read all along");
     for (n, (client, token)) in readers.into_iter().enumerate() {
-        let (seqs, closes, _) = every_seq_once(client, &app.ws, &token, TOTAL).await;
+        let (seqs, closes, _) = every_seq_once(client, &firehose.app.ws, &token, TOTAL).await;
         assert!(closes > 0, "slow reader {n} was never closed");
         assert_eq!(seqs, every, "slow reader {n}: nothing lost, nothing twice");
     }
@@ -285,24 +242,15 @@ async fn every_seq_once(
     last: i64,
 ) -> (Vec<i64>, usize, crate::helpers::Client) {
     let (mut seqs, mut closes) = (vec![], 0);
-    while seqs.last() != Some(&last) {
-        let next = tokio::time::timeout(Duration::from_secs(10), client.socket.next()).await;
-        match next {
-            Ok(Some(Ok(Message::Text(text)))) => {
-                let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
-                if frame["type"] == "message" {
-                    seqs.push(frame["seq"].as_i64().unwrap());
-                }
-            }
-            Ok(Some(Ok(Message::Close(frame)))) => {
-                assert_eq!(frame.map(|f| u16::from(f.code)), Some(4008));
-                closes += 1;
-                client.until_end().await;
-                client = crate::helpers::Client::open(&format!("{ws}/ws?token={token}")).await;
-            }
-            Ok(Some(Ok(_))) => {}
-            other => panic!("expected frames or a 4008, got {other:?}"),
+    loop {
+        let (more, closed) = read_until(&mut client, last).await;
+        seqs.extend(more);
+        if !closed {
+            break;
         }
+        closes += 1;
+        client.until_end().await;
+        client = crate::helpers::Client::open(&format!("{ws}/ws?token={token}")).await;
     }
     (seqs, closes, client)
 }
@@ -312,32 +260,12 @@ async fn every_seq_once(
 /// 2 s, not the slow consumer's 10 s.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_cuts_a_slow_consumers_wait_for_its_close_answer_short() {
-    let app = spawn(GatewayConfig {
-        outbound_queue: 4,
-        ..GatewayConfig::default()
-    })
-    .await;
-    let (alice, _) = app.user("alice").await;
-    let (bob, bob_token) = app.user("bob").await;
-    let topic = app.topic(&alice, "firehose", false).await;
-    let name = domain::names::TopicName::parse("firehose").unwrap();
-    app.core.subscribe(&bob, &name).await.unwrap();
-    let mut slow = app.connect(&bob_token).await;
-    let body = "x".repeat(16 * 1024);
-    for _ in 0..1000 {
-        app.core.publish_topic(&alice, &topic, &body).await.unwrap();
-    }
-    loop {
-        let next = tokio::time::timeout(Duration::from_secs(10), slow.socket.next()).await;
-        match next {
-            Ok(Some(Ok(Message::Close(frame)))) => {
-                assert_eq!(frame.map(|f| u16::from(f.code)), Some(4008));
-                break;
-            }
-            Ok(Some(Ok(_))) => {}
-            other => panic!("expected frames then a close, got {other:?}"),
-        }
-    }
+    let firehose = Firehose::start().await;
+    let (mut slow, _) = firehose.subscriber("bob").await;
+    firehose.flood(1000).await;
+    let (_, closed) = read_until(&mut slow, 1000).await;
+    assert!(closed, "expected a 4008");
+    let app = &firehose.app;
     // The library answers a close on the next read: read beneath it
     // instead, so the server waits for an answer that never comes.
     app.shutdown.trigger();
@@ -417,4 +345,70 @@ async fn an_answering_peer_is_kept() {
         ws.request(json!({"action":"notifications_list"})).await["type"],
         "notifications_list"
     );
+}
+
+/// A gateway whose sockets are slow consumers after 4 queued events, and
+/// Alice's public topic "firehose".
+struct Firehose {
+    app: TestGateway,
+    alice: domain::model::Actor,
+    topic: domain::model::Topic,
+}
+
+impl Firehose {
+    async fn start() -> Self {
+        let app = spawn(GatewayConfig {
+            outbound_queue: 4,
+            ..GatewayConfig::default()
+        })
+        .await;
+        let (alice, _) = app.user("alice").await;
+        let topic = app.topic(&alice, "firehose", false).await;
+        Self { app, alice, topic }
+    }
+
+    /// A new user subscribed to the topic, connected; and its token.
+    async fn subscriber(&self, name: &str) -> (crate::helpers::Client, String) {
+        let (user, token) = self.app.user(name).await;
+        let topic = domain::names::TopicName::parse("firehose").unwrap();
+        self.app.core.subscribe(&user, &topic).await.unwrap();
+        (self.app.connect(&token).await, token)
+    }
+
+    /// Stores `count` messages of 16 KiB, more than a socket that reads
+    /// nothing can buffer.
+    async fn flood(&self, count: i64) {
+        let body = "x".repeat(16 * 1024);
+        for _ in 0..count {
+            self.app
+                .core
+                .publish_topic(&self.alice, &self.topic, &body)
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// Reads message seqs until seq `last` or a close, which must be a 4008
+/// (left unanswered); whether it was closed.
+async fn read_until(client: &mut crate::helpers::Client, last: i64) -> (Vec<i64>, bool) {
+    let mut seqs = vec![];
+    while seqs.last() != Some(&last) {
+        let next = tokio::time::timeout(Duration::from_secs(10), client.socket.next()).await;
+        match next {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if frame["type"] == "message" {
+                    seqs.push(frame["seq"].as_i64().unwrap());
+                }
+            }
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                assert_eq!(frame.map(|f| u16::from(f.code)), Some(4008));
+                return (seqs, true);
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("expected frames or a 4008, got {other:?}"),
+        }
+    }
+    (seqs, false)
 }
