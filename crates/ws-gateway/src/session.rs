@@ -21,6 +21,7 @@ mod outbox;
 mod proof;
 mod registration;
 mod sequencer;
+mod spares;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -18,6 +18,8 @@ use std::io::IoSlice;
 
 use bytes::{Buf, Bytes};
 
+use super::spares;
+
 /// At most this many slices go to one `writev`: with frames of 1 KiB or
 /// more shared, more than a full write buffer (16 KiB) needs, and the
 /// array is made anew on every write, so it stays small.
@@ -82,6 +84,9 @@ impl Outbox {
     /// Queues bytes of this socket's own, written by `write` into the
     /// buffer (a header's formatter, a copy).
     pub fn push_own(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
+        if self.own.capacity() == 0 {
+            self.own = spares::take();
+        }
         let start = self.own.len();
         write(&mut self.own);
         let end = self.own.len();
@@ -101,9 +106,10 @@ impl Outbox {
         self.parts.push(Part::Shared(frame.clone()));
     }
 
-    /// Empties the queue, keeping its memory for the next frames.
+    /// Empties the queue, handing its buffer to the next session on this
+    /// thread (see [`spares`]).
     pub fn clear(&mut self) {
-        self.own.clear();
+        spares::give(std::mem::take(&mut self.own));
         self.parts.clear();
         (self.next, self.offset, self.remaining) = (0, 0, 0);
     }
