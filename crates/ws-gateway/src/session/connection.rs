@@ -261,13 +261,13 @@ impl Connection {
         Ok(())
     }
 
-    /// Whether the write buffer lets the session rest, letting go of it
+    /// Whether the write queue lets the session rest, letting go of it
     /// if it is big and nothing was written since the last call (one
-    /// timer period). A burst grows the buffer to `write_buffer` bytes or
-    /// more, and a socket at rest would otherwise keep that for good:
-    /// 19,000 sockets that each had one burst held 16-32 KiB apiece,
-    /// three times an idle socket's memory. A busy socket keeps its
-    /// buffer, so a fan-out does not grow it again at every tick.
+    /// timer period). The bytes themselves go back to the thread's spares
+    /// after every complete write; what a burst leaves behind is the list
+    /// of queued parts, which a socket at rest would otherwise keep for
+    /// good. A busy socket keeps it, so a fan-out does not grow it again
+    /// at every tick.
     pub fn settle(&mut self) -> bool {
         let wrote = std::mem::take(&mut self.wrote);
         if self.out.capacity() <= KEEP {

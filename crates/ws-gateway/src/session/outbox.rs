@@ -221,6 +221,23 @@ mod tests {
     }
 
     #[test]
+    fn a_write_that_empties_the_queue_hands_its_buffer_on_and_a_partial_one_keeps_it() {
+        let mut outbox = Outbox::default();
+        outbox.push_own(|own| own.extend_from_slice(&[1; 5000]));
+        outbox.advance(100);
+        assert!(outbox.own.capacity() >= 5000, "still being written");
+        assert_eq!(outbox.chunk(), &[1; 4900][..]);
+        outbox.advance(4900);
+        assert_eq!(outbox.own.capacity(), 0);
+        assert!(spares::take().capacity() >= 5000);
+        // The next frames start in a warm buffer.
+        spares::give(Vec::with_capacity(8000));
+        outbox.push_own(|own| own.extend_from_slice(b"next"));
+        assert!(outbox.own.capacity() >= 8000);
+        assert_eq!(outbox.chunk(), b"next");
+    }
+
+    #[test]
     fn clearing_keeps_nothing_queued() {
         let mut outbox = Outbox::default();
         outbox.push_shared(&Bytes::from_static(b"frame"));
