@@ -3,7 +3,7 @@
 //! `TIDINGS_TEST_DATABASE_URL` is set).
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use domain::model::Actor;
+use domain::model::{Actor, StoredMessage};
 use domain::names::{TopicName, Username};
 use domain::paging::PageRequest;
 use domain::store::{AuditFilter, ChannelKind, Cursor, Store, StoreError};
@@ -510,10 +510,12 @@ async fn commits_wait_while_sessions_are_far_behind(db: &TestStore) {
 }
 
 /// Publishes queued together over channels with different counts (1, 2,
-/// 7 and 30 in one go) are stored in as few batches as the writer takes:
-/// each channel's seqs go on from where it was, by exactly its own count,
-/// with no gap. (A count too small would collide with a stored seq, and
-/// the batch would be retried one publish at a time.)
+/// 7 and 130 in one go, more than one `INSERT` takes) are stored in as few
+/// batches as the writer takes: each channel's seqs go on from where it
+/// was, by exactly its own count, with no gap. (A count too small would
+/// collide with a stored seq, and the batch would be retried one publish
+/// at a time.) What each publisher is told it stored, id included, is the
+/// row that was stored.
 async fn one_batch_over_many_channels_moves_each_by_its_own_count(db: &TestStore) {
     let alice = user(db, "alice").await;
     let mut topics = vec![];
@@ -527,9 +529,9 @@ async fn one_batch_over_many_channels_moves_each_by_its_own_count(db: &TestStore
         db.publish(topic.id, &alice, "before").await.unwrap();
         topics.push(topic.id);
     }
-    let counts = [1, 2, 7, 30];
+    let counts = [1, 2, 7, 130];
     let mut publishes = vec![];
-    for round in 0..30 {
+    for round in 0..130 {
         for (topic, count) in topics.iter().zip(counts) {
             if round < count {
                 let (store, alice, topic) = (db.store.clone(), alice.clone(), *topic);
@@ -538,11 +540,22 @@ async fn one_batch_over_many_channels_moves_each_by_its_own_count(db: &TestStore
             }
         }
     }
-    for stored in futures_util::future::join_all(publishes).await {
-        stored.unwrap();
-    }
+    let told: Vec<StoredMessage> = futures_util::future::join_all(publishes)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     for (topic, count) in topics.iter().zip(counts) {
         let stored = db.messages_after(*topic, 0, 1000, None).await.unwrap();
+        for message in told.iter().filter(|m| m.channel_id == *topic) {
+            let row = stored.iter().find(|row| row.id == message.id);
+            assert_eq!(
+                row.map(|row| (row.seq, &row.content)),
+                Some((message.seq, &message.content)),
+                "message {} as its publisher was told",
+                message.id
+            );
+        }
         let seqs: Vec<i64> = stored.iter().map(|m| m.seq).collect();
         assert_eq!(seqs, (1..=count + 1).collect::<Vec<i64>>(), "topic {topic}");
         let mut contents: Vec<i64> = stored[1..]

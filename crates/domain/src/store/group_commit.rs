@@ -420,6 +420,12 @@ async fn reserve(
 
 /// One multi-row insert; returns the new ids by channel and seq. `commit`
 /// goes last.
+///
+/// The ids come back as one row (the last id and the count), not a row
+/// per message: each row crosses from sqlx's SQLite thread on its own and
+/// wakes the writer for it. The table is `AUTOINCREMENT` and only this
+/// writer inserts, inside its transaction, so one statement's ids are
+/// consecutive, in the order of its `VALUES`.
 async fn insert(
     conn: &mut sqlx::AnyConnection,
     rows: &[(usize, i64)],
@@ -428,10 +434,11 @@ async fn insert(
     commit: &str,
 ) -> Result<HashMap<(i64, i64), i64>, StoreError> {
     let sql = format!(
-        "INSERT INTO messages (channel_id, seq, sender_id, content, created_at) VALUES {} RETURNING channel_id, seq, id{commit}",
+        "INSERT INTO messages (channel_id, seq, sender_id, content, created_at) VALUES {}; \
+         SELECT last_insert_rowid(), changes(){commit}",
         values_list(Backend::Sqlite, rows.len(), 5)
     );
-    let mut query = sqlx::query_as::<_, (i64, i64, i64)>(&sql);
+    let mut query = sqlx::query_as::<_, (i64, i64)>(&sql);
     for &(i, seq) in rows {
         let request = &batch[i];
         query = query
@@ -441,10 +448,22 @@ async fn insert(
             .bind(&request.content)
             .bind(now);
     }
-    Ok(query
+    // `fetch_one` would stop at the `INSERT`, which returns no rows.
+    let (last, count) = query
         .fetch_all(&mut *conn)
         .await?
-        .into_iter()
-        .map(|(channel_id, seq, id)| ((channel_id, seq), id))
+        .pop()
+        .ok_or_else(|| StoreError::Unavailable("no ids for stored messages".into()))?;
+    if count != rows.len() as i64 {
+        return Err(StoreError::Unavailable(format!(
+            "{count} of {} messages stored",
+            rows.len()
+        )));
+    }
+    let first = last - count + 1;
+    Ok(rows
+        .iter()
+        .zip(first..)
+        .map(|(&(i, seq), id)| ((batch[i].channel_id, seq), id))
         .collect())
 }
