@@ -333,6 +333,15 @@ async fn receive(
 
 /// Sends `messages` frames, never more than `window` unacknowledged;
 /// returns how long each took to be acknowledged (acks come in order).
+/// Closes the publisher's window when the task reading acks ends.
+struct CloseOnDrop(Arc<Semaphore>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 async fn publish(
     ws: Ws,
     topic: String,
@@ -348,6 +357,9 @@ async fn publish(
         let sent_at = sent_at.clone();
         let expected = args.messages;
         tokio::spawn(async move {
+            // However this ends, the sending loop must not wait for room
+            // that no ack will make.
+            let _closes = CloseOnDrop(window.clone());
             let mut acked = 0;
             let mut waits = report::histogram();
             while acked < expected {
@@ -363,6 +375,14 @@ async fn publish(
                     Ok(Some(Ok(Message::Text(text)))) if text.contains("\"error\"") => {
                         anyhow::bail!("the server refused a message: {text}");
                     }
+                    // A publisher reads its topic too, and one that falls
+                    // behind is closed as a slow consumer; this tool does
+                    // not reconnect publishers.
+                    Ok(Some(Ok(Message::Close(close)))) => {
+                        anyhow::bail!(
+                            "the server closed a publisher after {acked} acks: {close:?}"
+                        );
+                    }
                     Ok(Some(Ok(_))) => {}
                     other => anyhow::bail!("publisher stream ended early: {other:?}"),
                 }
@@ -375,7 +395,11 @@ async fn publish(
         if let Some(tick) = tick.as_mut() {
             tick.tick().await;
         }
-        window.acquire().await?.forget();
+        let Ok(room) = window.acquire().await else {
+            // The acks stopped: their task says why.
+            break;
+        };
+        room.forget();
         let frame = format!(
             r#"{{"action":"message","topic_name":"{topic}","content":"{}"}}"#,
             client::stamped_in_order(publisher, n, args.payload)
