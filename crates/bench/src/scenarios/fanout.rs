@@ -331,8 +331,6 @@ async fn receive(
     got
 }
 
-/// Sends `messages` frames, never more than `window` unacknowledged;
-/// returns how long each took to be acknowledged (acks come in order).
 /// Closes the publisher's window when the task reading acks ends.
 struct CloseOnDrop(Arc<Semaphore>);
 
@@ -342,6 +340,8 @@ impl Drop for CloseOnDrop {
     }
 }
 
+/// Sends `messages` frames, never more than `window` unacknowledged;
+/// returns how long each took to be acknowledged (acks come in order).
 async fn publish(
     ws: Ws,
     topic: String,
