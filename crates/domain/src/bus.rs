@@ -6,6 +6,7 @@
 //! gateway that may have missed events is told to [`Delivery::Resync`] and
 //! fills the gap from the store.
 
+pub mod holds;
 mod local;
 mod redis;
 
@@ -18,6 +19,7 @@ pub use local::LocalBus;
 pub use redis::RedisBus;
 
 use crate::events::{Event, Key};
+use crate::fan_out_lag::FanOutLag;
 
 /// What a bus subscriber receives.
 #[derive(Debug, Clone)]
@@ -64,6 +66,11 @@ pub trait Bus: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), BusError> {
         Ok(())
     }
+
+    /// Holds this process's commits for other processes' sessions far
+    /// behind, and tells them when its own are (see `holds.rs`); a no-op
+    /// in-process, where one writer already waits for every session.
+    fn share_holds(&self, _lag: Arc<FanOutLag>) {}
 
     /// A short name for logs and `/readyz`.
     fn name(&self) -> &'static str;

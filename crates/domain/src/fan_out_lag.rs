@@ -15,24 +15,44 @@
 //! consumer, closed at its limit as before), and the writer never waits
 //! longer than its cap at a time, so one stuck session cannot hold every
 //! publisher back.
+//!
+//! Processes that share topics over a bus also hold for each other: a
+//! gateway whose sessions fall behind says so on the bus (see
+//! `bus/holds.rs`), and every other process's writer waits for it as for
+//! its own sessions. Otherwise the publishers of one gateway would go on
+//! filling the queues of another's subscribers until they overflowed. A
+//! hold from elsewhere is a lease: it ends when released, or when it is
+//! not renewed in time, so a gateway that dies holding holds nobody for
+//! long.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 #[derive(Debug, Default)]
 pub struct FanOutLag {
     /// Sessions far behind on a socket that takes what it is sent.
     lagging: AtomicUsize,
-    /// Woken when `lagging` falls to zero.
+    /// Entries in `remote`, read before taking its lock.
+    remote_count: AtomicUsize,
+    /// Other processes holding, by origin, with the end of their lease.
+    remote: Mutex<HashMap<u64, Instant>>,
+    /// Woken when `lagging` falls to zero or a hold from elsewhere ends.
     caught_up: Notify,
+    /// Woken when `lagging` rises from zero (for whoever tells others).
+    fell_behind: Notify,
 }
 
 impl FanOutLag {
     /// A session fell far behind.
     pub fn add(&self) {
-        self.lagging.fetch_add(1, Ordering::AcqRel);
+        if self.lagging.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.fell_behind.notify_one();
+        }
     }
 
     /// A session counted by [`add`](Self::add) caught up, stopped reading or
@@ -43,28 +63,99 @@ impl FanOutLag {
         }
     }
 
-    /// Sessions counted now.
+    /// Sessions of this process counted now.
     pub fn lagging(&self) -> usize {
         self.lagging.load(Ordering::Acquire)
     }
 
-    /// Waits until no session is counted, for at most `cap`; how long it
-    /// waited, if it had to.
-    pub async fn wait(&self, cap: Duration) -> Option<Duration> {
-        if self.lagging() == 0 {
+    /// Other processes whose holds have not ended (an expired lease is
+    /// counted until a wait notices it).
+    pub fn remote_holds(&self) -> usize {
+        self.remote_count.load(Ordering::Acquire)
+    }
+
+    /// Process `origin` holds for `lease` from now, or renews its hold.
+    pub fn hold_from(&self, origin: u64, lease: Duration) {
+        let mut remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+        remote.insert(origin, Instant::now() + lease);
+        self.remote_count.store(remote.len(), Ordering::Release);
+    }
+
+    /// Process `origin` caught up.
+    pub fn release_from(&self, origin: u64) {
+        let mut remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+        if remote.remove(&origin).is_some() {
+            self.remote_count.store(remote.len(), Ordering::Release);
+            drop(remote);
+            self.caught_up.notify_waiters();
+        }
+    }
+
+    /// Waits until this process's sessions fall behind; returns at once
+    /// if they are now.
+    pub async fn fell_behind(&self) {
+        while self.lagging() == 0 {
+            self.fell_behind.notified().await;
+        }
+    }
+
+    /// Waits until this process's sessions have caught up, or for at most
+    /// `within`; whether they have.
+    pub async fn caught_up_within(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        loop {
+            let caught_up = self.caught_up.notified();
+            tokio::pin!(caught_up);
+            caught_up.as_mut().enable();
+            if self.lagging() == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, caught_up).await.is_err() {
+                return self.lagging() == 0;
+            }
+        }
+    }
+
+    /// The end of the latest lease from elsewhere, forgetting leases that
+    /// have run out; `None` when no other process holds.
+    fn held_until(&self, now: Instant) -> Option<Instant> {
+        if self.remote_holds() == 0 {
             return None;
         }
-        let started = tokio::time::Instant::now();
+        let mut remote = self.remote.lock().unwrap_or_else(|e| e.into_inner());
+        remote.retain(|_, until| *until > now);
+        self.remote_count.store(remote.len(), Ordering::Release);
+        remote.values().max().copied()
+    }
+
+    /// Waits until no session is counted and no other process holds, for
+    /// at most `cap`; how long it waited, if it had to.
+    pub async fn wait(&self, cap: Duration) -> Option<Duration> {
+        if self.lagging() == 0 && self.remote_holds() == 0 {
+            return None;
+        }
+        let started = Instant::now();
         let deadline = started + cap;
         loop {
             let caught_up = self.caught_up.notified();
             tokio::pin!(caught_up);
-            // Registered before the count is read again: a wake-up between
-            // the read and the wait is not missed.
+            // Registered before the counts are read again: a wake-up
+            // between the read and the wait is not missed.
             caught_up.as_mut().enable();
-            if self.lagging() == 0 || tokio::time::timeout_at(deadline, caught_up).await.is_err() {
+            let now = Instant::now();
+            let held_until = self.held_until(now);
+            if self.lagging() == 0 && held_until.is_none() {
                 return Some(started.elapsed());
             }
+            if now >= deadline {
+                return Some(started.elapsed());
+            }
+            // A lease that runs out wakes no one: look again when it does.
+            let wake = match held_until {
+                Some(until) if self.lagging() == 0 => until.min(deadline),
+                _ => deadline,
+            };
+            let _ = tokio::time::timeout_at(wake, caught_up).await;
         }
     }
 }
@@ -112,5 +203,88 @@ mod tests {
             .expect("the cap ends the wait");
         assert!(waited.is_some_and(|w| w >= cap));
         assert_eq!(lag.lagging(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_from_elsewhere_holds_until_released() {
+        let lag = Arc::new(FanOutLag::default());
+        lag.hold_from(7, Duration::from_secs(30));
+        let waiting = tokio::spawn({
+            let lag = Arc::clone(&lag);
+            async move { lag.wait(Duration::from_secs(60)).await }
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!waiting.is_finished(), "process 7 still holds");
+        lag.release_from(7);
+        let waited = waiting.await.expect("the wait ends");
+        assert_eq!(waited, Some(Duration::from_secs(5)));
+        assert_eq!(lag.remote_holds(), 0);
+        assert_eq!(lag.wait(Duration::from_secs(60)).await, None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_not_renewed_runs_out() {
+        let lag = FanOutLag::default();
+        lag.hold_from(7, Duration::from_secs(1));
+        lag.hold_from(8, Duration::from_secs(2));
+        // Renewed at 1.5 s, process 8 holds until 3.5 s; 7 has run out.
+        let renew = async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            lag.hold_from(8, Duration::from_secs(2));
+        };
+        let (waited, ()) = tokio::join!(lag.wait(Duration::from_secs(60)), renew);
+        assert_eq!(waited, Some(Duration::from_millis(3500)));
+        assert_eq!(lag.remote_holds(), 0, "run-out leases are forgotten");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn own_sessions_and_other_processes_both_hold() {
+        let lag = Arc::new(FanOutLag::default());
+        lag.add();
+        lag.hold_from(7, Duration::from_secs(10));
+        let waiting = tokio::spawn({
+            let lag = Arc::clone(&lag);
+            async move { lag.wait(Duration::from_secs(60)).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        lag.release_from(7);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiting.is_finished(), "a session here is still behind");
+        lag.hold_from(7, Duration::from_secs(10));
+        lag.remove();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiting.is_finished(), "process 7 holds again");
+        lag.release_from(7);
+        let waited = waiting.await.expect("the wait ends");
+        assert_eq!(waited, Some(Duration::from_secs(3)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_from_elsewhere_is_capped_too() {
+        let lag = FanOutLag::default();
+        lag.hold_from(7, Duration::from_secs(600));
+        assert_eq!(
+            lag.wait(Duration::from_secs(10)).await,
+            Some(Duration::from_secs(10))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn falling_behind_and_catching_up_are_announced() {
+        let lag = Arc::new(FanOutLag::default());
+        let watcher = tokio::spawn({
+            let lag = Arc::clone(&lag);
+            async move {
+                lag.fell_behind().await;
+                let early = lag.caught_up_within(Duration::from_secs(1)).await;
+                let later = lag.caught_up_within(Duration::from_secs(10)).await;
+                (early, later)
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        lag.add();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        lag.remove();
+        assert_eq!(watcher.await.expect("the watcher ends"), (false, true));
     }
 }

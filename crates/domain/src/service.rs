@@ -89,6 +89,7 @@ impl Core {
         if let Some(feed) = store.commit_feed() {
             store.spawn_beside_writer(announcer::run(feed, bus.clone()));
         }
+        bus.share_holds(Arc::clone(store.fan_out_lag()));
         // One read connection stays free for REST and readiness.
         let delivery_slots = store.read_connections().saturating_sub(1).max(1);
         let delivery_reads = Arc::new(tokio::sync::Semaphore::new(delivery_slots));

@@ -16,10 +16,12 @@
 //! dead link is noticed within seconds and Redis coming back is noticed
 //! within about a second. While Redis is away, what this process publishes
 //! still reaches its own sockets: events go straight to the local hub.
+//!
+//! The same subscription carries holds between processes (see `holds.rs`).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,8 +29,10 @@ use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, PubSubSink};
 use tokio::sync::broadcast;
 
+use super::holds::{self, Holds};
 use super::{Bus, BusError, Delivery};
 use crate::events::{Event, Key};
+use crate::fan_out_lag::FanOutLag;
 
 /// The longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
@@ -51,6 +55,10 @@ pub struct RedisBus {
     receiving: Arc<AtomicBool>,
     /// Set when a publish failed; cleared by announcing a resync.
     publish_failed: AtomicBool,
+    holds: Arc<Holds>,
+    /// This bus, for the task that announces holds (it must not keep the
+    /// bus alive).
+    me: Weak<RedisBus>,
 }
 
 impl RedisBus {
@@ -70,7 +78,7 @@ impl RedisBus {
             .await
             .map_err(unavailable)?;
         let (sender, _) = broadcast::channel(capacity.max(16));
-        let bus = Arc::new(Self {
+        let bus = Arc::new_cyclic(|me| Self {
             publisher,
             prefix: prefix.to_owned(),
             sender,
@@ -82,6 +90,8 @@ impl RedisBus {
             })),
             receiving: Arc::new(AtomicBool::new(false)),
             publish_failed: AtomicBool::new(false),
+            holds: Arc::new(Holds::new()),
+            me: me.clone(),
         });
         let (ready, subscribed) = tokio::sync::oneshot::channel();
         tokio::spawn(receive(client, Arc::downgrade(&bus), ready));
@@ -213,6 +223,28 @@ impl Bus for RedisBus {
         }
     }
 
+    fn share_holds(&self, lag: Arc<FanOutLag>) {
+        if !self.holds.share(Arc::clone(&lag)) {
+            return;
+        }
+        let me = self.me.clone();
+        let channel = Holds::channel(&self.prefix);
+        tokio::spawn(holds::announce(
+            lag,
+            Arc::clone(&self.holds),
+            move |message| {
+                let (me, channel) = (me.clone(), channel.clone());
+                async move {
+                    let bus = me.upgrade()?;
+                    if let Err(err) = bus.send(channel, message).await {
+                        tracing::debug!(%err, "a hold was not announced; it is renewed shortly");
+                    }
+                    Some(())
+                }
+            },
+        ));
+    }
+
     fn name(&self) -> &'static str {
         "redis"
     }
@@ -241,9 +273,13 @@ async fn receive(
                     let _ = this.sender.send(Delivery::Resync);
                 }
                 first = false;
-                let (resync, sender) = (this.resync_channel(), this.sender.clone());
+                let channels = Channels {
+                    resync: this.resync_channel(),
+                    hold: Holds::channel(&this.prefix),
+                };
+                let (sender, holds) = (this.sender.clone(), Arc::clone(&this.holds));
                 drop(this);
-                let why = pump(sink, stream, &resync, &sender).await;
+                let why = pump(sink, stream, &channels, &sender, &holds).await;
                 let Some(this) = bus.upgrade() else { return };
                 this.receiving.store(false, Ordering::Release);
                 this.lock().sink = None;
@@ -280,6 +316,7 @@ async fn subscribe(
                 .collect()
         };
         channels.push(bus.resync_channel());
+        channels.push(Holds::channel(&bus.prefix));
         sink.subscribe(&channels).await.map_err(|e| e.to_string())?;
         Ok((sink, stream))
     };
@@ -288,14 +325,21 @@ async fn subscribe(
         .unwrap_or_else(|_| Err(format!("no answer within {} s", TIMEOUT.as_secs())))
 }
 
-/// Hands every message to the hub until the subscription breaks; pings it
-/// when idle so a cut link (no FIN, no RST) is noticed too. Returns why it
-/// ended.
+/// The channels every process listens on besides its keys.
+struct Channels {
+    resync: String,
+    hold: String,
+}
+
+/// Hands every message to the hub (holds to `holds`) until the
+/// subscription breaks; pings it when idle so a cut link (no FIN, no RST)
+/// is noticed too. Returns why it ended.
 async fn pump(
     mut sink: PubSubSink,
     mut stream: redis::aio::PubSubStream,
-    resync: &str,
+    channels: &Channels,
     sender: &broadcast::Sender<Delivery>,
+    holds: &Holds,
 ) -> String {
     let mut keepalive = tokio::time::interval(KEEPALIVE);
     keepalive.reset();
@@ -307,7 +351,12 @@ async fn pump(
                     return "the connection closed".into();
                 };
                 keepalive.reset();
-                let delivery = if message.get_channel_name() == resync {
+                let channel = message.get_channel_name();
+                if channel == channels.hold {
+                    holds.receive(message.get_payload_bytes());
+                    continue;
+                }
+                let delivery = if channel == channels.resync {
                     metrics::counter!("tidings_bus_resyncs_total").increment(1);
                     Delivery::Resync
                 } else {

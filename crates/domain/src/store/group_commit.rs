@@ -111,6 +111,7 @@ async fn run(
             if waited >= MAX_HOLD_BACK {
                 tracing::warn!(
                     sessions = lag.lagging(),
+                    other_processes = lag.remote_holds(),
                     "sessions far behind for {MAX_HOLD_BACK:?}; committing anyway"
                 );
             }
