@@ -26,11 +26,13 @@ use foldhash::HashMap;
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
 
 use crate::backlog::Backlog;
 use crate::key_gates::KeyGates;
 use crate::metrics::GatewayMetrics;
 use crate::recent::{Recent, Recorded};
+use crate::reorder::Reorder;
 use crate::revocations::Revocations;
 
 pub type SessionId = u64;
@@ -198,9 +200,13 @@ impl Hub {
     pub fn spawn_dispatcher(self: &Arc<Self>) -> std::io::Result<()> {
         let hub = Arc::downgrade(self);
         let receiver = self.bus.subscribe();
+        // Its own clock: held events wait for a gap with a deadline.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()?;
         std::thread::Builder::new()
             .name("tidings-hub".into())
-            .spawn(move || dispatch_until_closed(&hub, receiver))?;
+            .spawn(move || runtime.block_on(dispatch_until_closed(&hub, receiver)))?;
         Ok(())
     }
 
@@ -299,18 +305,38 @@ impl Hub {
 }
 
 /// The dispatcher thread's loop: takes every event waiting on the bus (up
-/// to a bound) and hands it to the hub, while the hub lives.
-fn dispatch_until_closed(hub: &Weak<Hub>, mut receiver: broadcast::Receiver<Delivery>) {
+/// to a bound), puts them in seq order (see `reorder.rs`) and hands them
+/// to the hub, while the hub lives.
+async fn dispatch_until_closed(hub: &Weak<Hub>, mut receiver: broadcast::Receiver<Delivery>) {
     let mut events = Vec::with_capacity(MAX_DRAIN);
+    let mut order = Reorder::default();
     loop {
-        let mut next = Some(receiver.blocking_recv());
+        let mut next = match order.deadline() {
+            Some(deadline) => tokio::select! {
+                biased;
+                received = receiver.recv() => Some(received),
+                () = tokio::time::sleep_until(deadline) => None,
+            },
+            None => Some(receiver.recv().await),
+        };
+        // Late, maybe: what is already waiting (the missing seq, say) is
+        // taken before any gap is given up on.
+        if next.is_none() {
+            next = poll_now(&mut receiver);
+        }
         // Only a live gateway is dispatched to; a dropped one ends the thread.
         let Some(hub) = hub.upgrade() else { return };
+        let now = Instant::now();
         // Take whatever else is already waiting, up to a bound.
+        let mut taken = 0;
         while let Some(received) = next.take() {
             match received {
-                Ok(Delivery::Event(event)) => events.push(event),
+                Ok(Delivery::Event(event)) => {
+                    let held = order.admit(event, now, &mut events);
+                    hub.metrics.reordered.increment(held as u64);
+                }
                 Ok(Delivery::Resync) => {
+                    order.reset(&mut events);
                     hub.dispatch(&mut events);
                     hub.resync_all();
                 }
@@ -319,24 +345,34 @@ fn dispatch_until_closed(hub: &Weak<Hub>, mut receiver: broadcast::Receiver<Deli
                         missed,
                         "the hub fell behind the bus; sessions resync from the store"
                     );
+                    order.reset(&mut events);
                     hub.dispatch(&mut events);
                     hub.resync_all();
                 }
                 Err(RecvError::Closed) => {
+                    order.reset(&mut events);
                     hub.dispatch(&mut events);
                     return;
                 }
             }
-            if events.len() < MAX_DRAIN {
-                next = match receiver.try_recv() {
-                    Ok(delivery) => Some(Ok(delivery)),
-                    Err(TryRecvError::Empty) => None,
-                    Err(TryRecvError::Lagged(missed)) => Some(Err(RecvError::Lagged(missed))),
-                    Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
-                };
+            taken += 1;
+            if taken < MAX_DRAIN {
+                next = poll_now(&mut receiver);
             }
         }
+        let gave_up = order.expire(now, &mut events);
+        hub.metrics.reorder_timeouts.increment(gave_up as u64);
         hub.dispatch(&mut events);
+    }
+}
+
+/// What the bus has waiting now, if anything.
+fn poll_now(receiver: &mut broadcast::Receiver<Delivery>) -> Option<Result<Delivery, RecvError>> {
+    match receiver.try_recv() {
+        Ok(delivery) => Some(Ok(delivery)),
+        Err(TryRecvError::Empty) => None,
+        Err(TryRecvError::Lagged(missed)) => Some(Err(RecvError::Lagged(missed))),
+        Err(TryRecvError::Closed) => Some(Err(RecvError::Closed)),
     }
 }
 
@@ -383,6 +419,21 @@ mod tests {
 
     use super::*;
 
+    fn message(channel_id: i64, seq: i64) -> Event {
+        Event::TopicMessage {
+            topic: "news".into(),
+            message: domain::model::StoredMessage {
+                id: seq,
+                channel_id,
+                seq,
+                sender_id: 1,
+                sender: "alice".into(),
+                content: format!("m{seq}"),
+                created_at: domain::time::now_millis(),
+            },
+        }
+    }
+
     /// Topic messages are recorded for catch-ups by the time a session
     /// is handed them, only for topics watched here; a resync (events may
     /// be lost) and the last session leaving empty the record.
@@ -394,18 +445,6 @@ mod tests {
         let (queue, mut received) = mpsc::unbounded_channel();
         let handle = SessionHandle::new(queue, 100, Arc::default());
         hub.watch(Key::Channel(7), 1, &handle).await;
-        let message = |channel_id, seq| Event::TopicMessage {
-            topic: "news".into(),
-            message: domain::model::StoredMessage {
-                id: seq,
-                channel_id,
-                seq,
-                sender_id: 1,
-                sender: "alice".into(),
-                content: format!("m{seq}"),
-                created_at: domain::time::now_millis(),
-            },
-        };
         for (channel_id, seq) in [(7, 1), (8, 1), (7, 2)] {
             bus.publish(message(channel_id, seq)).await.unwrap();
         }
@@ -434,6 +473,39 @@ mod tests {
         hub.unwatch(Key::Channel(7), 1).await;
         assert!(hub.recent.after(7, 2, 10, now).is_none());
         assert_eq!(hub.recent.bytes(), 0);
+    }
+
+    /// Another process's commit can reach the bus ahead of an earlier
+    /// one: the hub hands sessions the topic's messages in seq order,
+    /// and records them so, without any session reading the store.
+    #[tokio::test]
+    async fn messages_that_arrive_out_of_order_are_handed_on_in_order() {
+        let bus: SharedBus = Arc::new(LocalBus::default());
+        let hub = Hub::new(bus.clone(), GatewayMetrics::default(), 1 << 20);
+        hub.spawn_dispatcher().unwrap();
+        let (queue, mut received) = mpsc::unbounded_channel();
+        let handle = SessionHandle::new(queue, 100, Arc::default());
+        hub.watch(Key::Channel(7), 1, &handle).await;
+        for seq in [1, 4, 5, 2, 3, 6] {
+            bus.publish(message(7, seq)).await.unwrap();
+        }
+        let mut handed = vec![];
+        while handed.len() < 6 {
+            let out = tokio::time::timeout(Duration::from_secs(5), received.recv()).await;
+            let Ok(Some(Outbound::Events(run))) = out else {
+                panic!("{out:?}")
+            };
+            handed.extend(run.iter().map(|routed| match &*routed.event {
+                Event::TopicMessage { message, .. } => message.seq,
+                other => panic!("{other:?}"),
+            }));
+        }
+        assert_eq!(handed, [1, 2, 3, 4, 5, 6]);
+        let recorded = hub
+            .recent
+            .after(7, 0, 10, domain::time::now_millis())
+            .unwrap();
+        assert_eq!(recorded.len(), 6, "the record holds them all, in order");
     }
 
     /// A revocation reaches every gateway on one key; the hub records it

@@ -20,6 +20,7 @@ pub mod key_gates;
 pub mod metrics;
 pub mod rate;
 pub mod recent;
+pub mod reorder;
 pub mod revocations;
 pub mod session;
 pub mod upgrade;

@@ -35,6 +35,14 @@ pub fn describe() {
         "Times the hub told every session to read what it missed from the store."
     );
     describe_counter!(
+        "ws_reordered_total",
+        "Live events that reached this gateway ahead of an earlier seq of their stream and waited for it (another process published late)."
+    );
+    describe_counter!(
+        "ws_reorder_timeouts_total",
+        "Gaps the gateway stopped waiting for after 200 ms (a seq lost or very late): what waited went on, and sessions read the gap from the store."
+    );
+    describe_counter!(
         "ws_catch_up_pages_total",
         "Pages of missed messages sessions read to catch up, by source (recent: the hub's record of the topic; store: the database, counted when it found any)."
     );
@@ -63,6 +71,8 @@ pub struct GatewayMetrics {
     pub delivery_latency: Histogram,
     pub slow_consumers: Counter,
     pub resyncs: Counter,
+    pub reordered: Counter,
+    pub reorder_timeouts: Counter,
     pub catch_up_recent: Counter,
     pub catch_up_store: Counter,
     pub recent_bytes: Gauge,
@@ -79,6 +89,8 @@ impl Default for GatewayMetrics {
             delivery_latency: histogram!("ws_delivery_latency_seconds"),
             slow_consumers: counter!("ws_slow_consumer_closes_total"),
             resyncs: counter!("ws_resyncs_total"),
+            reordered: counter!("ws_reordered_total"),
+            reorder_timeouts: counter!("ws_reorder_timeouts_total"),
             catch_up_recent: counter!("ws_catch_up_pages_total", "source" => "recent"),
             catch_up_store: counter!("ws_catch_up_pages_total", "source" => "store"),
             recent_bytes: gauge!("ws_recent_bytes"),

@@ -75,7 +75,15 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
         let t = Target::open(target).await?;
         let subs = t.users("s", args.subscribers, false).await?;
         let pubs = t.users("p", args.publishers, false).await?;
-        let topic = t.topic(&pubs[0].0, "fanout", &subs).await?;
+        // Owned by a subscriber: a topic's owner is a member and reads it,
+        // and a publisher that did would also read every other publisher's
+        // messages, uncounted, and could be closed as a slow consumer (this
+        // tool does not reconnect publishers).
+        let (owner, members) = match subs.split_first() {
+            Some((first, rest)) => (&first.0, rest),
+            None => (&pubs[0].0, &subs[..]),
+        };
+        let topic = t.topic(owner, "fanout", members).await?;
         let urls = subs
             .iter()
             .chain(&pubs)
@@ -375,8 +383,8 @@ async fn publish(
                     Ok(Some(Ok(Message::Text(text)))) if text.contains("\"error\"") => {
                         anyhow::bail!("the server refused a message: {text}");
                     }
-                    // A publisher reads its topic too, and one that falls
-                    // behind is closed as a slow consumer; this tool does
+                    // Publishers do not read the topic, but a server may
+                    // still close one (shutting down, say); this tool does
                     // not reconnect publishers.
                     Ok(Some(Ok(Message::Close(close)))) => {
                         anyhow::bail!(

@@ -59,12 +59,56 @@ pub struct RedisBus {
     /// This bus, for the task that announces holds (it must not keep the
     /// bus alive).
     me: Weak<RedisBus>,
+    /// The bus's own runtime (see [`RedisBus::connect`]).
+    runtime: tokio::runtime::Handle,
 }
 
 impl RedisBus {
-    /// Connects to `url` and starts the receiving task.
+    /// Connects to `url` and starts the receiving task, on a thread of
+    /// the bus's own.
+    ///
+    /// On the shared runtime, the connections' tasks waited their turn
+    /// behind thousands of busy sessions: under a flood, replies to
+    /// publishes took more than their second, the publishes counted as
+    /// failed (Redis had them), and each failure made every gateway resync
+    /// every session from the store, on processes already out of CPU.
     pub async fn connect(url: &str, prefix: &str, capacity: usize) -> Result<Arc<Self>, BusError> {
         let client = redis::Client::open(url).map_err(|e| BusError::InvalidUrl(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        let (opened, bus) = tokio::sync::oneshot::channel();
+        let prefix = prefix.to_owned();
+        std::thread::Builder::new()
+            .name("tidings-redis".into())
+            .spawn(move || {
+                let handle = runtime.handle().clone();
+                runtime.block_on(async move {
+                    match Self::open(client, prefix, capacity, handle).await {
+                        Ok((bus, receiving)) => {
+                            let _ = opened.send(Ok(bus));
+                            // The thread lives as long as the bus.
+                            let _ = receiving.await;
+                        }
+                        Err(err) => {
+                            let _ = opened.send(Err(err));
+                        }
+                    }
+                });
+            })
+            .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        bus.await
+            .unwrap_or_else(|_| Err(BusError::Unavailable("the bus's thread ended".into())))
+    }
+
+    /// Connects, on the bus's own runtime; the bus and its receiving task.
+    async fn open(
+        client: redis::Client,
+        prefix: String,
+        capacity: usize,
+        runtime: tokio::runtime::Handle,
+    ) -> Result<(Arc<Self>, tokio::task::JoinHandle<()>), BusError> {
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(TIMEOUT)
             .set_response_timeout(TIMEOUT)
@@ -80,7 +124,7 @@ impl RedisBus {
         let (sender, _) = broadcast::channel(capacity.max(16));
         let bus = Arc::new_cyclic(|me| Self {
             publisher,
-            prefix: prefix.to_owned(),
+            prefix,
             sender,
             subs: Arc::new(Mutex::new(Subscriptions {
                 // Subscribed from the first connection on, before the bus
@@ -92,12 +136,16 @@ impl RedisBus {
             publish_failed: AtomicBool::new(false),
             holds: Arc::new(Holds::new()),
             me: me.clone(),
+            runtime,
         });
         let (ready, subscribed) = tokio::sync::oneshot::channel();
-        tokio::spawn(receive(client, Arc::downgrade(&bus), ready));
+        let receiving = tokio::spawn(receive(client, Arc::downgrade(&bus), ready));
         match tokio::time::timeout(3 * TIMEOUT, subscribed).await {
-            Ok(Ok(())) => Ok(bus),
-            _ => Err(BusError::Unavailable("could not subscribe to Redis".into())),
+            Ok(Ok(())) => Ok((bus, receiving)),
+            _ => {
+                receiving.abort();
+                Err(BusError::Unavailable("could not subscribe to Redis".into()))
+            }
         }
     }
 
@@ -229,7 +277,8 @@ impl Bus for RedisBus {
         }
         let me = self.me.clone();
         let channel = Holds::channel(&self.prefix);
-        tokio::spawn(holds::announce(
+        // On the bus's runtime: a renewal must not wait behind sessions.
+        self.runtime.spawn(holds::announce(
             lag,
             Arc::clone(&self.holds),
             move |message| {
@@ -279,7 +328,7 @@ async fn receive(
                 };
                 let (sender, holds) = (this.sender.clone(), Arc::clone(&this.holds));
                 drop(this);
-                let why = pump(sink, stream, &channels, &sender, &holds).await;
+                let why = pump(sink, stream, &channels, &sender, &holds, &bus).await;
                 let Some(this) = bus.upgrade() else { return };
                 this.receiving.store(false, Ordering::Release);
                 this.lock().sink = None;
@@ -340,6 +389,7 @@ async fn pump(
     channels: &Channels,
     sender: &broadcast::Sender<Delivery>,
     holds: &Holds,
+    bus: &Weak<RedisBus>,
 ) -> String {
     let mut keepalive = tokio::time::interval(KEEPALIVE);
     keepalive.reset();
@@ -374,6 +424,9 @@ async fn pump(
                 let _ = sender.send(delivery);
             }
             _ = keepalive.tick() => {
+                if bus.strong_count() == 0 {
+                    return "the bus is gone".into();
+                }
                 match tokio::time::timeout(TIMEOUT, sink.ping::<redis::Value>()).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(err)) => return err.to_string(),
