@@ -514,7 +514,12 @@ impl Session {
         let answered = match end {
             End::Close(code, reason) => {
                 let shutdown = &self.state.shutdown;
-                self.conn.close_handshake(code, reason, shutdown).await
+                // A slow consumer answers as late as any client may be
+                // silent before it is dropped.
+                let slow_wait = self.state.config.idle_timeout;
+                self.conn
+                    .close_handshake(code, reason, shutdown, slow_wait)
+                    .await
             }
             End::Gone => false,
         };

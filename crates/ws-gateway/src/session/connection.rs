@@ -47,10 +47,6 @@ const STALLED_AFTER: Duration = Duration::from_millis(500);
 /// How long a closing session waits for the client's close frame, which
 /// proves it read everything before ours.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
-/// The same for a slow consumer: its close frame comes after everything
-/// it had not read yet, seconds of frames by definition, and an answer
-/// that comes too late is a reconnect that gets them all again.
-const SLOW_CLOSE_WAIT: Duration = Duration::from_secs(10);
 
 /// What a frame is, for the counters.
 #[derive(Debug, Clone, Copy)]
@@ -295,14 +291,20 @@ impl Connection {
     /// away, or takes too long); whether it answered, which proves it read
     /// everything written before.
     ///
-    /// A slow consumer is given longer; once `shutdown` is triggered,
-    /// the usual wait is all anyone gets, so a stopping process is not
-    /// held past what its supervisor allows.
+    /// A slow consumer is given `slow_wait`: its close frame comes after
+    /// everything it had not read yet, up to the kernel's buffers at both
+    /// ends (megabytes), and an answer that comes too late is a reconnect
+    /// that gets all of it again. Ten seconds were not enough for a client
+    /// sharing a loaded machine (a flood of 4 publishers to 5,000
+    /// subscribers repeated 179,000 frames; none with a minute). Once
+    /// `shutdown` is triggered, the usual wait is all anyone gets, so a
+    /// stopping process is not held past what its supervisor allows.
     pub async fn close_handshake(
         &mut self,
         code: u16,
         reason: &'static str,
         shutdown: &Shutdown,
+        slow_wait: Duration,
     ) -> bool {
         // Everything fed goes out before the close frame.
         self.needs_flush = true;
@@ -318,7 +320,7 @@ impl Connection {
             return false;
         }
         let wait = if code == super::close::SLOW_CONSUMER {
-            SLOW_CLOSE_WAIT
+            slow_wait
         } else {
             CLOSE_WAIT
         };
