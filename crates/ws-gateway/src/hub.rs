@@ -13,7 +13,7 @@
 //! the bus is told to stop routing that key.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use bytes::Bytes;
 use domain::bus::{Delivery, SharedBus};
@@ -105,6 +105,9 @@ pub struct Hub {
     pub recent: Recent,
     /// Subscription changes on one key reach the bus in turn.
     gates: KeyGates,
+    /// Keys whose last session left, for the dispatcher to forget where
+    /// their streams stood (see `reorder.rs`).
+    unwatched: Mutex<Vec<Key>>,
     next_id: AtomicU64,
     /// Random per process: session names are unique across gateways.
     instance: String,
@@ -123,6 +126,7 @@ impl Hub {
             revocations: Revocations::default(),
             recent: Recent::new(recent_bytes),
             gates: KeyGates::default(),
+            unwatched: Mutex::default(),
             next_id: AtomicU64::new(1),
             instance: domain::auth::random_secret(10).to_lowercase(),
             bus,
@@ -180,6 +184,10 @@ impl Hub {
             if let Key::Channel(channel_id) = key {
                 self.recent.forget(channel_id);
             }
+            self.unwatched
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(key);
             self.bus.unwatch(key).await;
         }
     }
@@ -327,6 +335,11 @@ async fn dispatch_until_closed(hub: &Weak<Hub>, mut receiver: broadcast::Receive
         // Only a live gateway is dispatched to; a dropped one ends the thread.
         let Some(hub) = hub.upgrade() else { return };
         let now = Instant::now();
+        let unwatched =
+            std::mem::take(&mut *hub.unwatched.lock().unwrap_or_else(|e| e.into_inner()));
+        for key in unwatched {
+            order.forget(key, &mut events);
+        }
         // Take whatever else is already waiting, up to a bound.
         let mut taken = 0;
         while let Some(received) = next.take() {
@@ -506,6 +519,44 @@ mod tests {
             .after(7, 0, 10, domain::time::now_millis())
             .unwrap();
         assert_eq!(recorded.len(), 6, "the record holds them all, in order");
+    }
+
+    /// A key no longer watched gets no events over Redis: watched again,
+    /// its stream starts where it resumes, and its next message is not
+    /// held back waiting for the seqs that went by.
+    #[tokio::test]
+    async fn a_topic_watched_again_is_not_held_for_what_went_by() {
+        let bus: SharedBus = Arc::new(LocalBus::default());
+        let hub = Hub::new(bus.clone(), GatewayMetrics::default(), 0);
+        hub.spawn_dispatcher().unwrap();
+        let (queue, mut received) = mpsc::unbounded_channel();
+        let handle = SessionHandle::new(queue, 100, Arc::default());
+        let mut next = async || {
+            let out = tokio::time::timeout(Duration::from_secs(5), received.recv()).await;
+            let Ok(Some(Outbound::Events(run))) = out else {
+                panic!("{out:?}")
+            };
+            run.iter()
+                .map(|routed| match &*routed.event {
+                    Event::TopicMessage { message, .. } => (message.channel_id, message.seq),
+                    other => panic!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        hub.watch(Key::Channel(7), 1, &handle).await;
+        hub.watch(Key::Channel(8), 1, &handle).await;
+        bus.publish(message(7, 1)).await.unwrap();
+        assert_eq!(next().await, [(7, 1)]);
+        hub.unwatch(Key::Channel(7), 1).await;
+        hub.watch(Key::Channel(7), 1, &handle).await;
+        // Seqs 2 to 9 went by while nobody here watched.
+        bus.publish(message(7, 10)).await.unwrap();
+        bus.publish(message(8, 1)).await.unwrap();
+        let mut handed = vec![];
+        while !handed.contains(&(8, 1)) {
+            handed.extend(next().await);
+        }
+        assert_eq!(handed, [(7, 10), (8, 1)], "10 went out in its turn");
     }
 
     /// A revocation reaches every gateway on one key; the hub records it

@@ -47,7 +47,10 @@ struct Lane {
 
 #[derive(Debug, Default)]
 pub struct Reorder {
-    lanes: HashMap<Stream, Lane>,
+    /// By key, so a key no longer watched here is forgotten at once.
+    lanes: HashMap<Key, HashMap<i64, Lane>>,
+    /// Lanes in `lanes`.
+    count: usize,
     /// The lanes holding something: few at once, scanned for deadlines.
     holding: Vec<Stream>,
 }
@@ -74,13 +77,23 @@ impl Reorder {
             out.push(event);
             return 0;
         };
-        if self.lanes.len() >= MAX_STREAMS && !self.lanes.contains_key(&stream) {
-            self.lanes.retain(|_, lane| !lane.held.is_empty());
+        let (key, id) = stream;
+        let known = self.lanes.get(&key).is_some_and(|l| l.contains_key(&id));
+        if !known {
+            if self.count >= MAX_STREAMS {
+                self.forget_idle();
+            }
+            self.count += 1;
         }
-        let lane = self.lanes.entry(stream).or_insert_with(|| Lane {
-            last: seq - 1,
-            ..Lane::default()
-        });
+        let lane = self
+            .lanes
+            .entry(key)
+            .or_default()
+            .entry(id)
+            .or_insert_with(|| Lane {
+                last: seq - 1,
+                ..Lane::default()
+            });
         if seq != lane.last + 1 && seq > lane.last {
             if lane.held.is_empty() {
                 lane.since = Some(now);
@@ -116,7 +129,7 @@ impl Reorder {
     pub fn deadline(&self) -> Option<Instant> {
         self.holding
             .iter()
-            .filter_map(|stream| self.lanes.get(stream)?.since)
+            .filter_map(|(key, id)| self.lanes.get(key)?.get(id)?.since)
             .min()
             .map(|since| since + GAP_WAIT)
     }
@@ -125,8 +138,8 @@ impl Reorder {
     /// how many streams gave up on a gap.
     pub fn expire(&mut self, now: Instant, out: &mut Vec<Arc<Event>>) -> usize {
         let (lanes, before) = (&mut self.lanes, self.holding.len());
-        self.holding.retain(|stream| {
-            let Some(lane) = lanes.get_mut(stream) else {
+        self.holding.retain(|(key, id)| {
+            let Some(lane) = lanes.get_mut(key).and_then(|l| l.get_mut(id)) else {
                 return false;
             };
             if lane.since.is_some_and(|since| now >= since + GAP_WAIT) {
@@ -141,11 +154,36 @@ impl Reorder {
     /// Lets go of everything held and forgets every stream: events may
     /// have been lost, and sessions re-read the store.
     pub fn reset(&mut self, out: &mut Vec<Arc<Event>>) {
-        for lane in self.lanes.values_mut() {
+        for lane in self.lanes.values_mut().flat_map(|l| l.values_mut()) {
             release(lane, out);
         }
         self.lanes.clear();
+        self.count = 0;
         self.holding.clear();
+    }
+
+    /// Forgets the streams of `key`, no longer watched here: events on it
+    /// stop coming (Redis routes only watched keys), so where a stream
+    /// stopped says nothing of where it starts again, and holding its next
+    /// event for the seqs in between would only delay it.
+    pub fn forget(&mut self, key: Key, out: &mut Vec<Arc<Event>>) {
+        let Some(lanes) = self.lanes.remove(&key) else {
+            return;
+        };
+        self.count -= lanes.len();
+        for mut lane in lanes.into_values() {
+            release(&mut lane, out);
+        }
+        self.holding.retain(|(k, _)| *k != key);
+    }
+
+    /// Forgets every stream holding nothing.
+    fn forget_idle(&mut self) {
+        self.lanes.retain(|_, lanes| {
+            lanes.retain(|_, lane| !lane.held.is_empty());
+            !lanes.is_empty()
+        });
+        self.count = self.lanes.values().map(HashMap::len).sum();
     }
 }
 
@@ -267,6 +305,27 @@ mod tests {
         assert_eq!(r.deadline(), None);
         // Forgotten: the next event of a stream starts it.
         assert_eq!(admit_all(&mut r, &[(1, 10)], now), [(1, 10)]);
+    }
+
+    #[test]
+    fn a_key_no_longer_watched_starts_over() {
+        let now = Instant::now();
+        let mut r = Reorder::default();
+        assert_eq!(admit_all(&mut r, &[(1, 1), (1, 2)], now), [(1, 1), (1, 2)]);
+        let mut out = vec![];
+        r.forget(Key::Channel(1), &mut out);
+        assert!(out.is_empty());
+        // Watched again later: seqs 3 to 9 went by unrouted.
+        assert_eq!(
+            admit_all(&mut r, &[(1, 10), (1, 11)], now),
+            [(1, 10), (1, 11)]
+        );
+        assert_eq!(r.deadline(), None);
+        // What a forgotten stream held goes on at once.
+        admit_all(&mut r, &[(1, 13)], now);
+        r.forget(Key::Channel(1), &mut out);
+        assert_eq!(seqs(&out), [(1, 13)]);
+        assert_eq!(r.deadline(), None);
     }
 
     #[test]
