@@ -13,6 +13,7 @@ on_both_stores!(
     a_lost_event_is_filled_from_the_store,
     a_catch_up_of_what_was_just_missed_is_read_from_memory,
     a_catch_up_from_memory_ends_with_what_the_bus_lost,
+    a_flush_returns_once_what_was_noted_is_stored,
 );
 
 /// Without memory for recent messages, the same catch-up reads the store:
@@ -324,4 +325,51 @@ async fn read_then_leave(client: &mut Client, last: i64) {
     );
     client.send(json!({"action":"disconnect"})).await;
     assert_eq!(client.closed().await.0, 1000);
+}
+
+/// A session that ends flushes the cursor book before its socket closes,
+/// while other sessions end and flush too: each flush must return only
+/// once what was noted before it is in the store, or a client that
+/// reconnects at once reads an older position and gets frames twice.
+async fn a_flush_returns_once_what_was_noted_is_stored(app: &TestGateway) {
+    use domain::store::Cursor;
+    use std::sync::Arc;
+    const USERS: usize = 48;
+    const ROUNDS: i64 = 8;
+    let (alice, _) = app.user("alice").await;
+    let topic = app.topic(&alice, "cursors", false).await;
+    let name = domain::names::TopicName::parse("cursors").unwrap();
+    let mut members = vec![];
+    for i in 0..USERS {
+        let (user, _) = app.user(&format!("reader{i}")).await;
+        app.core.subscribe(&user, &name).await.unwrap();
+        members.push(user.id);
+    }
+    for n in 0..ROUNDS {
+        app.core
+            .publish_topic(&alice, &topic, &n.to_string())
+            .await
+            .unwrap();
+    }
+    let book = Arc::new(tidings_gateway::cursors::CursorBook::default());
+    for seq in 1..=ROUNDS {
+        let tasks: Vec<_> = members
+            .iter()
+            .map(|&user_id| {
+                let (book, core) = (Arc::clone(&book), Arc::clone(&app.core));
+                let cursor = Cursor::Channel {
+                    channel_id: topic.id,
+                    user_id,
+                };
+                tokio::spawn(async move {
+                    book.note(cursor, seq);
+                    book.flush(&core).await;
+                    core.delivered_seq(topic.id, user_id).await.unwrap()
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), Some(seq), "flushed, yet not stored");
+        }
+    }
 }
