@@ -153,3 +153,11 @@ mod tests {
         assert_eq!(super::delivery(ack), None);
     }
 }
+
+/// Reads and drops what a connection still carries until the peer closes
+/// it (or it breaks).
+pub async fn until_closed(stream: &mut TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut sink = [0u8; 1024];
+    while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+}

@@ -294,12 +294,12 @@ async fn receive(
             let _ = tokio::time::timeout(QUIET, futures_util::SinkExt::flush(&mut ws)).await;
             // The server saves how far this connection got once it has the
             // answer, then ends it: a reconnect before that end may start
-            // from the position saved before (another gateway reads the
-            // store), and gets again what was proven read. Wait for the end,
-            // as a browser's `close` event does.
-            let _ =
-                tokio::time::timeout(QUIET, async { while let Some(Ok(_)) = ws.next().await {} })
-                    .await;
+            // from the position saved before, and gets again what was
+            // proven read. Wait for the end, as a browser's `close` event
+            // does: the connection's, not the library's (which reports the
+            // close handshake done, and nothing more to read, as soon as
+            // its answer is sent).
+            let _ = tokio::time::timeout(QUIET, client::until_closed(ws.get_mut())).await;
         }
         if lost
             && let Some((url, source)) = &rejoin

@@ -291,7 +291,8 @@ impl Connection {
     /// away, or takes too long); whether it answered, which proves it read
     /// everything written before.
     ///
-    /// A slow consumer is given `slow_wait`: its close frame comes after
+    /// A slow consumer is given `slow_wait`, to send the close frame and
+    /// read the answer: its close frame comes after
     /// everything it had not read yet, up to the kernel's buffers at both
     /// ends (megabytes), and an answer that comes too late is a reconnect
     /// that gets all of it again. Ten seconds were not enough for a client
@@ -315,30 +316,44 @@ impl Connection {
             code: code.into(),
             reason: Utf8Bytes::from_static(reason),
         };
-        let sent = tokio::time::timeout(CLOSE_WAIT, self.socket.send(Message::Close(Some(frame))));
-        if !matches!(sent.await, Ok(Ok(()))) {
-            return false;
-        }
-        let wait = if code == super::close::SLOW_CONSUMER {
-            slow_wait
-        } else {
-            CLOSE_WAIT
-        };
-        let answer = tokio::time::timeout(wait, async {
-            loop {
-                match self.socket.next().await {
-                    Some(Ok(Message::Close(_))) => return true,
-                    Some(Ok(_)) => continue,
-                    Some(Err(_)) | None => return false,
-                }
+        let slow = code == super::close::SLOW_CONSUMER;
+        let socket = &mut self.socket;
+        let exchange = async {
+            // A slow consumer's close frame may wait for room behind what
+            // it has not read: sending it shares the slow wait.
+            let send = socket.send(Message::Close(Some(frame)));
+            let sent = if slow {
+                send.await.is_ok()
+            } else {
+                matches!(tokio::time::timeout(CLOSE_WAIT, send).await, Ok(Ok(())))
+            };
+            if !sent {
+                return false;
             }
-        });
+            let answer = async {
+                loop {
+                    match socket.next().await {
+                        Some(Ok(Message::Close(_))) => return true,
+                        Some(Ok(_)) => continue,
+                        Some(Err(_)) | None => return false,
+                    }
+                }
+            };
+            if slow {
+                answer.await
+            } else {
+                tokio::time::timeout(CLOSE_WAIT, answer)
+                    .await
+                    .unwrap_or(false)
+            }
+        };
+        let wait = if slow { slow_wait } else { 2 * CLOSE_WAIT };
         let stopping = async {
             shutdown.wait().await;
             tokio::time::sleep(CLOSE_WAIT).await;
         };
         tokio::select! {
-            answered = answer => answered.unwrap_or(false),
+            answered = tokio::time::timeout(wait, exchange) => answered.unwrap_or(false),
             () = stopping => false,
         }
     }

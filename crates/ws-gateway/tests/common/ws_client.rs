@@ -99,5 +99,14 @@ impl Client {
     /// Reads (answering a close frame on the way) until the connection ends.
     pub async fn until_end(&mut self) {
         while let Ok(Some(Ok(_))) = tokio::time::timeout(PATIENCE, self.socket.next()).await {}
+        // The library reports the end once the close handshake is done;
+        // the server saves how far the client got after that, then closes
+        // the connection, which is the end a reconnect must wait for.
+        let until_closed = async {
+            use tokio::io::AsyncReadExt;
+            let mut sink = [0u8; 1024];
+            while matches!(self.socket.get_mut().read(&mut sink).await, Ok(n) if n > 0) {}
+        };
+        let _ = tokio::time::timeout(PATIENCE, until_closed).await;
     }
 }
