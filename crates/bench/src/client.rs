@@ -121,6 +121,14 @@ pub fn sent_at(frame: &str) -> Option<u64> {
     field(frame, "\"content\":\"")
 }
 
+/// Reads and drops what a connection still carries until the peer closes
+/// it (or it breaks).
+pub async fn until_closed(stream: &mut TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut sink = [0u8; 1024];
+    while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::Delivery;
@@ -152,12 +160,4 @@ mod tests {
         let ack = r#"{"type":"ack","id":1,"topic":"t","seq":2}"#;
         assert_eq!(super::delivery(ack), None);
     }
-}
-
-/// Reads and drops what a connection still carries until the peer closes
-/// it (or it breaks).
-pub async fn until_closed(stream: &mut TcpStream) {
-    use tokio::io::AsyncReadExt;
-    let mut sink = [0u8; 1024];
-    while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
 }
