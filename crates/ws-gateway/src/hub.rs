@@ -341,13 +341,10 @@ async fn dispatch_until_closed(hub: &Weak<Hub>, mut receiver: broadcast::Receive
             order.forget(key, &mut events);
         }
         // Take whatever else is already waiting, up to a bound.
-        let mut taken = 0;
+        let (mut taken, mut held) = (0, 0);
         while let Some(received) = next.take() {
             match received {
-                Ok(Delivery::Event(event)) => {
-                    let held = order.admit(event, now, &mut events);
-                    hub.metrics.reordered.increment(held as u64);
-                }
+                Ok(Delivery::Event(event)) => held += order.admit(event, now, &mut events),
                 Ok(Delivery::Resync) => {
                     order.reset(&mut events);
                     hub.dispatch(&mut events);
@@ -374,7 +371,10 @@ async fn dispatch_until_closed(hub: &Weak<Hub>, mut receiver: broadcast::Receive
             }
         }
         let gave_up = order.expire(now, &mut events);
-        hub.metrics.reorder_timeouts.increment(gave_up as u64);
+        if held + gave_up > 0 {
+            hub.metrics.reordered.increment(held as u64);
+            hub.metrics.reorder_timeouts.increment(gave_up as u64);
+        }
         hub.dispatch(&mut events);
     }
 }
@@ -431,20 +431,21 @@ mod tests {
     use domain::events::Revocation;
 
     use super::*;
+    use crate::reorder::test_messages::{message, seqs};
 
-    fn message(channel_id: i64, seq: i64) -> Event {
-        Event::TopicMessage {
-            topic: "news".into(),
-            message: domain::model::StoredMessage {
-                id: seq,
-                channel_id,
-                seq,
-                sender_id: 1,
-                sender: "alice".into(),
-                content: format!("m{seq}"),
-                created_at: domain::time::now_millis(),
-            },
-        }
+    /// The next run the hub hands the session; fails after 5 s or on
+    /// anything else.
+    async fn next_run(received: &mut mpsc::UnboundedReceiver<Outbound>) -> Arc<[Routed]> {
+        let out = tokio::time::timeout(Duration::from_secs(5), received.recv()).await;
+        let Ok(Some(Outbound::Events(run))) = out else {
+            panic!("{out:?}")
+        };
+        run
+    }
+
+    /// `(channel, seq)` of each message in the next run.
+    async fn next_seqs(received: &mut mpsc::UnboundedReceiver<Outbound>) -> Vec<(i64, i64)> {
+        seqs(next_run(received).await.iter().map(|routed| &*routed.event))
     }
 
     /// Topic messages are recorded for catch-ups by the time a session
@@ -463,11 +464,7 @@ mod tests {
         }
         let mut handed = 0;
         while handed < 2 {
-            let out = tokio::time::timeout(Duration::from_secs(5), received.recv()).await;
-            let Ok(Some(Outbound::Events(run))) = out else {
-                panic!("{out:?}")
-            };
-            handed += run.len();
+            handed += next_run(&mut received).await.len();
         }
         let now = domain::time::now_millis();
         let recorded = hub.recent.after(7, 0, 10, now).unwrap();
@@ -504,16 +501,10 @@ mod tests {
         }
         let mut handed = vec![];
         while handed.len() < 6 {
-            let out = tokio::time::timeout(Duration::from_secs(5), received.recv()).await;
-            let Ok(Some(Outbound::Events(run))) = out else {
-                panic!("{out:?}")
-            };
-            handed.extend(run.iter().map(|routed| match &*routed.event {
-                Event::TopicMessage { message, .. } => message.seq,
-                other => panic!("{other:?}"),
-            }));
+            handed.extend(next_seqs(&mut received).await);
         }
-        assert_eq!(handed, [1, 2, 3, 4, 5, 6]);
+        let expected: Vec<_> = (1..=6).map(|seq| (7, seq)).collect();
+        assert_eq!(handed, expected);
         let recorded = hub
             .recent
             .after(7, 0, 10, domain::time::now_millis())
@@ -531,22 +522,10 @@ mod tests {
         hub.spawn_dispatcher().unwrap();
         let (queue, mut received) = mpsc::unbounded_channel();
         let handle = SessionHandle::new(queue, 100, Arc::default());
-        let mut next = async || {
-            let out = tokio::time::timeout(Duration::from_secs(5), received.recv()).await;
-            let Ok(Some(Outbound::Events(run))) = out else {
-                panic!("{out:?}")
-            };
-            run.iter()
-                .map(|routed| match &*routed.event {
-                    Event::TopicMessage { message, .. } => (message.channel_id, message.seq),
-                    other => panic!("{other:?}"),
-                })
-                .collect::<Vec<_>>()
-        };
         hub.watch(Key::Channel(7), 1, &handle).await;
         hub.watch(Key::Channel(8), 1, &handle).await;
         bus.publish(message(7, 1)).await.unwrap();
-        assert_eq!(next().await, [(7, 1)]);
+        assert_eq!(next_seqs(&mut received).await, [(7, 1)]);
         hub.unwatch(Key::Channel(7), 1).await;
         hub.watch(Key::Channel(7), 1, &handle).await;
         // Seqs 2 to 9 went by while nobody here watched.
@@ -554,7 +533,7 @@ mod tests {
         bus.publish(message(8, 1)).await.unwrap();
         let mut handed = vec![];
         while !handed.contains(&(8, 1)) {
-            handed.extend(next().await);
+            handed.extend(next_seqs(&mut received).await);
         }
         assert_eq!(handed, [(7, 10), (8, 1)], "10 went out in its turn");
     }
@@ -578,13 +557,7 @@ mod tests {
         for user_id in [2, 1] {
             bus.publish(revoked(user_id)).await.unwrap();
         }
-        let out = tokio::time::timeout(Duration::from_secs(5), received.recv())
-            .await
-            .unwrap()
-            .unwrap();
-        let Outbound::Events(run) = out else {
-            panic!("{out:?}")
-        };
+        let run = next_run(&mut received).await;
         assert_eq!(run.len(), 1);
         assert_eq!(
             *run[0].event,

@@ -198,12 +198,14 @@ fn release(lane: &mut Lane, out: &mut Vec<Arc<Event>>) {
     lane.since = None;
 }
 
+/// Topic messages for the tests here and the hub's.
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_messages {
+    use domain::events::Event;
 
-    fn message(channel_id: i64, seq: i64) -> Arc<Event> {
-        Arc::new(Event::TopicMessage {
+    /// A topic message at `seq` of `channel_id`, stored now.
+    pub fn message(channel_id: i64, seq: i64) -> Event {
+        Event::TopicMessage {
             topic: "news".into(),
             message: domain::model::StoredMessage {
                 id: seq,
@@ -212,25 +214,36 @@ mod tests {
                 sender_id: 1,
                 sender: "alice".into(),
                 content: format!("m{seq}"),
-                created_at: 0,
+                created_at: domain::time::now_millis(),
             },
-        })
+        }
     }
 
-    fn seqs(events: &[Arc<Event>]) -> Vec<(i64, i64)> {
+    /// `(channel, seq)` of each topic message; anything else fails the test.
+    pub fn seqs<'a>(events: impl IntoIterator<Item = &'a Event>) -> Vec<(i64, i64)> {
         events
-            .iter()
-            .filter_map(|e| match &**e {
-                Event::TopicMessage { message, .. } => Some((message.channel_id, message.seq)),
-                _ => None,
+            .into_iter()
+            .map(|event| match event {
+                Event::TopicMessage { message, .. } => (message.channel_id, message.seq),
+                other => panic!("not a topic message: {other:?}"),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_messages::message;
+    use super::*;
+
+    fn seqs(events: &[Arc<Event>]) -> Vec<(i64, i64)> {
+        super::test_messages::seqs(events.iter().map(|e| &**e))
     }
 
     fn admit_all(r: &mut Reorder, events: &[(i64, i64)], now: Instant) -> Vec<(i64, i64)> {
         let mut out = vec![];
         for &(channel, seq) in events {
-            r.admit(message(channel, seq), now, &mut out);
+            r.admit(Arc::new(message(channel, seq)), now, &mut out);
         }
         seqs(&out)
     }
