@@ -16,6 +16,7 @@ mod credentials;
 mod cursors;
 mod group_commit;
 mod heads;
+mod heap;
 mod inbox;
 mod inbox_page;
 mod openings;
@@ -377,7 +378,7 @@ async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Erro
     ] {
         conn.execute(pragma).await?;
     }
-    Ok(())
+    heap::keep_freed_memory(conn).await
 }
 
 /// The bind parameters of a multi-row `VALUES` list: `rows` tuples of
