@@ -91,7 +91,7 @@ async fn publishing_too_fast_is_rate_limited() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_is_closed_with_4008_and_catches_up() {
-    slow_consumer_catches_up(Duration::ZERO).await;
+    slow_consumer_catches_up(Duration::ZERO, Duration::ZERO).await;
 }
 
 /// A slow consumer reaches the close frame only after what it had not
@@ -99,17 +99,28 @@ async fn a_slow_consumer_is_closed_with_4008_and_catches_up() {
 /// the answer still proves it read all of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_that_answers_the_close_late_gets_nothing_twice() {
-    slow_consumer_catches_up(Duration::from_secs(12)).await;
+    slow_consumer_catches_up(Duration::ZERO, Duration::from_secs(12)).await;
 }
 
-/// Bob reads nothing until 1,000 big messages are stored, is closed with
-/// 4008, answers the close `answer_after` it arrives, reconnects, and must
-/// end up with every seq once, in order.
-async fn slow_consumer_catches_up(answer_after: Duration) {
+/// After the 4008 the slow consumer still reads nothing for a while: what
+/// was framed for it, then its close frame, wait behind megabytes in full
+/// socket buffers, here well past the two seconds other closes get.
+/// Given up on, they would leave no proof of what was read, and the
+/// reconnect would get it all again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_consumer_that_reads_late_gets_its_close_and_nothing_twice() {
+    slow_consumer_catches_up(Duration::from_secs(5), Duration::ZERO).await;
+}
+
+/// Bob reads nothing until 1,000 big messages are stored and `read_after`
+/// more, is closed with 4008, answers the close `answer_after` it arrives,
+/// reconnects, and must end up with every seq once, in order.
+async fn slow_consumer_catches_up(read_after: Duration, answer_after: Duration) {
     const TOTAL: i64 = 1000;
     let firehose = Firehose::start().await;
     let (mut slow, bob_token) = firehose.subscriber("bob").await;
     firehose.flood(TOTAL).await;
+    tokio::time::sleep(read_after).await;
     // Only now does the slow client read: what was written, then the close.
     let (mut seqs, closed) = read_until(&mut slow, TOTAL).await;
     assert!(closed, "expected a 4008");
