@@ -21,23 +21,7 @@ async fn a_new_sqlite_database_is_readable_by_its_owner_only() {
 #[tokio::test]
 async fn upgrading_an_existing_sqlite_database_keeps_every_row() {
     use sqlx::Connection;
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
-    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    sqlx::query("PRAGMA foreign_keys = ON")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
-    let mut migrator = sqlx::migrate::Migrator::new(path).await.unwrap();
-    migrator.migrations = migrator
-        .migrations
-        .iter()
-        .filter(|m| m.version < 3)
-        .cloned()
-        .collect::<Vec<_>>()
-        .into();
-    migrator.run(&mut conn).await.unwrap();
+    let (_dir, url, mut conn) = database_before(3).await;
     for statement in [
         "INSERT INTO users (id, username, password_hash, created_at) VALUES (1, 'alice', 'h', 0), (2, 'bob', 'h', 0)",
         "INSERT INTO names (name) VALUES ('alice'), ('bob'), ('news')",
@@ -100,4 +84,64 @@ async fn upgrading_an_existing_sqlite_database_keeps_every_row() {
     store.delete_topic(&alice, &news).await.unwrap();
     let name = domain::names::TopicName::parse("later").unwrap();
     assert!(store.create_topic(&alice, &name, false).await.unwrap().id > news.id);
+}
+
+/// Rebuilding `messages` (to check its keys at commit) keeps its
+/// AUTOINCREMENT counter: ids of messages deleted before the upgrade are
+/// not handed out again, though no row holds them any more.
+#[tokio::test]
+async fn upgrading_keeps_the_ids_of_deleted_messages_from_coming_back() {
+    use sqlx::Connection;
+    let (_dir, url, mut conn) = database_before(6).await;
+    for statement in [
+        "INSERT INTO users (id, username, password_hash, created_at) VALUES (1, 'alice', 'h', 0)",
+        "INSERT INTO names (name) VALUES ('alice'), ('news')",
+        "INSERT INTO channels (id, kind, name, owner_id, last_seq, created_at) VALUES (1, 'topic', 'news', 1, 3, 0)",
+        "INSERT INTO messages (channel_id, seq, sender_id, content, created_at) VALUES (1, 1, 1, 'one', 0), (1, 2, 1, 'two', 0), (1, 3, 1, 'three', 0)",
+        "DELETE FROM messages WHERE seq > 1",
+    ] {
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+
+    let store = domain::store::Store::connect(&url, 1).await.unwrap();
+    let alice: domain::model::Actor = store.user_by_id(1).await.unwrap().unwrap().into();
+    let news = store.topic("news").await.unwrap().unwrap();
+    let kept = store.messages_after(news.id, 0, 10, None).await.unwrap();
+    assert_eq!(
+        kept.iter().map(|m| (m.id, m.seq)).collect::<Vec<_>>(),
+        [(1, 1)]
+    );
+    let next = store
+        .queue_publish(news.id, &alice, "four".into(), None)
+        .await
+        .unwrap()
+        .committed()
+        .await
+        .unwrap();
+    assert_eq!((next.id, next.seq), (4, 4), "ids 2 and 3 stay unused");
+}
+
+/// A SQLite database in a temporary directory, migrated up to (not
+/// including) `version`, with foreign keys on as the server has them.
+async fn database_before(version: i64) -> (tempfile::TempDir, String, sqlx::SqliteConnection) {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("old.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("PRAGMA foreign_keys = ON")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/sqlite");
+    let mut migrator = sqlx::migrate::Migrator::new(path).await.unwrap();
+    migrator.migrations = migrator
+        .migrations
+        .iter()
+        .filter(|m| m.version < version)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    migrator.run(&mut conn).await.unwrap();
+    (dir, url, conn)
 }

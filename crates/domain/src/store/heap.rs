@@ -4,9 +4,9 @@
 //! SQLite allocates with the C library's `malloc`, and every SQLite
 //! connection runs on a thread of its own, so with glibc each gets an
 //! arena of its own. Each group commit frees a few blocks of well over
-//! 64 KiB when its statements end: the multi-row `INSERT`'s statement
-//! journal and the page caches of `UPDATE ... FROM` and `RETURNING`'s
-//! ephemeral tables. glibc then trims the arena's top
+//! 64 KiB when its statements end (the page caches of the ephemeral
+//! tables that `UPDATE ... FROM` and `RETURNING` use; a statement
+//! journal, where one is kept). glibc then trims the arena's top
 //! (`madvise(MADV_DONTNEED)`) whenever more than 128 KiB of it is free,
 //! and the next commit faults the same pages back in, zeroed: one
 //! `madvise` per commit on a 100-subscriber fan-out, with the faults after
