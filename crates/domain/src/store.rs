@@ -378,7 +378,8 @@ async fn sqlite_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Erro
     ] {
         conn.execute(pragma).await?;
     }
-    heap::keep_freed_memory(conn).await
+    heap::keep_freed_memory(conn).await;
+    Ok(())
 }
 
 /// The bind parameters of a multi-row `VALUES` list: `rows` tuples of

@@ -30,16 +30,20 @@ const BLOB_BYTES: i64 = 16 * 1024 * 1024;
 
 static RAISED: AtomicBool = AtomicBool::new(false);
 
-/// Runs once per process, on the first SQLite connection.
-pub(super) async fn keep_freed_memory(conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+/// Runs once per process, on the first SQLite connection. A failure (a
+/// SQLite built with a smaller `SQLITE_MAX_LENGTH`, say) costs only the
+/// trims, so it is logged and the connection is used as it is.
+pub(super) async fn keep_freed_memory(conn: &mut AnyConnection) {
     if RAISED.swap(true, Ordering::AcqRel) {
-        return Ok(());
+        return;
     }
     // `zeroblob` alone is never materialized; concatenating it is, into a
     // block of its own.
-    sqlx::query("SELECT length(zeroblob(?) || x'00')")
+    let built = sqlx::query("SELECT length(zeroblob(?) || x'00')")
         .bind(BLOB_BYTES)
         .execute(conn)
-        .await?;
-    Ok(())
+        .await;
+    if let Err(err) = built {
+        tracing::debug!(error = %err, "could not raise the C allocator's trim threshold");
+    }
 }
