@@ -103,9 +103,9 @@ async fn a_slow_consumer_that_answers_the_close_late_gets_nothing_twice() {
 }
 
 /// After the 4008 the slow consumer still reads nothing for a while: what
-/// was framed for it, then its close frame, wait behind megabytes in full
-/// socket buffers, here well past the two seconds other closes get.
-/// Given up on, they would leave no proof of what was read, and the
+/// was framed for it waits in full socket buffers, well past the two
+/// seconds other closes get, and its close frame goes out behind it. Given
+/// up on, the close would leave no proof of what was read, and the
 /// reconnect would get it all again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_consumer_that_reads_late_gets_its_close_and_nothing_twice() {
