@@ -433,6 +433,26 @@ mod tests {
     use super::*;
     use crate::reorder::test_messages::{message, seqs};
 
+    /// A hub with its dispatcher running on a local bus, and one session
+    /// (id 1) watching `key`; `recent_bytes` is the record's budget.
+    async fn watching(
+        key: Key,
+        recent_bytes: usize,
+    ) -> (
+        SharedBus,
+        Arc<Hub>,
+        SessionHandle,
+        mpsc::UnboundedReceiver<Outbound>,
+    ) {
+        let bus: SharedBus = Arc::new(LocalBus::default());
+        let hub = Hub::new(bus.clone(), GatewayMetrics::default(), recent_bytes);
+        hub.spawn_dispatcher().unwrap();
+        let (queue, received) = mpsc::unbounded_channel();
+        let handle = SessionHandle::new(queue, 100, Arc::default());
+        hub.watch(key, 1, &handle).await;
+        (bus, hub, handle, received)
+    }
+
     /// The next run the hub hands the session; fails after 5 s or on
     /// anything else.
     async fn next_run(received: &mut mpsc::UnboundedReceiver<Outbound>) -> Arc<[Routed]> {
@@ -453,12 +473,7 @@ mod tests {
     /// be lost) and the last session leaving empty the record.
     #[tokio::test]
     async fn watched_topics_messages_are_recorded_until_a_resync_or_the_last_session_leaves() {
-        let bus: SharedBus = Arc::new(LocalBus::default());
-        let hub = Hub::new(bus.clone(), GatewayMetrics::default(), 1 << 20);
-        hub.spawn_dispatcher().unwrap();
-        let (queue, mut received) = mpsc::unbounded_channel();
-        let handle = SessionHandle::new(queue, 100, Arc::default());
-        hub.watch(Key::Channel(7), 1, &handle).await;
+        let (bus, hub, _handle, mut received) = watching(Key::Channel(7), 1 << 20).await;
         for (channel_id, seq) in [(7, 1), (8, 1), (7, 2)] {
             bus.publish(message(channel_id, seq)).await.unwrap();
         }
@@ -490,12 +505,7 @@ mod tests {
     /// and records them so, without any session reading the store.
     #[tokio::test]
     async fn messages_that_arrive_out_of_order_are_handed_on_in_order() {
-        let bus: SharedBus = Arc::new(LocalBus::default());
-        let hub = Hub::new(bus.clone(), GatewayMetrics::default(), 1 << 20);
-        hub.spawn_dispatcher().unwrap();
-        let (queue, mut received) = mpsc::unbounded_channel();
-        let handle = SessionHandle::new(queue, 100, Arc::default());
-        hub.watch(Key::Channel(7), 1, &handle).await;
+        let (bus, hub, _handle, mut received) = watching(Key::Channel(7), 1 << 20).await;
         for seq in [1, 4, 5, 2, 3, 6] {
             bus.publish(message(7, seq)).await.unwrap();
         }
@@ -517,12 +527,7 @@ mod tests {
     /// held back waiting for the seqs that went by.
     #[tokio::test]
     async fn a_topic_watched_again_is_not_held_for_what_went_by() {
-        let bus: SharedBus = Arc::new(LocalBus::default());
-        let hub = Hub::new(bus.clone(), GatewayMetrics::default(), 0);
-        hub.spawn_dispatcher().unwrap();
-        let (queue, mut received) = mpsc::unbounded_channel();
-        let handle = SessionHandle::new(queue, 100, Arc::default());
-        hub.watch(Key::Channel(7), 1, &handle).await;
+        let (bus, hub, handle, mut received) = watching(Key::Channel(7), 0).await;
         hub.watch(Key::Channel(8), 1, &handle).await;
         bus.publish(message(7, 1)).await.unwrap();
         assert_eq!(next_seqs(&mut received).await, [(7, 1)]);
@@ -543,12 +548,7 @@ mod tests {
     /// sessions registered now.
     #[tokio::test]
     async fn a_revocation_is_recorded_and_handed_to_its_users_sessions() {
-        let bus: SharedBus = Arc::new(LocalBus::default());
-        let hub = Hub::new(bus.clone(), GatewayMetrics::default(), 0);
-        hub.spawn_dispatcher().unwrap();
-        let (queue, mut received) = mpsc::unbounded_channel();
-        let handle = SessionHandle::new(queue, 100, Arc::default());
-        hub.watch(Key::User(1), 1, &handle).await;
+        let (bus, hub, _handle, mut received) = watching(Key::User(1), 0).await;
         let mark = hub.revocations.mark();
         let revoked = |user_id| Event::Revoked {
             user_id,
