@@ -52,6 +52,13 @@ pub struct GatewayArgs {
     /// the store (messages up to 30 s old; 0 turns it off).
     #[arg(long, env = "TIDINGS_WS_RECENT_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub recent_bytes: usize,
+
+    /// After SIGTERM, how long sockets get to read what was written to
+    /// them, their acks and their 1001, and to answer it. A client far
+    /// behind needs seconds to read its buffers; one that reads nothing
+    /// holds the exit this long. Keep it under the supervisor's grace.
+    #[arg(long, env = "TIDINGS_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
 }
 
 /// What sessions need of the settings.
@@ -66,6 +73,7 @@ pub struct GatewayConfig {
     pub read_buffer_bytes: usize,
     pub write_buffer_bytes: usize,
     pub recent_bytes: usize,
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -80,6 +88,7 @@ impl Default for GatewayConfig {
             read_buffer_bytes: 1024,
             write_buffer_bytes: 16 * 1024,
             recent_bytes: 64 * 1024 * 1024,
+            shutdown_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -96,6 +105,7 @@ impl From<&GatewayArgs> for GatewayConfig {
             read_buffer_bytes: a.read_buffer_bytes,
             write_buffer_bytes: a.write_buffer_bytes,
             recent_bytes: a.recent_bytes,
+            shutdown_timeout: a.shutdown_timeout,
         }
     }
 }

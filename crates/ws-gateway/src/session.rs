@@ -54,8 +54,6 @@ const BATCH: usize = 256;
 const MAX_IN_FLIGHT: usize = 256;
 /// How often a session hands its delivery positions to the cursor book.
 const CURSOR_EVERY: Duration = Duration::from_millis(250);
-/// How long a session shutting down waits for its publishes to commit.
-const DRAIN_WAIT: Duration = Duration::from_secs(10);
 
 /// Publishes under way, acknowledged in the order they were sent.
 pub(crate) type Pending = futures_util::stream::FuturesOrdered<
@@ -362,13 +360,21 @@ impl Session {
     async fn drain(&mut self, pending: &mut Pending) {
         // Its queue is no longer handled: commits must not wait for it.
         self.handle.backlog.end();
-        let acked = tokio::time::timeout(DRAIN_WAIT, async {
+        let (shutdown, grace) = (
+            self.state.shutdown.clone(),
+            self.state.config.shutdown_timeout,
+        );
+        let acked = async {
             while let Some((reference, result)) = pending.next().await {
                 self.on_published(reference, result).await?;
             }
             self.conn.flush().await
-        });
-        if let Ok(Err(_)) | Err(_) = acked.await {
+        };
+        let acked = tokio::select! {
+            acked = acked => acked.is_ok(),
+            () = shutdown.past(grace) => false,
+        };
+        if !acked {
             tracing::debug!(session = self.id, "socket gone before its last acks");
         }
     }
@@ -516,9 +522,10 @@ impl Session {
                 let shutdown = &self.state.shutdown;
                 // A slow consumer answers as late as any client may be
                 // silent before it is dropped.
-                let slow_wait = self.state.config.idle_timeout;
+                let config = &self.state.config;
+                let waits = (config.idle_timeout, config.shutdown_timeout);
                 self.conn
-                    .close_handshake(code, reason, shutdown, slow_wait)
+                    .close_handshake(code, reason, shutdown, waits)
                     .await
             }
             End::Gone => false,

@@ -291,76 +291,79 @@ impl Connection {
     /// away, or takes too long); whether it answered, which proves it read
     /// everything written before.
     ///
-    /// A slow consumer is given `slow_wait`, to send the close frame and
-    /// read the answer: its close frame comes after
-    /// everything it had not read yet, up to the kernel's buffers at both
-    /// ends (megabytes), and an answer that comes too late is a reconnect
-    /// that gets all of it again. Ten seconds were not enough for a client
-    /// sharing a loaded machine (a flood of 4 publishers to 5,000
-    /// subscribers repeated 179,000 frames; none with a minute). Once
-    /// `shutdown` is triggered, the usual wait is all anyone gets, so a
-    /// stopping process is not held past what its supervisor allows.
+    /// Our close frame comes after everything the client has not read yet,
+    /// up to the kernel's buffers at both ends (megabytes), and an answer
+    /// that comes too late is a reconnect that gets all of it again. So a
+    /// slow consumer is given `slow_wait`: ten seconds were not enough for
+    /// a client sharing a loaded machine (a flood of 4 publishers to 5,000
+    /// subscribers repeated 179,000 frames; none with a minute). A process
+    /// shutting down gives every socket until `grace` after the signal, so
+    /// a client that was far behind still reads its 1001, and one that
+    /// reads nothing holds the exit no longer than its supervisor allows.
     pub async fn close_handshake(
         &mut self,
         code: u16,
         reason: &'static str,
         shutdown: &Shutdown,
-        slow_wait: Duration,
+        (slow_wait, grace): (Duration, Duration),
     ) -> bool {
-        // Everything fed goes out before the close frame.
-        self.needs_flush = true;
-        if self.flush().await.is_err() {
-            return false;
-        }
         let frame = CloseFrame {
             code: code.into(),
             reason: Utf8Bytes::from_static(reason),
         };
+        // Bounds on each step and on the whole: none but the grace once
+        // the process stops, the slow wait on the whole for a slow
+        // consumer, and 2 s a step for anyone else.
         let slow = code == super::close::SLOW_CONSUMER;
-        let socket = &mut self.socket;
+        let (step, whole) = match (shutdown.triggered(), slow) {
+            (true, _) => (None, None),
+            (false, true) => (None, Some(slow_wait)),
+            (false, false) => (Some(CLOSE_WAIT), Some(2 * CLOSE_WAIT)),
+        };
         let exchange = async {
-            // A slow consumer's close frame may wait for room behind what
-            // it has not read: sending it shares the slow wait.
-            let send = socket.send(Message::Close(Some(frame)));
-            let sent = if slow {
-                send.await.is_ok()
-            } else {
-                matches!(tokio::time::timeout(CLOSE_WAIT, send).await, Ok(Ok(())))
-            };
-            if !sent {
+            // Everything fed goes out before the close frame.
+            self.needs_flush = true;
+            if self.flush().await.is_err() {
                 return false;
             }
-            let answer = async {
-                loop {
-                    match socket.next().await {
-                        Some(Ok(Message::Close(_))) => return true,
-                        Some(Ok(_)) => continue,
-                        Some(Err(_)) | None => return false,
-                    }
+            let socket = &mut self.socket;
+            let talk = async {
+                let send = socket.send(Message::Close(Some(frame)));
+                if !matches!(within(step, send).await, Some(Ok(()))) {
+                    return false;
                 }
+                let answer = async {
+                    loop {
+                        match socket.next().await {
+                            Some(Ok(Message::Close(_))) => return true,
+                            Some(Ok(_)) => continue,
+                            Some(Err(_)) | None => return false,
+                        }
+                    }
+                };
+                within(step, answer).await.unwrap_or(false)
             };
-            if slow {
-                answer.await
-            } else {
-                tokio::time::timeout(CLOSE_WAIT, answer)
-                    .await
-                    .unwrap_or(false)
-            }
+            within(whole, talk).await.unwrap_or(false)
         };
-        let wait = if slow { slow_wait } else { 2 * CLOSE_WAIT };
-        let stopping = async {
-            shutdown.wait().await;
-            tokio::time::sleep(CLOSE_WAIT).await;
-        };
+        // Once the process stops, its grace bounds every close, however
+        // long it was given before.
         tokio::select! {
-            answered = tokio::time::timeout(wait, exchange) => answered.unwrap_or(false),
-            () = stopping => false,
+            answered = exchange => answered,
+            () = shutdown.past(grace) => false,
         }
     }
 
     /// Ends the connection.
     pub async fn shut(&mut self) {
         let _ = tokio::time::timeout(CLOSE_WAIT, SinkExt::close(&mut self.socket)).await;
+    }
+}
+
+/// `work`'s result, or `None` once `limit` (if any) has passed.
+async fn within<T>(limit: Option<Duration>, work: impl Future<Output = T>) -> Option<T> {
+    match limit {
+        Some(limit) => tokio::time::timeout(limit, work).await.ok(),
+        None => Some(work.await),
     }
 }
 

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use domain::auth::TokenType;
+use domain::model::Actor;
 use futures_util::StreamExt;
 use serde_json::json;
 use tidings_gateway::GatewayConfig;
@@ -268,8 +269,8 @@ async fn every_seq_once(
 }
 
 /// A slow consumer's close is waited for longer than others, but not
-/// past shutdown: a stopping process gives an unanswered one the usual
-/// 2 s, not the slow consumer's 10 s.
+/// past shutdown: a stopping process gives an unanswered one its own
+/// grace (2 s here), not the slow consumer's wait (a minute).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_cuts_a_slow_consumers_wait_for_its_close_answer_short() {
     let firehose = Firehose::start().await;
@@ -299,6 +300,57 @@ async fn shutdown_cuts_a_slow_consumers_wait_for_its_close_answer_short() {
         waited < Duration::from_secs(6),
         "the connection outlived shutdown by {waited:?}"
     );
+}
+
+/// A client far behind when the process stops reads nothing for longer
+/// than anyone else's close is waited for (2 s a step), then reads: it
+/// gets everything written to it, in order, then its 1001, and the
+/// position saved for it is the last seq it read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_a_client_far_behind_to_read_up_to_its_1001() {
+    let firehose = Firehose::with(GatewayConfig {
+        outbound_queue: 100_000,
+        ..GatewayConfig::default()
+    })
+    .await;
+    let (bob, mut late, _) = firehose.member("bob").await;
+    // 3 MiB: more than the sockets' buffers hold.
+    firehose.flood(200).await;
+    firehose.app.shutdown.trigger();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut last = 0;
+    let code = loop {
+        match tokio::time::timeout(Duration::from_secs(10), late.socket.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if frame["type"] == "message" {
+                    assert_eq!(frame["seq"], last + 1, "in order, nothing skipped");
+                    last += 1;
+                }
+            }
+            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
+            Ok(Some(Ok(_))) => {}
+            other => panic!("expected messages then a close, got {other:?}"),
+        }
+    };
+    assert_eq!(code, Some(1001));
+    assert!(last > 0, "nothing was written before the close");
+    late.until_end().await;
+    let topic = firehose.topic.id;
+    let mut saved = None;
+    for _ in 0..50 {
+        saved = firehose
+            .app
+            .core
+            .delivered_seq(topic, bob.id)
+            .await
+            .unwrap();
+        if saved == Some(last) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(saved, Some(last), "the saved position is what it read");
 }
 
 #[tokio::test]
@@ -368,12 +420,19 @@ struct Firehose {
 }
 
 impl Firehose {
+    /// Sockets closed as slow consumers 4 messages behind, and a process
+    /// that stops in 2 s.
     async fn start() -> Self {
-        let app = spawn(GatewayConfig {
+        Self::with(GatewayConfig {
             outbound_queue: 4,
+            shutdown_timeout: Duration::from_secs(2),
             ..GatewayConfig::default()
         })
-        .await;
+        .await
+    }
+
+    async fn with(config: GatewayConfig) -> Self {
+        let app = spawn(config).await;
         let (alice, _) = app.user("alice").await;
         let topic = app.topic(&alice, "firehose", false).await;
         Self { app, alice, topic }
@@ -381,10 +440,17 @@ impl Firehose {
 
     /// A new user subscribed to the topic, connected; and its token.
     async fn subscriber(&self, name: &str) -> (crate::helpers::Client, String) {
+        let (_, client, token) = self.member(name).await;
+        (client, token)
+    }
+
+    /// [`subscriber`](Self::subscriber), with the user.
+    async fn member(&self, name: &str) -> (Actor, crate::helpers::Client, String) {
         let (user, token) = self.app.user(name).await;
         let topic = domain::names::TopicName::parse("firehose").unwrap();
         self.app.core.subscribe(&user, &topic).await.unwrap();
-        (self.app.connect(&token).await, token)
+        let client = self.app.connect(&token).await;
+        (user, client, token)
     }
 
     /// Stores `count` messages of 16 KiB, more than a socket that reads
