@@ -17,6 +17,7 @@ mod credentials;
 mod own_redis;
 mod processes;
 
+mod crash;
 mod delivery;
 mod faults;
 mod logs;

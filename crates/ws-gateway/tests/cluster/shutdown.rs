@@ -13,54 +13,67 @@ use futures_util::{SinkExt, StreamExt};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::process::Child;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::cluster::{Cluster, SECRET};
 use crate::delivery::connect;
 use crate::processes::{binary, free_port, start_logged, terminate, wait_ready};
 use crate::ws_client::Client;
 
-const PUBLISHERS: usize = 20;
-const LISTENER_USERS: usize = 10;
+pub(crate) const PUBLISHERS: usize = 20;
+pub(crate) const LISTENER_USERS: usize = 10;
 const SOCKETS_PER_LISTENER: usize = 18;
 /// Each publisher's messages; more than it can send before the signal.
 const PER_PUBLISHER: usize = 1000;
-const TOPIC: &str = "stream";
+pub(crate) const TOPIC: &str = "stream";
 /// Twenty publishers flat out outrun 180 listening sockets read by this
 /// test process (more than the default 4,096 frames behind), and the
 /// gateway would rightly close them with 4008. Shutdown is what is tested
 /// here, so the listeners get room to lag.
-const ROOMY_QUEUE: (&str, &str) = ("TIDINGS_OUTBOUND_QUEUE", "1000000");
+pub(crate) const ROOMY_QUEUE: (&str, &str) = ("TIDINGS_OUTBOUND_QUEUE", "1000000");
 
 /// The all-in-one on SQLite.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_on_the_all_in_one_loses_and_repeats_nothing() {
     let _turn = crate::processes::one_at_a_time().await;
     let dir = tempfile::tempdir().unwrap();
+    let (url, users) = sqlite_with_users(&dir).await;
+    let log = dir.path().join("tidings.log");
+    let (child, api, ws) = all_in_one(&url, &log).await;
+    let outcome = traffic_then_sigterm(child, &ws, &api, &users).await;
+    let store = Store::connect(&url, 2).await.unwrap();
+    outcome.check(&store, &users).await;
+    assert_clean_log(&std::fs::read_to_string(&log).unwrap());
+}
+
+/// A SQLite database in `dir` with the test's users; its URL.
+pub(crate) async fn sqlite_with_users(dir: &tempfile::TempDir) -> (String, Users) {
     let url = format!("sqlite://{}", dir.path().join("tidings.db").display());
     let store = Store::connect(&url, 2).await.unwrap();
     let users = Users::create(&store).await;
     store.close().await;
-    drop(store);
+    (url, users)
+}
+
+/// Starts the all-in-one on the SQLite database at `url`, its stderr
+/// written to `log`, with room for listeners to lag; once ready, the
+/// process, its api's base URL and its gateway's address.
+pub(crate) async fn all_in_one(url: &str, log: &std::path::Path) -> (Child, String, String) {
     let (api_port, ws_port) = (free_port(), free_port());
-    let log = dir.path().join("tidings.log");
     let child = start_logged(
         binary("tidings"),
         &[
-            ("DATABASE_URL", url.clone()),
+            ("DATABASE_URL", url.to_owned()),
             ("JWT_SECRET", SECRET.to_owned()),
             ("TIDINGS_API_ADDR", format!("127.0.0.1:{api_port}")),
             ("TIDINGS_WS_ADDR", format!("127.0.0.1:{ws_port}")),
             (ROOMY_QUEUE.0, ROOMY_QUEUE.1.to_owned()),
         ],
-        &log,
+        log,
     );
     let api = format!("http://127.0.0.1:{api_port}");
     wait_ready(&api).await;
-    let outcome = traffic_then_sigterm(child, &format!("127.0.0.1:{ws_port}"), &api, &users).await;
-    let store = Store::connect(&url, 2).await.unwrap();
-    outcome.check(&store, &users).await;
-    assert_clean_log(&std::fs::read_to_string(&log).unwrap());
+    (child, api, format!("127.0.0.1:{ws_port}"))
 }
 
 /// A `ws-gateway` of a cluster on PostgreSQL and Redis.
@@ -135,15 +148,15 @@ async fn sigterm_on_the_api_answers_every_stored_publish() {
 }
 
 /// The test's users and their tokens.
-struct Users {
-    publishers: Vec<String>,
-    publisher_ids: Vec<i64>,
+pub(crate) struct Users {
+    pub publishers: Vec<String>,
+    pub publisher_ids: Vec<i64>,
     /// Each listener's id and token.
-    listeners: Vec<(i64, String)>,
+    pub listeners: Vec<(i64, String)>,
 }
 
 impl Users {
-    async fn create(store: &Store) -> Self {
+    pub async fn create(store: &Store) -> Self {
         let keys = JwtKeys::new(
             SECRET.as_bytes(),
             Duration::from_secs(3600),
@@ -171,7 +184,7 @@ impl Users {
 
 /// Created by a listener: a publisher that created it would be a member
 /// and receive the others' messages.
-async fn create_topic(api: &str, users: &Users) {
+pub(crate) async fn create_topic(api: &str, users: &Users) {
     let response = reqwest::Client::new()
         .request(Method::POST, format!("{api}/api/topics/"))
         .bearer_auth(&users.listeners[0].1)
@@ -212,28 +225,40 @@ impl Outcome {
     }
 }
 
-async fn stored_by_publisher(store: &Store, users: &Users) -> HashMap<usize, BTreeSet<String>> {
-    let topic = store.topic(TOPIC).await.unwrap().unwrap();
+pub(crate) async fn stored_by_publisher(
+    store: &Store,
+    users: &Users,
+) -> HashMap<usize, BTreeSet<String>> {
     let mut stored: HashMap<usize, BTreeSet<String>> =
         (0..PUBLISHERS).map(|n| (n, BTreeSet::new())).collect();
-    let mut after = 0;
+    for message in stored_messages(store).await {
+        let n = users
+            .publisher_ids
+            .iter()
+            .position(|&id| id == message.sender_id)
+            .unwrap();
+        stored.get_mut(&n).unwrap().insert(message.content);
+    }
+    stored
+}
+
+/// Every message stored in the test's topic, by seq.
+pub(crate) async fn stored_messages(store: &Store) -> Vec<domain::model::StoredMessage> {
+    let topic = store.topic(TOPIC).await.unwrap().unwrap();
+    let mut stored = Vec::new();
     loop {
+        let after = stored
+            .last()
+            .map_or(0, |m: &domain::model::StoredMessage| m.seq);
         let page = store
             .messages_after(topic.id, after, 1000, None)
             .await
             .unwrap();
-        let Some(last) = page.last() else { break };
-        after = last.seq;
-        for message in page {
-            let n = users
-                .publisher_ids
-                .iter()
-                .position(|&id| id == message.sender_id)
-                .unwrap();
-            stored.get_mut(&n).unwrap().insert(message.content);
+        if page.is_empty() {
+            return stored;
         }
+        stored.extend(page);
     }
-    stored
 }
 
 /// 200 sockets, 20 of them publishing flat out, then SIGTERM.
@@ -284,9 +309,30 @@ async fn exit_of(mut child: Child) -> std::process::ExitStatus {
 /// Sends publishes without waiting for acks while reading acks; returns
 /// the acknowledged contents once the server has closed with 1001.
 async fn publish(n: usize, ws: Client) -> (usize, BTreeSet<String>) {
+    let (acked, end) = publish_pipelined(n, ws, PER_PUBLISHER).await;
+    let code = match end {
+        Ok(Some(Ok(Message::Close(frame)))) => frame.map(|f| u16::from(f.code)),
+        other => panic!("publisher {n}: expected acks then a close, got {other:?}"),
+    };
+    assert_eq!(code, Some(1001), "publisher {n}");
+    (n, acked.iter().map(|i| format!("p{n} #{i}")).collect())
+}
+
+/// How a publisher's socket ended: what came instead of an ack, or the
+/// 30 s of silence.
+pub(crate) type Ending = Result<Option<Result<Message, WsError>>, tokio::time::error::Elapsed>;
+
+/// Publisher `n` sends `count` messages (`p{n} #{i}`, with `ref` i)
+/// without waiting for acks while it reads them; the indexes
+/// acknowledged, and what came instead of the next ack (or a rate limit).
+pub(crate) async fn publish_pipelined(
+    n: usize,
+    ws: Client,
+    count: usize,
+) -> (BTreeSet<usize>, Ending) {
     let (mut sink, mut stream) = ws.socket.split();
     let sender = tokio::spawn(async move {
-        for i in 0..PER_PUBLISHER {
+        for i in 0..count {
             let frame = json!({"action":"message","topic_name":TOPIC,"content":format!("p{n} #{i}"),"ref":i});
             if sink
                 .send(Message::Text(frame.to_string().into()))
@@ -302,25 +348,22 @@ async fn publish(n: usize, ws: Client) -> (usize, BTreeSet<String>) {
         sink
     });
     let mut acked = BTreeSet::new();
-    let code = loop {
+    let end = loop {
         match tokio::time::timeout(Duration::from_secs(30), stream.next()).await {
             Ok(Some(Ok(Message::Text(text)))) => {
                 let frame: Value = serde_json::from_str(&text).unwrap();
                 if frame["type"] == "ack" {
-                    let i = frame["ref"].as_u64().unwrap();
-                    acked.insert(format!("p{n} #{i}"));
+                    acked.insert(frame["ref"].as_u64().unwrap() as usize);
                 } else {
                     assert_eq!(frame["code"], "rate_limited", "{frame}");
                 }
             }
-            Ok(Some(Ok(Message::Close(frame)))) => break frame.map(|f| u16::from(f.code)),
-            Ok(Some(Ok(_))) => {}
-            other => panic!("publisher {n}: expected acks then a close, got {other:?}"),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+            other => break other,
         }
     };
-    assert_eq!(code, Some(1001), "publisher {n}");
     let _ = sender.await;
-    (n, acked)
+    (acked, end)
 }
 
 /// Reads messages until the server closes with 1001; returns the user and
