@@ -81,6 +81,7 @@ pub enum End {
 pub mod close {
     pub const NORMAL: u16 = 1000;
     pub const GOING_AWAY: u16 = 1001;
+    pub const PROTOCOL_ERROR: u16 = 1002;
     pub const INVALID_DATA: u16 = 1007;
     pub const TOO_BIG: u16 = 1009;
     pub const INTERNAL: u16 = 1011;
@@ -549,8 +550,10 @@ impl Session {
 }
 
 /// How a failed read ends the session: a frame over the hard cap is
-/// answered with 1009, a text frame that is not UTF-8 with 1007; anything
-/// else means the peer is gone.
+/// answered with 1009, a text frame that is not UTF-8 with 1007, a frame
+/// that breaks the WebSocket protocol with 1002 and what it broke (a
+/// hand-written client learns more from that than from a dropped
+/// connection); anything else means the peer is gone.
 fn read_error(err: tungstenite::Error) -> End {
     use tungstenite::error::{CapacityError, Error};
     match err {
@@ -558,8 +561,33 @@ fn read_error(err: tungstenite::Error) -> End {
             End::Close(close::TOO_BIG, "frame too large")
         }
         Error::Utf8(_) => End::Close(close::INVALID_DATA, "text frames must be UTF-8"),
+        Error::Protocol(violation) => match broken_rule(&violation) {
+            Some(rule) => End::Close(close::PROTOCOL_ERROR, rule),
+            None => End::Gone,
+        },
         _ => End::Gone,
     }
+}
+
+/// The rule of RFC 6455 a client's frame broke, as a close reason; `None`
+/// for a protocol error that is not the client's frame (a reset peer).
+fn broken_rule(violation: &tungstenite::error::ProtocolError) -> Option<&'static str> {
+    use tungstenite::error::ProtocolError as P;
+    Some(match violation {
+        P::UnmaskedFrameFromClient => "client frames must be masked",
+        P::NonZeroReservedBits => "reserved bits must be zero",
+        P::InvalidOpcode(_) | P::UnknownControlFrameType(_) | P::UnknownDataFrameType(_) => {
+            "unknown opcode"
+        }
+        P::ControlFrameTooBig => "control frames carry at most 125 bytes",
+        P::FragmentedControlFrame => "control frames must not be fragmented",
+        P::UnexpectedContinueFrame | P::ExpectedFragment(_) => "fragments out of order",
+        P::InvalidCloseSequence => "invalid close frame",
+        P::ResetWithoutClosingHandshake | P::ReceivedAfterClosing | P::SendAfterClosing => {
+            return None;
+        }
+        _ => "WebSocket protocol error",
+    })
 }
 
 /// The session's deadlines.

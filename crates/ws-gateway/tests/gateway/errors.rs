@@ -1,6 +1,9 @@
 //! Every error code, each leaving the socket open, with `ref` echoed.
 
+use domain::testing::Flavor;
 use serde_json::json;
+use tokio::io::AsyncWriteExt;
+use tokio_tungstenite::MaybeTlsStream;
 
 use crate::helpers::{TestGateway, on_both_stores};
 
@@ -70,4 +73,53 @@ async fn bad_frames_get_their_codes_and_the_socket_survives(app: &TestGateway) {
         .request(json!({"action":"subscribe","topic_name":"news"}))
         .await;
     assert_eq!(ok["type"], "subscribed", "the socket is still fine");
+}
+
+/// Frames that break the WebSocket protocol itself (RFC 6455), each on a
+/// socket of its own: the server closes that socket with 1002 and a
+/// reason, and goes on serving everyone else.
+#[tokio::test]
+async fn protocol_violations_close_with_1002_and_the_server_serves_on() {
+    let app = TestGateway::spawn(Flavor::Sqlite).await.unwrap();
+    let (alice, alice_token) = app.user("alice").await;
+    let (_, bob_token) = app.user("bob").await;
+    let topic = app.topic(&alice, "news", false).await;
+    let mut bystander = app.connect(&bob_token).await;
+    let subscribed = bystander
+        .request(json!({"action":"subscribe","topic_name":"news"}))
+        .await;
+    assert_eq!(subscribed["type"], "subscribed");
+    const MASK: [u8; 4] = [1, 2, 3, 4];
+    let long_ping = [&[0x89, 0xfe, 0, 126][..], &MASK, &[0; 126]].concat();
+    let cases: [(&str, Vec<u8>); 7] = [
+        ("an unmasked frame", vec![0x81, 2, b'{', b'}']),
+        ("a reserved bit", [&[0xc1, 0x80][..], &MASK].concat()),
+        ("a reserved opcode", [&[0x83, 0x80][..], &MASK].concat()),
+        ("a control frame over 125 bytes", long_ping),
+        ("a fragmented ping", [&[0x09, 0x80][..], &MASK].concat()),
+        (
+            "a continuation with nothing to continue",
+            [&[0x80, 0x80][..], &MASK].concat(),
+        ),
+        ("HTTP after the upgrade", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+    ];
+    for (what, bytes) in cases {
+        let mut ws = app.connect(&alice_token).await;
+        let MaybeTlsStream::Plain(tcp) = ws.socket.get_mut() else {
+            unreachable!("the test gateway speaks plain TCP")
+        };
+        tcp.write_all(&bytes).await.unwrap();
+        let (code, reason) = ws.closed().await;
+        assert_eq!(code, 1002, "{what}: closed with {code} {reason:?}");
+        assert!(!reason.is_empty(), "{what}: a reason is given");
+    }
+    app.core
+        .publish_topic(&alice, &topic, "still here")
+        .await
+        .unwrap();
+    let message = bystander.recv().await;
+    assert_eq!(
+        (&message["type"], &message["content"]),
+        (&json!("message"), &json!("still here"))
+    );
 }
