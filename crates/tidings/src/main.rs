@@ -86,6 +86,7 @@ async fn serve(cli: &Cli) -> anyhow::Result<()> {
         ws_listener,
         ws_switch.router(),
         shutdown.clone(),
+        cli.gateway.header_timeout,
     ));
     let core = tokio::select! {
         core = ops::boot::core(&cli.common, &api_switch) => core?,

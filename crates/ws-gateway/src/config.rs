@@ -59,6 +59,13 @@ pub struct GatewayArgs {
     /// holds the exit this long. Keep it under the supervisor's grace.
     #[arg(long, env = "TIDINGS_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// How long a connection may take to send a request's head (the
+    /// WebSocket handshake, a health check), and how long one idle
+    /// between requests is kept: a client that connects and sends
+    /// nothing would otherwise hold a file descriptor for good.
+    #[arg(long, env = "TIDINGS_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
 }
 
 /// What sessions need of the settings.
@@ -74,6 +81,7 @@ pub struct GatewayConfig {
     pub write_buffer_bytes: usize,
     pub recent_bytes: usize,
     pub shutdown_timeout: Duration,
+    pub header_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -89,6 +97,7 @@ impl Default for GatewayConfig {
             write_buffer_bytes: 16 * 1024,
             recent_bytes: 64 * 1024 * 1024,
             shutdown_timeout: Duration::from_secs(10),
+            header_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -106,6 +115,7 @@ impl From<&GatewayArgs> for GatewayConfig {
             write_buffer_bytes: a.write_buffer_bytes,
             recent_bytes: a.recent_bytes,
             shutdown_timeout: a.shutdown_timeout,
+            header_timeout: a.header_timeout,
         }
     }
 }

@@ -12,13 +12,14 @@
 //! Health and metrics are HTTP/1.1 as well.
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use axum::Router;
 use axum::serve::{Listener, ListenerExt};
 use hyper::Request;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use ops::shutdown::Shutdown;
 use tokio::net::TcpListener;
@@ -30,11 +31,14 @@ use crate::hold::{Hold, HoldingStream};
 /// Serves `app` on `listener` until `shutdown`, with `TCP_NODELAY` on every
 /// socket, then waits for requests under way (an idle keep-alive
 /// connection is closed at once). Upgraded sockets outlive this: see
-/// [`finish`](crate::finish).
+/// [`finish`](crate::finish). A connection that has not sent a whole
+/// request head within `header_timeout` (of connecting, or of its last
+/// response) is closed.
 pub async fn serve_router(
     listener: TcpListener,
     app: Router,
     shutdown: Shutdown,
+    header_timeout: Duration,
 ) -> std::io::Result<()> {
     // Frames are written in bursts and flushed on purpose; Nagle's
     // algorithm would hold a lone frame back until the previous one is
@@ -62,7 +66,7 @@ pub async fn serve_router(
                 request
             });
         let service = TowerToHyperService::new(service);
-        connections.spawn(connection(io, service, shutdown.clone()));
+        connections.spawn(connection(io, service, shutdown.clone(), header_timeout));
     }
     connections.close();
     connections.wait().await;
@@ -71,8 +75,12 @@ pub async fn serve_router(
 
 /// Serves one connection's requests until it closes, is upgraded, or
 /// shutdown asks it to finish the request under way and close.
-async fn connection<S>(io: TokioIo<HoldingStream>, service: S, shutdown: Shutdown)
-where
+async fn connection<S>(
+    io: TokioIo<HoldingStream>,
+    service: S,
+    shutdown: Shutdown,
+    header_timeout: Duration,
+) where
     S: hyper::service::Service<
             Request<Incoming>,
             Response = axum::response::Response,
@@ -81,6 +89,8 @@ where
     S::Future: Send + 'static,
 {
     let served = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
         .serve_connection(io, service)
         .with_upgrades();
     tokio::pin!(served);

@@ -108,7 +108,8 @@ pub fn router(state: GatewayState) -> Router {
 /// Serves until shutdown, then waits for every session to finish (see
 /// [`finish`]). Only after this returns may the store close.
 pub async fn serve(listener: TcpListener, state: GatewayState) -> std::io::Result<()> {
-    let result = serve_router(listener, router(state.clone()), state.shutdown.clone()).await;
+    let (shutdown, header_timeout) = (state.shutdown.clone(), state.config.header_timeout);
+    let result = serve_router(listener, router(state.clone()), shutdown, header_timeout).await;
     finish(&state).await;
     result
 }

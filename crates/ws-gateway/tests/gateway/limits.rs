@@ -490,3 +490,50 @@ async fn read_until(client: &mut crate::helpers::Client, last: i64) -> (Vec<i64>
     }
     (seqs, false)
 }
+
+/// A connection that sends no request (none at all, half a request head,
+/// or nothing more after a health check) is closed once the header
+/// timeout passes; a WebSocket opened before it is not.
+#[tokio::test]
+async fn connections_without_a_request_are_closed_after_the_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn(GatewayConfig {
+        header_timeout: Duration::from_millis(300),
+        ..GatewayConfig::default()
+    })
+    .await;
+    let (_, token) = app.user("alice").await;
+    let mut ws = app.connect(&token).await;
+    let address = app.ws.trim_start_matches("ws://").to_owned();
+    let health = "GET /healthz HTTP/1.1\r\nHost: gateway\r\n\r\n";
+    for (what, sent) in [
+        ("nothing", ""),
+        (
+            "half a request head",
+            "GET /ws?token=abc HTTP/1.1\r\nHost: gat",
+        ),
+        ("a health check, then nothing", health),
+    ] {
+        let mut tcp = tokio::net::TcpStream::connect(&address).await.unwrap();
+        tcp.write_all(sent.as_bytes()).await.unwrap();
+        let mut received = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut received));
+        let ended = read
+            .await
+            .unwrap_or_else(|_| panic!("{what}: still open after 10 s"));
+        assert!(ended.is_ok(), "{what}: {ended:?}");
+        let answered = String::from_utf8_lossy(&received);
+        assert_eq!(
+            answered.starts_with("HTTP/1.1 200"),
+            sent == health,
+            "{what}: {answered}"
+        );
+    }
+    let reply = ws
+        .request(json!({"action":"subscribe","topic_name":"news"}))
+        .await;
+    assert_eq!(
+        reply["code"], "not_found",
+        "the socket outlived the timeout"
+    );
+}
