@@ -15,13 +15,18 @@ pub mod routes;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{ConnectInfo, DefaultBodyLimit};
 use axum::http::header::{REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS};
 use axum::http::{HeaderValue, StatusCode};
 use domain::auth::JwtKeys;
 use domain::service::Core;
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
 use ops::shutdown::Shutdown;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 pub use config::{ApiArgs, ApiConfig};
@@ -150,17 +155,25 @@ fn routes(state: AppState) -> Router {
 }
 
 /// Serves `router` on `listener` until `shutdown` fires, then lets
-/// in-flight requests finish.
+/// in-flight requests finish (see [`ops::http1::serve`], which also
+/// closes connections that send no request head within `header_timeout`).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: Shutdown,
+    header_timeout: std::time::Duration,
 ) -> std::io::Result<()> {
-    // The peer's address is kept for login throttling.
-    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, service)
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
+    ops::http1::serve(listener, shutdown, header_timeout, move |tcp, peer| {
+        // The peer's address is kept for login throttling.
+        let service = router
+            .clone()
+            .map_request(move |mut request: Request<Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            });
+        (TokioIo::new(tcp), TowerToHyperService::new(service))
+    })
+    .await
 }
 
 /// Runs the pruner with the configured retention until `shutdown` fires;

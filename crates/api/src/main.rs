@@ -39,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
         listener,
         switch.router(),
         shutdown.clone(),
+        cli.common.header_timeout,
     ));
     let started = tokio::select! {
         started = ops::boot::standalone(&cli.common, "api", &switch) => started,

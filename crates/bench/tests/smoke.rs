@@ -73,6 +73,7 @@ async fn server() -> Server {
         api,
         tidings_api::router(state),
         shutdown.clone(),
+        std::time::Duration::from_secs(10),
     ));
     Server {
         args,

@@ -4,6 +4,7 @@
 //! - [`settings`]: the flags (with env fallbacks) common to every process.
 //! - [`boot`]: store, bus, keys and the first admin, from settings.
 //! - [`health`]: `/healthz`, `/readyz`, `/metrics` and request metrics.
+//! - [`http1`]: the HTTP/1.1 server, with a bound on request heads.
 //! - [`logs`]: tracing output, human or JSON.
 //! - [`shutdown`]: SIGTERM / ctrl-c as a future and a broadcast.
 //! - [`warmup`]: listening (and saying what is missing) before the store
@@ -12,6 +13,7 @@
 
 pub mod boot;
 pub mod health;
+pub mod http1;
 pub mod logs;
 pub mod metrics;
 pub mod settings;

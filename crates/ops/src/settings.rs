@@ -84,6 +84,12 @@ pub struct CommonArgs {
     #[arg(long, env = "TIDINGS_MAX_CONTENT_BYTES", default_value_t = 16 * 1024)]
     pub max_content_bytes: usize,
 
+    /// How long a connection may take to send a request's head (a REST
+    /// request, a WebSocket handshake, a health check), and how long one
+    /// idle between requests is kept.
+    #[arg(long, env = "TIDINGS_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
     /// Log output: text for people, json for collectors.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -81,12 +81,13 @@ async fn serve(cli: &Cli) -> anyhow::Result<()> {
         api_listener,
         api_switch.router(),
         shutdown.clone(),
+        cli.common.header_timeout,
     ));
     let ws_serving = tokio::spawn(tidings_gateway::serve_router(
         ws_listener,
         ws_switch.router(),
         shutdown.clone(),
-        cli.gateway.header_timeout,
+        cli.common.header_timeout,
     ));
     let core = tokio::select! {
         core = ops::boot::core(&cli.common, &api_switch) => core?,
@@ -120,7 +121,10 @@ async fn serve(cli: &Cli) -> anyhow::Result<()> {
     let gateway = GatewayState::start(
         core.clone(),
         keys,
-        GatewayConfig::from(&cli.gateway),
+        GatewayConfig {
+            header_timeout: cli.common.header_timeout,
+            ..GatewayConfig::from(&cli.gateway)
+        },
         shutdown.clone(),
     )?;
     api_switch.ready(tidings_api::router(api));

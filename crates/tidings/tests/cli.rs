@@ -132,6 +132,41 @@ async fn serve_prints_where_it_listens_and_admin_can_log_in() {
     assert!(status.success(), "a clean exit on SIGTERM");
 }
 
+/// A connection that sends nothing is closed once `--header-timeout`
+/// passes, on the REST port and on the WebSocket port alike.
+#[tokio::test]
+async fn silent_connections_to_either_port_are_closed_after_the_header_timeout() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = tidings(dir.path());
+    command.args([
+        "--api-addr",
+        "127.0.0.1:0",
+        "--ws-addr",
+        "127.0.0.1:0",
+        "--header-timeout",
+        "300ms",
+    ]);
+    let mut child = command.spawn().unwrap();
+    let mut output = Output::of(&mut child);
+    // "REST API:  http://HOST:PORT/api/  (…)" and "WebSocket: ws://HOST:PORT/ws?…"
+    let address = |line: String| {
+        let url = line.split_whitespace().find(|w| w.contains("://")).unwrap();
+        url.split('/').nth(2).unwrap().to_owned()
+    };
+    let rest = address(output.until("REST API:").await.pop().unwrap());
+    let ws = address(output.until("WebSocket:").await.pop().unwrap());
+    for port in [rest, ws] {
+        let mut tcp = tokio::net::TcpStream::connect(&port).await.unwrap();
+        let mut received = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut received));
+        let ended = read
+            .await
+            .unwrap_or_else(|_| panic!("{port}: still open after 10 s"));
+        assert!(ended.is_ok() && received.is_empty(), "{port}: {ended:?}");
+    }
+}
+
 #[tokio::test]
 async fn generated_admin_password_is_printed_once() {
     let dir = tempfile::tempdir().unwrap();

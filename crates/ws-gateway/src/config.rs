@@ -59,13 +59,6 @@ pub struct GatewayArgs {
     /// holds the exit this long. Keep it under the supervisor's grace.
     #[arg(long, env = "TIDINGS_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
-
-    /// How long a connection may take to send a request's head (the
-    /// WebSocket handshake, a health check), and how long one idle
-    /// between requests is kept: a client that connects and sends
-    /// nothing would otherwise hold a file descriptor for good.
-    #[arg(long, env = "TIDINGS_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub header_timeout: Duration,
 }
 
 /// What sessions need of the settings.
@@ -81,6 +74,7 @@ pub struct GatewayConfig {
     pub write_buffer_bytes: usize,
     pub recent_bytes: usize,
     pub shutdown_timeout: Duration,
+    /// The common `--header-timeout`, for [`serve`](crate::serve).
     pub header_timeout: Duration,
 }
 
@@ -115,7 +109,7 @@ impl From<&GatewayArgs> for GatewayConfig {
             write_buffer_bytes: a.write_buffer_bytes,
             recent_bytes: a.recent_bytes,
             shutdown_timeout: a.shutdown_timeout,
-            header_timeout: a.header_timeout,
+            header_timeout: GatewayConfig::default().header_timeout,
         }
     }
 }

@@ -39,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
         listener,
         switch.router(),
         shutdown.clone(),
-        cli.gateway.header_timeout,
+        cli.common.header_timeout,
     ));
     let started = tokio::select! {
         started = ops::boot::standalone(&cli.common, "gateway", &switch) => started,
@@ -49,7 +49,10 @@ async fn main() -> anyhow::Result<()> {
     let state = GatewayState::start(
         core.clone(),
         Arc::new(keys),
-        GatewayConfig::from(&cli.gateway),
+        GatewayConfig {
+            header_timeout: cli.common.header_timeout,
+            ..GatewayConfig::from(&cli.gateway)
+        },
         shutdown,
     )?;
     switch.ready(tidings_gateway::router(state.clone()));

@@ -70,6 +70,7 @@ impl TestApp {
             listener,
             tidings_api::router(state),
             shutdown.clone(),
+            std::time::Duration::from_secs(10),
         ));
         let mut app = Self {
             base,

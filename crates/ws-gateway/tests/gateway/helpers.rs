@@ -81,6 +81,7 @@ impl TestGateway {
             api_listener,
             tidings_api::router(api_state),
             shutdown.clone(),
+            std::time::Duration::from_secs(10),
         ));
         Some(Self {
             ws,
