@@ -59,6 +59,11 @@ pub struct GatewayArgs {
     /// holds the exit this long. Keep it under the supervisor's grace.
     #[arg(long, env = "TIDINGS_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// The most sockets one user may have open on this process (0: no
+    /// limit); one more is refused with 429.
+    #[arg(long, env = "TIDINGS_MAX_SOCKETS_PER_USER", default_value_t = 0)]
+    pub max_sockets_per_user: usize,
 }
 
 /// What sessions need of the settings.
@@ -74,6 +79,7 @@ pub struct GatewayConfig {
     pub write_buffer_bytes: usize,
     pub recent_bytes: usize,
     pub shutdown_timeout: Duration,
+    pub max_sockets_per_user: usize,
     /// The common `--header-timeout`, for [`serve`](crate::serve).
     pub header_timeout: Duration,
 }
@@ -91,6 +97,7 @@ impl Default for GatewayConfig {
             write_buffer_bytes: 16 * 1024,
             recent_bytes: 64 * 1024 * 1024,
             shutdown_timeout: Duration::from_secs(10),
+            max_sockets_per_user: 0,
             header_timeout: Duration::from_secs(10),
         }
     }
@@ -109,6 +116,7 @@ impl From<&GatewayArgs> for GatewayConfig {
             write_buffer_bytes: a.write_buffer_bytes,
             recent_bytes: a.recent_bytes,
             shutdown_timeout: a.shutdown_timeout,
+            max_sockets_per_user: a.max_sockets_per_user,
             header_timeout: GatewayConfig::default().header_timeout,
         }
     }

@@ -24,6 +24,7 @@ pub mod reorder;
 pub mod revocations;
 pub mod session;
 pub mod upgrade;
+pub mod user_sockets;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +45,7 @@ pub use config::{GatewayArgs, GatewayConfig};
 use crate::cursors::CursorBook;
 use crate::hub::Hub;
 use crate::metrics::GatewayMetrics;
+use crate::user_sockets::UserSockets;
 
 /// How often delivery cursors are saved.
 pub const CURSOR_FLUSH_EVERY: Duration = Duration::from_millis(500);
@@ -58,6 +60,8 @@ pub struct GatewayState {
     pub shutdown: Shutdown,
     /// Every session, so shutdown can wait for each to finish its work.
     pub sessions: TaskTracker,
+    /// Open sockets per user, against `max_sockets_per_user`.
+    pub user_sockets: Arc<UserSockets>,
 }
 
 impl GatewayState {
@@ -78,9 +82,11 @@ impl GatewayState {
         hub.spawn_dispatcher()?;
         let cursors = Arc::new(CursorBook::default());
         cursors.spawn_flusher(core.clone(), CURSOR_FLUSH_EVERY, shutdown.clone());
+        let user_sockets = UserSockets::new(config.max_sockets_per_user);
         Ok(Self {
             core,
             keys,
+            user_sockets,
             config: Arc::new(config),
             hub,
             cursors,

@@ -52,7 +52,7 @@ pub fn describe() {
     );
     describe_counter!(
         "ws_handshakes_total",
-        "WebSocket handshakes, by outcome (ok, unauthorized, unavailable)."
+        "WebSocket handshakes, by outcome (ok, unauthorized, too_many, unavailable)."
     );
 }
 

@@ -43,6 +43,7 @@ use tungstenite::Message;
 use crate::GatewayState;
 use crate::hub::{Outbound, SessionHandle, SessionId};
 use crate::rate::TokenBucket;
+use crate::user_sockets::Seat;
 
 pub use connection::Socket;
 pub use registration::Registration;
@@ -118,6 +119,8 @@ struct TrackedTag {
 pub struct Admitted {
     pub authenticated: Authenticated,
     pub snapshot: Option<SessionSnapshot>,
+    /// The socket's place in its user's count (with a limit set).
+    pub seat: Option<Seat>,
 }
 
 pub struct Session {
@@ -144,6 +147,8 @@ pub struct Session {
     unsaved: bool,
     /// Resolves once the last publish read is queued for commit.
     turn: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// Held for the session's life: its user's count goes down as it ends.
+    _seat: Option<Seat>,
 }
 
 /// What a session starts from.
@@ -213,6 +218,7 @@ impl Session {
                     expires_at,
                 },
             snapshot,
+            seat,
         } = admitted;
         let watching = registration.take_over();
         let Registration {
@@ -246,6 +252,7 @@ impl Session {
             unproven: false,
             unsaved: false,
             turn: None,
+            _seat: seat,
         };
         let beginning = Beginning {
             watching,

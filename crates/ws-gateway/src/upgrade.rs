@@ -23,6 +23,7 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 use crate::GatewayState;
 use crate::hold::{Hold, HoldingStream};
 use crate::session::{Admitted, Opening, Registration, Session, Socket};
+use crate::user_sockets::Full;
 
 /// `GET /ws`, `GET /ws/notifications/`: token in `?token=` or the header.
 pub async fn by_query_or_header(
@@ -162,6 +163,16 @@ fn refused(refusal: Refusal) -> Response {
             metrics::counter!("ws_handshakes_total", "outcome" => "unauthorized").increment(1);
             ops::error_response(StatusCode::UNAUTHORIZED, "unauthorized", message)
         }
+        Refusal::TooMany(limit) => {
+            metrics::counter!("ws_handshakes_total", "outcome" => "too_many").increment(1);
+            ops::error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_connections",
+                format!(
+                    "this user has {limit} sockets open here, the most one may; close one first"
+                ),
+            )
+        }
         // Not the token's fault: a 401 would make clients throw it away.
         Refusal::Unavailable => {
             metrics::counter!("ws_handshakes_total", "outcome" => "unavailable").increment(1);
@@ -178,6 +189,8 @@ fn refused(refusal: Refusal) -> Response {
 enum Refusal {
     /// The credential: 401.
     Unauthorized(&'static str),
+    /// The user has this many sockets open here, the most allowed: 429.
+    TooMany(usize),
     /// The store could not be asked: 503.
     Unavailable,
 }
@@ -198,10 +211,17 @@ async fn authenticate(
         state.core.open_socket(bearer).await
     };
     match checked.await {
-        Ok((authenticated, snapshot)) => Ok(Admitted {
-            authenticated,
-            snapshot,
-        }),
+        Ok((authenticated, snapshot)) => {
+            let seat = state
+                .user_sockets
+                .admit(authenticated.actor.id)
+                .map_err(|Full| Refusal::TooMany(state.user_sockets.limit()))?;
+            Ok(Admitted {
+                authenticated,
+                snapshot,
+                seat,
+            })
+        }
         Err(AuthFailure::Refused(domain::service::Refusal::WrongType)) => Err(
             Refusal::Unauthorized("only an access token or an API key opens a socket"),
         ),

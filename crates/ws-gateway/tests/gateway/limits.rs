@@ -537,3 +537,46 @@ async fn connections_without_a_request_are_closed_after_the_header_timeout() {
         "the socket outlived the timeout"
     );
 }
+
+/// With `max_sockets_per_user`, one socket more than that is refused with
+/// 429 and says why; another user is not affected, and once a socket has
+/// closed its place is free again.
+#[tokio::test]
+async fn a_user_past_its_socket_limit_is_refused_with_429() {
+    let app = spawn(GatewayConfig {
+        max_sockets_per_user: 2,
+        ..GatewayConfig::default()
+    })
+    .await;
+    let (_, alice) = app.user("alice").await;
+    let (_, bob) = app.user("bob").await;
+    let mut first = app.connect(&alice).await;
+    let _second = app.connect(&alice).await;
+    let url = format!("{}/ws?token={alice}", app.ws);
+    match tokio_tungstenite::connect_async(url.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 429);
+            let body: serde_json::Value =
+                serde_json::from_slice(&response.body().clone().unwrap_or_default()).unwrap();
+            assert_eq!(body["error"]["code"], "too_many_connections", "{body}");
+        }
+        other => panic!("a third socket was not refused: {other:?}"),
+    }
+    let _bob = app.connect(&bob).await;
+    first.send(json!({"action":"disconnect"})).await;
+    assert_eq!(first.closed().await.0, 1000);
+    let mut admitted = None;
+    for _ in 0..50 {
+        if let Ok((mut socket, _)) = tokio_tungstenite::connect_async(url.as_str()).await {
+            let welcome = socket.next().await;
+            admitted = Some(welcome);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let welcome = admitted.expect("a place is free again once a socket has closed");
+    assert!(
+        matches!(&welcome, Some(Ok(Message::Text(text))) if text.contains("welcome")),
+        "{welcome:?}"
+    );
+}
