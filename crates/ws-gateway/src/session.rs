@@ -56,18 +56,15 @@ const MAX_IN_FLIGHT: usize = 256;
 /// How often a session hands its delivery positions to the cursor book.
 const CURSOR_EVERY: Duration = Duration::from_millis(250);
 
+/// What a publish comes back with: its `ref`, and stored or why not.
+pub(crate) type Answer = (
+    Option<serde_json::Value>,
+    Result<domain::service::Published, domain::service::ServiceError>,
+);
+
 /// Publishes under way, acknowledged in the order they were sent.
 pub(crate) type Pending = futures_util::stream::FuturesOrdered<
-    std::pin::Pin<
-        Box<
-            dyn std::future::Future<
-                    Output = (
-                        Option<serde_json::Value>,
-                        Result<domain::service::Published, domain::service::ServiceError>,
-                    ),
-                > + Send,
-        >,
-    >,
+    std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>,
 >;
 
 /// Why a session ends.
@@ -308,8 +305,8 @@ impl Session {
                     clock.last_heard = Instant::now();
                     Box::pin(self.on_incoming(incoming, &mut pending)).await
                 }
-                Some((reference, result)) = pending.next(), if !pending.is_empty() => {
-                    Box::pin(self.on_published(reference, result)).await
+                Some(answer) = pending.next(), if !pending.is_empty() => {
+                    Box::pin(self.on_answers(answer, &mut pending)).await
                 }
                 Some(out) = receiver.recv() => self.on_batch(out, receiver).await,
                 () = &mut tick => {

@@ -1,12 +1,15 @@
 //! Client actions: each parsed frame becomes one operation on the core,
 //! and its result (or error, with `ref`) one reply frame.
 
+use std::task::Poll;
+
 use domain::names::{Target, TopicName, Username};
 use domain::protocol::{ClientFrame, ErrorCode, FrameError, ServerFrame, parse};
 use domain::service::{AtOnce, Published, ServiceError};
+use futures_util::StreamExt;
 use serde_json::Value;
 
-use super::{End, Pending, Session, close};
+use super::{Answer, End, Pending, Session, close};
 use crate::error::frame_error;
 use crate::metrics::frame_in;
 
@@ -250,6 +253,26 @@ impl Session {
         true
     }
 
+    /// Acks `first`, then every publish after it whose commit is already
+    /// done, before the session's next flush.
+    ///
+    /// A commit answers its whole batch at once. Acked one per turn of the
+    /// session's loop, each ack went out in a write of its own: a send per
+    /// message, and a wake-up of the client for each (40,765 `writev`s for
+    /// 40,000 messages to one subscriber).
+    pub(super) async fn on_answers(
+        &mut self,
+        first: Answer,
+        pending: &mut Pending,
+    ) -> Result<(), End> {
+        let mut next = Some(first);
+        while let Some((reference, result)) = next {
+            self.on_published(reference, result).await?;
+            next = answered(pending).await;
+        }
+        Ok(())
+    }
+
     pub(super) async fn on_published(
         &mut self,
         reference: Option<Value>,
@@ -287,4 +310,16 @@ impl Session {
             .map_err(frame_error)?;
         Ok(Some(ServerFrame::Ok))
     }
+}
+
+/// The next publish already answered, without waiting for one. Polled
+/// with the session's own waker, so a publish still under way wakes it.
+async fn answered(pending: &mut Pending) -> Option<Answer> {
+    std::future::poll_fn(|cx| {
+        Poll::Ready(match pending.poll_next_unpin(cx) {
+            Poll::Ready(answer) => answer,
+            Poll::Pending => None,
+        })
+    })
+    .await
 }
