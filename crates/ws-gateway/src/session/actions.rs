@@ -323,3 +323,51 @@ async fn answered(pending: &mut Pending) -> Option<Answer> {
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn answer(n: i64) -> Answer {
+        (Some(json!(n)), Err(ServiceError::Internal("refused")))
+    }
+
+    /// What `on_answers` acks in one go: the answers already in, in the
+    /// order sent, stopping at the first publish still under way even
+    /// when later ones are done.
+    #[tokio::test]
+    async fn takes_the_answers_already_in_in_order_and_stops_at_one_under_way() {
+        let mut pending = Pending::new();
+        for n in 0..3 {
+            pending.push_back(Box::pin(async move { answer(n) }));
+        }
+        let (commit, committed) = tokio::sync::oneshot::channel::<()>();
+        pending.push_back(Box::pin(async move {
+            let _ = committed.await;
+            answer(3)
+        }));
+        pending.push_back(Box::pin(async move { answer(4) }));
+
+        let mut refs = Vec::new();
+        let drained = tokio::time::timeout(Duration::from_secs(5), async {
+            while let Some((reference, _)) = answered(&mut pending).await {
+                refs.push(reference);
+            }
+        })
+        .await;
+        assert!(drained.is_ok(), "waited for a publish still under way");
+        assert_eq!(refs, [Some(json!(0)), Some(json!(1)), Some(json!(2))]);
+
+        commit.send(()).expect("the publish is still pending");
+        let mut rest = Vec::new();
+        while let Some((reference, _)) = answered(&mut pending).await {
+            rest.push(reference);
+        }
+        assert_eq!(rest, [Some(json!(3)), Some(json!(4))]);
+        assert!(pending.is_empty());
+    }
+}
