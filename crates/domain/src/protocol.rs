@@ -5,7 +5,9 @@
 //! protocol promises (`missing_field` vs `invalid_field` vs
 //! `unknown_action`) and `ref` is echoed whenever the frame carried one.
 
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::model::{InboxItem, Message, Notification};
@@ -88,6 +90,56 @@ impl FrameError {
 
 /// Parses one text frame.
 pub fn parse(text: &str) -> Result<Request, FrameError> {
+    parse_publish(text).unwrap_or_else(|| parse_any(text))
+}
+
+/// A publish as clients send it: these fields and no others.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishFrame<'a> {
+    #[serde(borrow)]
+    action: Cow<'a, str>,
+    #[serde(borrow)]
+    topic_name: Cow<'a, str>,
+    #[serde(borrow)]
+    content: Cow<'a, str>,
+    #[serde(rename = "ref", default)]
+    reference: Option<Value>,
+}
+
+/// The frame a busy socket sends most, read straight into its fields.
+/// Read through a `Value` first, parsing took a seventh of a publishing
+/// session's time. Anything else, or anything this does not take as it
+/// is (another field, `type` for `action`, a `ref` that is not a string
+/// or a number, a field twice), goes the general way, so errors and
+/// their codes come from one place.
+fn parse_publish(text: &str) -> Option<Result<Request, FrameError>> {
+    let frame: PublishFrame<'_> = serde_json::from_str(text).ok()?;
+    if frame.action != "message" {
+        return None;
+    }
+    let reference = match frame.reference {
+        None => None,
+        Some(r @ (Value::String(_) | Value::Number(_))) => Some(r),
+        Some(_) => return None,
+    };
+    Some(match Target::parse(&frame.topic_name) {
+        Ok(target) => Ok(Request {
+            reference,
+            frame: ClientFrame::Message {
+                target,
+                content: frame.content.into_owned(),
+            },
+        }),
+        Err(e) => Err(FrameError {
+            reference,
+            ..FrameError::new(ErrorCode::InvalidName, e.to_string())
+        }),
+    })
+}
+
+/// Any frame, through a JSON `Value`: every mistake gets its own code.
+fn parse_any(text: &str) -> Result<Request, FrameError> {
     let value: Value = serde_json::from_str(text)
         .map_err(|e| FrameError::new(ErrorCode::BadJson, format!("not valid JSON: {e}")))?;
     let Value::Object(object) = value else {
@@ -370,6 +422,43 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// The publish fast path answers exactly as the general parser does,
+    /// error codes, messages and `ref` included, and steps aside for
+    /// anything it does not take as it is.
+    #[test]
+    fn publishes_read_the_fast_way_parse_as_the_general_way_does() {
+        let taken = [
+            r#"{"action":"message","topic_name":"news","content":"hi"}"#,
+            r#"{"action":"message","topic_name":"news","content":"hi","ref":7}"#,
+            r#"{"action":"message","topic_name":"news","content":"hi","ref":"a7"}"#,
+            r#"{"action":"message","topic_name":"news","content":"hi","ref":1.5}"#,
+            r#"{"action":"message","topic_name":"news","content":"hi","ref":null}"#,
+            r#"{"ref":3,"content":"esc\"aped \u00e9\n","topic_name":"@bob","action":"message"}"#,
+            r#"{"action":"message","topic_name":"Not A Name","content":"hi","ref":9}"#,
+            r#"{"action":"message","topic_name":"@","content":"hi"}"#,
+            r#"{"action":"message","topic_name":"news","content":""}"#,
+        ];
+        let general_only = [
+            r#"{"action":"message","topic_name":"news","content":"hi","ref":true}"#,
+            r#"{"action":"message","topic_name":"news","content":"hi","ref":[1]}"#,
+            r#"{"action":"message","topic_name":"news","content":5}"#,
+            r#"{"action":"message","topic_name":"news"}"#,
+            r#"{"action":"message","topic_name":"news","content":"a","content":"b"}"#,
+            r#"{"type":"message","topic_name":"news","content":"hi"}"#,
+            r#"{"action":"message","topic_name":"news","content":"hi","extra":1}"#,
+            r#"{"action":"subscribe","topic_name":"news","content":"hi"}"#,
+            r#"{"action":"message","topic_name":"news","content":"hi""#,
+        ];
+        for text in taken {
+            let fast = parse_publish(text).unwrap_or_else(|| panic!("not taken: {text}"));
+            assert_eq!(fast, parse_any(text), "{text}");
+        }
+        for text in general_only {
+            assert!(parse_publish(text).is_none(), "taken: {text}");
+            assert_eq!(parse(text), parse_any(text), "{text}");
+        }
     }
 
     #[test]
