@@ -4,6 +4,9 @@
 //! derived enum so that every mistake maps to the precise error code the
 //! protocol promises (`missing_field` vs `invalid_field` vs
 //! `unknown_action`) and `ref` is echoed whenever the frame carried one.
+//! The one exception is the frame busy sockets send most, a publish with
+//! exactly its own fields: it is read straight into them, and anything it
+//! does not fit goes the general way.
 
 use std::borrow::Cow;
 
