@@ -215,7 +215,7 @@ async fn authenticate(
             let seat = state
                 .user_sockets
                 .admit(authenticated.actor.id)
-                .map_err(|Full| Refusal::TooMany(state.user_sockets.limit()))?;
+                .map_err(|Full { limit }| Refusal::TooMany(limit))?;
             Ok(Admitted {
                 authenticated,
                 snapshot,

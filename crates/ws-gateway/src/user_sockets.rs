@@ -22,9 +22,11 @@ pub struct Seat {
     user_id: i64,
 }
 
-/// The user has as many sockets open as one may.
+/// The user has as many sockets open as one may: `limit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Full;
+pub struct Full {
+    pub limit: usize,
+}
 
 impl UserSockets {
     pub fn new(limit: usize) -> Arc<Self> {
@@ -43,18 +45,13 @@ impl UserSockets {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let count = open.entry(user_id).or_default();
         if *count >= self.limit {
-            return Err(Full);
+            return Err(Full { limit: self.limit });
         }
         *count += 1;
         Ok(Some(Seat {
             sockets: Arc::clone(self),
             user_id,
         }))
-    }
-
-    /// The most sockets one user may have open (0: no limit).
-    pub fn limit(&self) -> usize {
-        self.limit
     }
 }
 
@@ -81,7 +78,7 @@ mod tests {
         let sockets = UserSockets::new(2);
         let first = sockets.admit(1).unwrap();
         let second = sockets.admit(1).unwrap();
-        assert_eq!(sockets.admit(1).err(), Some(Full));
+        assert_eq!(sockets.admit(1).err(), Some(Full { limit: 2 }));
         let other = sockets.admit(2).unwrap();
         assert!(other.is_some(), "another user has seats of their own");
         drop(first);
