@@ -23,7 +23,7 @@ use tungstenite::protocol::{Role, WebSocketConfig};
 use crate::GatewayState;
 use crate::hold::{Hold, HoldingStream};
 use crate::session::{Admitted, Opening, Registration, Session, Socket};
-use crate::user_sockets::Full;
+use crate::user_sockets::{Full, Seat};
 
 /// `GET /ws`, `GET /ws/notifications/`: token in `?token=` or the header.
 pub async fn by_query_or_header(
@@ -196,39 +196,51 @@ enum Refusal {
 }
 
 /// Checks the credential. For a token, whose signature names its user,
-/// the user's events are watched first, so the store read that checks the
-/// token can bring the user's snapshot too.
+/// the user's seat is taken and its events are watched first: a user at
+/// its socket limit is refused without asking the store, and the store
+/// read that checks the token can bring the user's snapshot too. An API
+/// key names its user only once the store has read it.
 async fn authenticate(
     state: &GatewayState,
     token: Option<&str>,
     registration: &mut Registration,
 ) -> Result<Admitted, Refusal> {
-    let checked = async {
-        let bearer = check_bearer(&state.keys, token)?;
-        if let Some(user_id) = bearer.user_id() {
-            registration.watch_user(state, user_id).await;
-        }
-        state.core.open_socket(bearer).await
+    let bearer = check_bearer(&state.keys, token).map_err(refusal)?;
+    let named = bearer.user_id();
+    let early_seat = named.map(|user_id| seat(state, user_id)).transpose()?;
+    if let Some(user_id) = named {
+        registration.watch_user(state, user_id).await;
+    }
+    let (authenticated, snapshot) = state.core.open_socket(bearer).await.map_err(refusal)?;
+    let seat = match early_seat {
+        Some(seat) => seat,
+        None => seat(state, authenticated.actor.id)?,
     };
-    match checked.await {
-        Ok((authenticated, snapshot)) => {
-            let seat = state
-                .user_sockets
-                .admit(authenticated.actor.id)
-                .map_err(|Full { limit }| Refusal::TooMany(limit))?;
-            Ok(Admitted {
-                authenticated,
-                snapshot,
-                seat,
-            })
+    Ok(Admitted {
+        authenticated,
+        snapshot,
+        seat,
+    })
+}
+
+/// A place among `user_id`'s sockets on this gateway.
+fn seat(state: &GatewayState, user_id: i64) -> Result<Option<Seat>, Refusal> {
+    state
+        .user_sockets
+        .admit(user_id)
+        .map_err(|Full { limit }| Refusal::TooMany(limit))
+}
+
+/// Why a credential the gateway could not admit was refused.
+fn refusal(failure: AuthFailure) -> Refusal {
+    match failure {
+        AuthFailure::Refused(domain::service::Refusal::WrongType) => {
+            Refusal::Unauthorized("only an access token or an API key opens a socket")
         }
-        Err(AuthFailure::Refused(domain::service::Refusal::WrongType)) => Err(
-            Refusal::Unauthorized("only an access token or an API key opens a socket"),
-        ),
-        Err(AuthFailure::Refused(refusal)) => Err(Refusal::Unauthorized(refusal.message())),
-        Err(AuthFailure::Service(err)) => {
+        AuthFailure::Refused(refusal) => Refusal::Unauthorized(refusal.message()),
+        AuthFailure::Service(err) => {
             tracing::error!(%err, "store failure during handshake");
-            Err(Refusal::Unavailable)
+            Refusal::Unavailable
         }
     }
 }

@@ -580,3 +580,54 @@ async fn a_user_past_its_socket_limit_is_refused_with_429() {
         "{welcome:?}"
     );
 }
+
+/// A token names its user by its signature, so a user at the limit is
+/// refused before the store is asked: while another connection holds
+/// PostgreSQL's `users` table, that user's handshake is still answered
+/// 429 at once, while another user's waits for the store.
+#[tokio::test]
+async fn a_user_at_its_socket_limit_is_refused_without_a_store_read() {
+    use sqlx::Connection;
+    let Some(db) = domain::testing::TestStore::fresh(domain::testing::Flavor::Postgres).await
+    else {
+        return;
+    };
+    let url = db.url.clone();
+    let config = GatewayConfig {
+        max_sockets_per_user: 1,
+        ..GatewayConfig::default()
+    };
+    let app = TestGateway::spawn_on(db, config).await.unwrap();
+    let (_, alice) = app.user("alice").await;
+    let (_, bob) = app.user("bob").await;
+    let _first = app.connect(&alice).await;
+
+    let mut holder = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut hold = holder.begin().await.unwrap();
+    sqlx::query("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *hold)
+        .await
+        .unwrap();
+    let handshake = |token: &str| {
+        let url = format!("{}/ws?token={token}", app.ws);
+        async move { tokio_tungstenite::connect_async(url.as_str()).await }
+    };
+    let waiting = tokio::spawn(handshake(&bob));
+    match tokio::time::timeout(Duration::from_secs(5), handshake(&alice)).await {
+        Ok(Err(tokio_tungstenite::tungstenite::Error::Http(response))) => {
+            assert_eq!(response.status().as_u16(), 429);
+        }
+        other => panic!("alice was not refused at once: {other:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "bob's handshake did not wait for the store, so the check above proves nothing"
+    );
+    hold.rollback().await.unwrap();
+    let admitted = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("bob's handshake went on once the store was free")
+        .unwrap();
+    assert!(admitted.is_ok(), "{admitted:?}");
+}
