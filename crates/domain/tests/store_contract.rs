@@ -29,6 +29,7 @@ contract!(
     history_can_leave_out_the_readers_own_messages,
     joining_starts_delivery_after_the_last_message,
     direct_channels_are_symmetric_and_named_by_peer,
+    a_conversation_begun_from_both_sides_at_once_is_one,
     cursors_only_move_forward,
     a_flush_of_many_cursors_moves_each_forward_only,
     deleting_a_topic_frees_its_name_and_messages,
@@ -1275,5 +1276,39 @@ async fn inbox_counts_agree_with_pages_across_tags_and_states(db: &TestStore) {
             second.results.iter().map(|i| i.id).collect::<Vec<_>>(),
             expected[1..2].to_vec()
         );
+    }
+}
+
+/// Both peers writing first at the same moment, many times over: one
+/// conversation, both of them members, whichever creation won.
+async fn a_conversation_begun_from_both_sides_at_once_is_one(db: &TestStore) {
+    for round in 0..10 {
+        let a = user(db, &format!("a{round}")).await;
+        let b = user(db, &format!("b{round}")).await;
+        let attempts: Vec<_> = (0..8)
+            .map(|i| {
+                let store = db.store.clone();
+                let (from, to) = if i % 2 == 0 {
+                    (a.id, b.id)
+                } else {
+                    (b.id, a.id)
+                };
+                tokio::spawn(async move { store.direct_channel(from, to).await })
+            })
+            .collect();
+        let mut ids = vec![];
+        for attempt in attempts {
+            ids.push(attempt.await.unwrap().unwrap());
+        }
+        assert!(ids.iter().all(|id| *id == ids[0]), "round {round}: {ids:?}");
+        for member in [a.id, b.id] {
+            let direct: Vec<_> = memberships(db, member)
+                .await
+                .into_iter()
+                .filter(|m| m.channel_id == ids[0])
+                .collect();
+            assert_eq!(direct.len(), 1, "round {round}: {member} is a member once");
+            assert_eq!(direct[0].delivered_seq, 0);
+        }
     }
 }
