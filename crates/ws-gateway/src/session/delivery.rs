@@ -459,15 +459,18 @@ impl Session {
     ) -> Result<(), End> {
         let channel_id = message.channel_id;
         if !self.channels.contains_key(&channel_id) {
+            // A direct conversation this session does not know was begun
+            // after its snapshot was read (the snapshot holds every one
+            // that existed, and a conversation is never left), so none of
+            // it has been delivered here: it starts at 0, and a first
+            // frame past seq 1 fills the gap. The stored cursor is no
+            // better, only slower: it may have been moved by another of
+            // the user's sockets, whose deliveries this one has not made,
+            // and reading it held every new conversation's first message
+            // behind a store read (400 of them when 200 conversations
+            // began at once).
             let Some(label) = direct else { return Ok(()) };
-            let delivered = self
-                .state
-                .core
-                .delivered_seq(channel_id, self.actor.id)
-                .await
-                .map_err(internal)?;
-            self.track_channel(channel_id, label, delivered.unwrap_or(0), false)
-                .await;
+            self.track_channel(channel_id, label, 0, false).await;
         }
         let Some(tracked) = self.channels.get_mut(&channel_id) else {
             return Ok(());
