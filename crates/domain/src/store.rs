@@ -155,7 +155,13 @@ impl Store {
                 // that it timed out waiting.
                 let probe = writer::connect(&options(url)?, backend).await?;
                 let _ = sqlx::Connection::close(probe).await;
+                // Every connection opened now and kept: opened on demand,
+                // the first burst after a start (every client reconnecting,
+                // 200 conversations begun at once) paid for a dozen new
+                // server processes, starting and filling their caches on
+                // the same cores, and every message waited 400 ms.
                 let pool = pool_options(max_connections)
+                    .min_connections(max_connections)
                     .connect_with(options(url)?)
                     .await?;
                 // The group-commit writer holds its own connection, opened

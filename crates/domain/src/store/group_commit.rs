@@ -104,6 +104,9 @@ async fn run(
     lag: Arc<FanOutLag>,
 ) {
     let metrics = crate::metrics::CommitMetrics::default();
+    // Connected before the first publish rather than by it; a database
+    // not there yet is simply tried again by the first commit.
+    drop(connection.lock().await);
     while let Some(first) = receiver.recv().await {
         // Before the batch is taken: what queues meanwhile joins it.
         if let Some(waited) = lag.wait(MAX_HOLD_BACK).await {
