@@ -14,6 +14,7 @@ on_both_stores!(
     a_catch_up_of_what_was_just_missed_is_read_from_memory,
     a_catch_up_from_memory_ends_with_what_the_bus_lost,
     a_flush_returns_once_what_was_noted_is_stored,
+    a_conversation_begun_after_a_socket_opened_arrives_whole,
 );
 
 /// Without memory for recent messages, the same catch-up reads the store:
@@ -372,4 +373,31 @@ async fn a_flush_returns_once_what_was_noted_is_stored(app: &TestGateway) {
             assert_eq!(task.await.unwrap(), Some(seq), "flushed, yet not stored");
         }
     }
+}
+
+/// A direct conversation begun after a socket opened is new to that
+/// socket from its first message, whatever the user's stored cursor says
+/// (another of the user's devices may have moved it): the socket shows
+/// all of it, in order.
+async fn a_conversation_begun_after_a_socket_opened_arrives_whole(app: &TestGateway) {
+    let (alice, _) = app.user("alice").await;
+    let (bob, bob_token) = app.user("bob").await;
+    let mut socket = app.connect(&bob_token).await;
+    let channel = app.db.direct_channel(alice.id, bob.id).await.unwrap();
+    for i in 0..3 {
+        app.db
+            .publish(channel, &alice, &format!("d{i}"))
+            .await
+            .unwrap();
+    }
+    // Another of bob's devices has shown those three.
+    let cursor = domain::store::Cursor::Channel {
+        channel_id: channel,
+        user_id: bob.id,
+    };
+    app.db.advance_cursors(&[(cursor, 3)]).await.unwrap();
+    let target = domain::names::Target::parse("@bob").unwrap();
+    app.core.publish(&alice, &target, "d3").await.unwrap();
+    assert_eq!(seqs_until(&mut socket, 4).await, [1, 2, 3, 4]);
+    socket.expect_quiet().await;
 }
