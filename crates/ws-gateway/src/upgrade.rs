@@ -206,14 +206,17 @@ async fn authenticate(
     registration: &mut Registration,
 ) -> Result<Admitted, Refusal> {
     let bearer = check_bearer(&state.keys, token).map_err(refusal)?;
-    let named = bearer.user_id();
-    let early_seat = named.map(|user_id| seat(state, user_id)).transpose()?;
-    if let Some(user_id) = named {
-        registration.watch_user(state, user_id).await;
-    }
+    let named = match bearer.user_id() {
+        Some(user_id) => {
+            let taken = seat(state, user_id)?;
+            registration.watch_user(state, user_id).await;
+            Some(taken)
+        }
+        None => None,
+    };
     let (authenticated, snapshot) = state.core.open_socket(bearer).await.map_err(refusal)?;
-    let seat = match early_seat {
-        Some(seat) => seat,
+    let seat = match named {
+        Some(taken) => taken,
         None => seat(state, authenticated.actor.id)?,
     };
     Ok(Admitted {
