@@ -30,6 +30,7 @@ contract!(
     joining_starts_delivery_after_the_last_message,
     direct_channels_are_symmetric_and_named_by_peer,
     a_conversation_begun_from_both_sides_at_once_is_one,
+    a_conversation_whose_peer_is_deleted_takes_no_more_messages,
     cursors_only_move_forward,
     a_flush_of_many_cursors_moves_each_forward_only,
     deleting_a_topic_frees_its_name_and_messages,
@@ -1311,4 +1312,52 @@ async fn a_conversation_begun_from_both_sides_at_once_is_one(db: &TestStore) {
             assert_eq!(direct[0].delivered_seq, 0);
         }
     }
+}
+
+/// A publish to a conversation one of whose users is gone reserves
+/// nothing and stores nothing, in the same batch as publishes that land,
+/// and a topic is untouched by the rule.
+async fn a_conversation_whose_peer_is_deleted_takes_no_more_messages(db: &TestStore) {
+    let admin = user(db, "admin").await;
+    let alice = user(db, "alice").await;
+    let bob = user(db, "bob").await;
+    let carol = user(db, "carol").await;
+    let news = db
+        .create_topic(&alice, &topic_name("news"), false)
+        .await
+        .unwrap();
+    let with_bob = db.direct_channel(alice.id, bob.id).await.unwrap();
+    let with_carol = db.direct_channel(alice.id, carol.id).await.unwrap();
+    db.publish(with_bob, &alice, "before").await.unwrap();
+    db.delete_account(&admin, bob.id).await.unwrap();
+    let receipts = vec![
+        db.queue_publish(with_bob, &alice, "after".into(), None)
+            .await
+            .unwrap(),
+        db.queue_publish(with_carol, &alice, "to carol".into(), None)
+            .await
+            .unwrap(),
+        db.queue_publish(news.id, &alice, "to news".into(), None)
+            .await
+            .unwrap(),
+    ];
+    let mut outcomes = Vec::new();
+    for receipt in receipts {
+        outcomes.push(receipt.committed().await.map(|m| (m.content, m.seq)));
+    }
+    assert!(
+        matches!(outcomes[0], Err(StoreError::NotFound)),
+        "{:?}",
+        outcomes[0]
+    );
+    assert_eq!(outcomes[1].as_ref().ok(), Some(&("to carol".to_owned(), 1)));
+    assert_eq!(outcomes[2].as_ref().ok(), Some(&("to news".to_owned(), 1)));
+    let kept: Vec<(String, i64)> = db
+        .messages_after(with_bob, 0, 10, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.content, m.seq))
+        .collect();
+    assert_eq!(kept, vec![("before".to_owned(), 1)]);
 }

@@ -22,7 +22,8 @@ pub struct Checked {
     audience: Audience,
     label: String,
     content: String,
-    /// The topic came from the cache and may be gone since.
+    /// The topic or the conversation came from the cache and may be gone
+    /// since.
     cached: bool,
 }
 
@@ -239,15 +240,18 @@ impl Core {
         }
     }
 
-    /// Publishes to a name whose remembered topic was gone: looked up
-    /// afresh, with its rules.
+    /// Publishes to a name whose remembered topic or conversation was
+    /// gone: looked up afresh, with its rules.
     async fn republish(
         &self,
         actor: &Actor,
         label: &str,
         content: &str,
     ) -> Result<Published, ServiceError> {
-        self.topics.remove(label);
+        match label.strip_prefix('@') {
+            Some(peer) => self.directs.remove(&(actor.id, peer.to_owned())),
+            None => self.topics.remove(label),
+        }
         let target = Target::parse(label).map_err(|_| ServiceError::NotFound("topic or user"))?;
         Box::pin(self.publish(actor, &target, content)).await
     }
@@ -302,7 +306,9 @@ impl Core {
             audience: Audience::Direct { to: peer.id },
             label: format!("@{}", peer.username),
             content,
-            cached: false,
+            // The commit takes nothing for a conversation whose peer is
+            // gone (see `group_commit.rs`), and the peer is looked up again.
+            cached: true,
         })
     }
 

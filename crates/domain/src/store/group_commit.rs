@@ -269,6 +269,19 @@ async fn write(
     }
 }
 
+/// The condition on `channels` under which a publish may take a seq: a
+/// topic, or a conversation both of whose members are still there.
+/// Deleting a user removes their memberships, and a process that
+/// remembers the conversation would otherwise go on storing messages to
+/// someone who is gone; it gets nothing reserved instead, like a deleted
+/// topic, and looks the peer up again.
+macro_rules! open_channel {
+    () => {
+        "(channels.kind <> 'direct' OR \
+          (SELECT COUNT(*) FROM memberships m WHERE m.channel_id = channels.id) = 2)"
+    };
+}
+
 /// The whole batch as one PostgreSQL statement: the seq reservation, the
 /// numbering and the insert are data-modifying CTEs, so the statement is
 /// its own transaction and a commit is one round trip instead of four
@@ -278,7 +291,8 @@ async fn write(
 /// and the statement is parsed and planned once per connection.
 ///
 /// Within a channel, seqs follow queue order (`row_number` over `i`).
-const POSTGRES_BATCH: &str = "\
+const POSTGRES_BATCH: &str = concat!(
+    "\
     WITH input AS ( \
         SELECT t.i, t.channel_id, t.sender_id, t.content \
         FROM json_to_recordset($1::json) AS t(i bigint, channel_id bigint, sender_id bigint, content text) \
@@ -286,7 +300,9 @@ const POSTGRES_BATCH: &str = "\
         SELECT channel_id, COUNT(*) AS n FROM input GROUP BY channel_id \
     ), reserved AS ( \
         UPDATE channels SET last_seq = channels.last_seq + counts.n FROM counts \
-        WHERE counts.channel_id = channels.id \
+        WHERE counts.channel_id = channels.id AND ",
+    open_channel!(),
+    " \
         RETURNING channels.id, channels.last_seq \
     ), numbered AS ( \
         SELECT input.i, input.channel_id, input.sender_id, input.content, \
@@ -301,7 +317,8 @@ const POSTGRES_BATCH: &str = "\
         RETURNING id, channel_id, seq \
     ) \
     SELECT numbered.i, inserted.id, inserted.seq FROM inserted \
-    JOIN numbered ON numbered.channel_id = inserted.channel_id AND numbered.seq = inserted.seq";
+    JOIN numbered ON numbered.channel_id = inserted.channel_id AND numbered.seq = inserted.seq",
+);
 
 /// One publish of a batch, as [`POSTGRES_BATCH`] reads it.
 #[derive(serde::Serialize)]
@@ -416,9 +433,11 @@ async fn reserve(
 ) -> Result<HashMap<i64, i64>, StoreError> {
     let sql = format!(
         "{begin}WITH v (id, n) AS (VALUES {}) \
-         UPDATE OR ROLLBACK channels SET last_seq = channels.last_seq + v.n FROM v WHERE v.id = channels.id \
+         UPDATE OR ROLLBACK channels SET last_seq = channels.last_seq + v.n FROM v \
+         WHERE v.id = channels.id AND {} \
          RETURNING channels.id, channels.last_seq",
-        values_list(Backend::Sqlite, channels.len(), 2)
+        values_list(Backend::Sqlite, channels.len(), 2),
+        open_channel!(),
     );
     let mut query = sqlx::query_as::<_, (i64, i64)>(&sql);
     for channel_id in channels {

@@ -13,6 +13,7 @@ on_both_stores!(
     unsubscribe_stops_delivery,
     closed_sockets_leave_no_hub_entries,
     a_topic_deleted_elsewhere_is_not_published_to,
+    a_deleted_user_gets_no_more_direct_messages,
 );
 
 async fn subscribe_publish_ack_and_no_echo(app: &TestGateway) {
@@ -266,4 +267,33 @@ async fn a_topic_deleted_elsewhere_is_not_published_to(app: &TestGateway) {
     assert_eq!(ws.request(to_news).await["code"], "forbidden");
     let kept = app.db.messages_after(new.id, 0, 10, None).await.unwrap();
     assert!(kept.is_empty());
+}
+
+/// A conversation the sender's process remembers does not outlive its
+/// peer: once the peer is deleted, a direct message to them is refused as
+/// it is by a process that never saw the conversation.
+async fn a_deleted_user_gets_no_more_direct_messages(app: &TestGateway) {
+    let (_, alice_token) = app.user("alice").await;
+    let (bob, _) = app.user("bob").await;
+    let (_, admin) = app.user_with("admin", true).await;
+    let mut alice = app.connect(&alice_token).await;
+    let ack = alice
+        .request(json!({"action":"message","topic_name":"@bob","content":"one"}))
+        .await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    let (status, _) = app
+        .rest(
+            reqwest::Method::DELETE,
+            &format!("/api/users/{}/", bob.id),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    for target in ["@bob", "bob"] {
+        let refused = alice
+            .request(json!({"action":"message","topic_name":target,"content":"two"}))
+            .await;
+        assert_eq!(refused["code"], "not_found", "{target}: {refused}");
+    }
 }
