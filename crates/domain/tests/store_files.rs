@@ -122,6 +122,50 @@ async fn upgrading_keeps_the_ids_of_deleted_messages_from_coming_back() {
     assert_eq!((next.id, next.seq), (4, 4), "ids 2 and 3 stay unused");
 }
 
+/// Conversations of users deleted before conversations could be closed
+/// are closed by the upgrade: nothing more is stored in them, while one
+/// whose users are both there takes messages as before.
+#[tokio::test]
+async fn upgrading_closes_the_conversations_of_users_deleted_before() {
+    use sqlx::Connection;
+    let (_dir, url, mut conn) = database_before(7).await;
+    for statement in [
+        "INSERT INTO users (id, username, password_hash, created_at) VALUES (1, 'alice', 'h', 0), (2, 'bob', 'h', 0), (3, 'carol', 'h', 0)",
+        "INSERT INTO names (name) VALUES ('alice'), ('bob'), ('carol')",
+        "INSERT INTO channels (id, kind, direct_key, private, last_seq, created_at) VALUES (1, 'direct', '1:2', 1, 1, 0), (2, 'direct', '1:3', 1, 0, 0)",
+        "INSERT INTO memberships (channel_id, user_id, joined_at, delivered_seq) VALUES (1, 1, 0, 1), (2, 1, 0, 0), (2, 3, 0, 0)",
+        "INSERT INTO messages (channel_id, seq, sender_id, content, created_at) VALUES (1, 1, 1, 'before', 0)",
+        "UPDATE users SET deleted_at = 1, is_active = 0 WHERE id = 2",
+    ] {
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+    }
+    conn.close().await.unwrap();
+
+    let store = domain::store::Store::connect(&url, 1).await.unwrap();
+    let alice: domain::model::Actor = store.user_by_id(1).await.unwrap().unwrap().into();
+    let to = |channel_id: i64, content: &str| {
+        let (store, alice, content) = (store.clone(), alice.clone(), content.to_owned());
+        async move {
+            store
+                .queue_publish(channel_id, &alice, content, None)
+                .await
+                .unwrap()
+                .committed()
+                .await
+        }
+    };
+    assert!(matches!(
+        to(1, "to bob").await,
+        Err(domain::store::StoreError::NotFound)
+    ));
+    assert_eq!(to(2, "to carol").await.unwrap().seq, 1);
+    let kept = store.messages_after(1, 0, 10, None).await.unwrap();
+    assert_eq!(
+        kept.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
+        ["before"]
+    );
+}
+
 /// A SQLite database in a temporary directory, migrated up to (not
 /// including) `version`, with foreign keys on as the server has them.
 async fn database_before(version: i64) -> (tempfile::TempDir, String, sqlx::SqliteConnection) {

@@ -281,6 +281,14 @@ impl Store {
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
+        // Their conversations take no more messages (see the group commit).
+        sqlx::query(
+            "UPDATE channels SET closed = 1 WHERE kind = 'direct' \
+             AND id IN (SELECT channel_id FROM memberships WHERE user_id = $1)",
+        )
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         sqlx::query("DELETE FROM memberships WHERE user_id = $1")
             .bind(id)
             .execute(&mut *tx)

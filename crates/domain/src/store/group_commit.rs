@@ -270,15 +270,14 @@ async fn write(
 }
 
 /// The condition on `channels` under which a publish may take a seq: a
-/// topic, or a conversation both of whose members are still there.
-/// Deleting a user removes their memberships, and a process that
-/// remembers the conversation would otherwise go on storing messages to
-/// someone who is gone; it gets nothing reserved instead, like a deleted
-/// topic, and looks the peer up again.
+/// topic, or a conversation none of whose users was deleted (deleting a
+/// user closes their conversations). A process that remembers the
+/// conversation would otherwise go on storing messages to someone who is
+/// gone; it gets nothing reserved instead, like a deleted topic, and
+/// looks the peer up again.
 macro_rules! open_channel {
     () => {
-        "(channels.kind <> 'direct' OR \
-          (SELECT COUNT(*) FROM memberships m WHERE m.channel_id = channels.id) = 2)"
+        "channels.closed = 0"
     };
 }
 
