@@ -275,9 +275,15 @@ async fn write(
 /// conversation would otherwise go on storing messages to someone who is
 /// gone; it gets nothing reserved instead, like a deleted topic, and
 /// looks the peer up again.
+///
+/// Written as `<> 1`, not `= 0`: without statistics on the column (a
+/// table `ANALYZE` has not seen since the upgrade), PostgreSQL takes an
+/// equality to keep one row in two hundred, plans the rest of the batch
+/// for a single reserved channel, and joins the numbered rows in nested
+/// loops: 54 ms a commit of 345 direct messages instead of about 10.
 macro_rules! open_channel {
     () => {
-        "channels.closed = 0"
+        "channels.closed <> 1"
     };
 }
 
