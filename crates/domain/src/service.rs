@@ -5,6 +5,7 @@
 mod accounts;
 mod announcer;
 mod batch;
+mod conversations;
 mod credentials;
 mod delivery;
 mod heads;
@@ -77,6 +78,9 @@ pub struct Core {
     openings: openings::OpeningReader,
     /// The newest seq of channels and tags, read in batches (`heads.rs`).
     heads: heads::HeadReader,
+    /// Direct messages' peers and conversations, resolved in batches
+    /// (`conversations.rs`) when `directs` does not have them.
+    conversations: conversations::ConversationReader,
 }
 
 /// Entries each cache holds before starting over.
@@ -98,6 +102,7 @@ impl Core {
             tokens: tokens::reader(store.clone()),
             openings: openings::reader(store.clone()),
             heads: heads::reader(store.clone()),
+            conversations: conversations::reader(store.clone()),
             store,
             bus,
             limits,

@@ -12,6 +12,7 @@
 mod audit;
 mod batch_reads;
 mod channels;
+mod conversations;
 mod credentials;
 mod cursors;
 mod group_commit;

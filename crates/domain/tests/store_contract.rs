@@ -30,6 +30,8 @@ contract!(
     joining_starts_delivery_after_the_last_message,
     direct_channels_are_symmetric_and_named_by_peer,
     a_conversation_begun_from_both_sides_at_once_is_one,
+    conversations_are_resolved_by_name_in_one_batch,
+    batches_resolving_the_same_conversations_at_once_make_each_once,
     a_conversation_whose_peer_is_deleted_takes_no_more_messages,
     cursors_only_move_forward,
     a_flush_of_many_cursors_moves_each_forward_only,
@@ -1310,6 +1312,130 @@ async fn a_conversation_begun_from_both_sides_at_once_is_one(db: &TestStore) {
                 .collect();
             assert_eq!(direct.len(), 1, "round {round}: {member} is a member once");
             assert_eq!(direct[0].delivered_seq, 0);
+        }
+    }
+}
+
+/// One batch of `(sender, peer name)`: a conversation that exists, new
+/// ones (one asked from both sides), a name nobody has, a deleted user
+/// and the sender's own name. Each new conversation is made once, with
+/// both users as members from seq 0, and asking again answers the same.
+async fn conversations_are_resolved_by_name_in_one_batch(db: &TestStore) {
+    let admin = user(db, "admin").await;
+    let alice = user(db, "alice").await;
+    let bob = user(db, "bob").await;
+    let carol = user(db, "carol").await;
+    let dave = user(db, "dave").await;
+    db.delete_account(&admin, dave.id).await.unwrap();
+    let existing = db.direct_channel(alice.id, bob.id).await.unwrap();
+    let asks: Vec<(i64, String)> = [
+        (alice.id, "bob"),
+        (alice.id, "carol"),
+        (carol.id, "alice"),
+        (bob.id, "carol"),
+        (alice.id, "nobody"),
+        (alice.id, "dave"),
+        (alice.id, "alice"),
+    ]
+    .into_iter()
+    .map(|(sender, name)| (sender, name.to_owned()))
+    .collect();
+    let found = db.direct_conversations(&asks).await.unwrap();
+    let answer = |sender: i64, name: &str| found.get(&(sender, name.to_owned())).cloned();
+    let (peer, channel) = answer(alice.id, "bob").unwrap();
+    assert_eq!(
+        (peer.id, peer.username.as_str(), channel),
+        (bob.id, "bob", existing)
+    );
+    let (peer, alice_carol) = answer(alice.id, "carol").unwrap();
+    assert_eq!(peer.id, carol.id);
+    let (peer, carol_alice) = answer(carol.id, "alice").unwrap();
+    assert_eq!((peer.id, carol_alice), (alice.id, alice_carol));
+    let (peer, bob_carol) = answer(bob.id, "carol").unwrap();
+    assert_eq!(peer.id, carol.id);
+    assert_ne!(bob_carol, alice_carol);
+    assert_eq!(
+        found.len(),
+        4,
+        "nobody, a deleted user and oneself are left out"
+    );
+    for (channel, members) in [
+        (alice_carol, [alice.id, carol.id]),
+        (bob_carol, [bob.id, carol.id]),
+    ] {
+        assert_eq!(
+            db.find_direct_channel(members[0], members[1])
+                .await
+                .unwrap(),
+            Some(channel)
+        );
+        for member in members {
+            let direct: Vec<_> = memberships(db, member)
+                .await
+                .into_iter()
+                .filter(|m| m.channel_id == channel)
+                .collect();
+            assert_eq!(direct.len(), 1, "{member} is a member of {channel} once");
+            assert_eq!(direct[0].delivered_seq, 0);
+        }
+    }
+    let again = db.direct_conversations(&asks).await.unwrap();
+    assert_eq!(
+        again
+            .into_iter()
+            .map(|(k, (u, c))| (k, u.id, c))
+            .collect::<std::collections::BTreeSet<_>>(),
+        found.into_iter().map(|(k, (u, c))| (k, u.id, c)).collect()
+    );
+}
+
+/// Batches asking for the same new conversations from both sides at the
+/// same moment (two processes' first messages): one conversation each.
+async fn batches_resolving_the_same_conversations_at_once_make_each_once(db: &TestStore) {
+    for round in 0..5 {
+        let mut users = Vec::new();
+        for i in 0..6 {
+            users.push(user(db, &format!("r{round}u{i}")).await);
+        }
+        // Every ordered pair, split over four batches in different orders.
+        let asks: Vec<(i64, String)> = users
+            .iter()
+            .flat_map(|a| {
+                users
+                    .iter()
+                    .filter(move |b| b.id != a.id)
+                    .map(move |b| (a.id, b.username.clone()))
+            })
+            .collect();
+        let batches: Vec<_> = (0..4)
+            .map(|n| {
+                let store = db.store.clone();
+                let mut mine: Vec<_> = asks.iter().skip(n).step_by(2).cloned().collect();
+                if n % 2 == 1 {
+                    mine.reverse();
+                }
+                tokio::spawn(async move { store.direct_conversations(&mine).await })
+            })
+            .collect();
+        let mut ids = std::collections::HashMap::new();
+        for batch in batches {
+            for ((sender, _), (peer, channel)) in batch.await.unwrap().unwrap() {
+                let pair = (sender.min(peer.id), sender.max(peer.id));
+                assert_eq!(
+                    *ids.entry(pair).or_insert(channel),
+                    channel,
+                    "round {round}: {pair:?}"
+                );
+            }
+        }
+        assert_eq!(ids.len(), 15, "round {round}: every pair resolved");
+        for member in &users {
+            let mine = memberships(db, member.id).await;
+            for (&(a, b), channel) in &ids {
+                let expected = usize::from(a == member.id || b == member.id);
+                let count = mine.iter().filter(|m| m.channel_id == *channel).count();
+                assert_eq!(count, expected, "round {round}: {} in {channel}", member.id);
+            }
         }
     }
 }

@@ -314,11 +314,16 @@ impl Core {
 
     /// The peer and the conversation with them, created on first use.
     async fn direct(&self, actor: &Actor, username: &str) -> Result<(User, i64), ServiceError> {
+        if username == actor.username {
+            return Err(yourself());
+        }
+        let key = (actor.id, username.to_owned());
         self.directs
-            .get_or_try((actor.id, username.to_owned()), || async {
-                let peer = self.peer(actor, username).await?;
-                let channel = self.store.direct_channel(actor.id, peer.id).await?;
-                Ok((peer, channel))
+            .get_or_try(key.clone(), || async {
+                self.conversations
+                    .get(key)
+                    .await?
+                    .ok_or(ServiceError::NotFound("topic or user"))
             })
             .await
     }
@@ -330,10 +335,7 @@ impl Core {
             .await?
             .ok_or(ServiceError::NotFound("topic or user"))?;
         if peer.id == actor.id {
-            return Err(ServiceError::Invalid {
-                field: "topic_name",
-                message: "cannot send a direct message to yourself".into(),
-            });
+            return Err(yourself());
         }
         Ok(peer)
     }
@@ -449,5 +451,12 @@ enum NoTopic {
 impl From<StoreError> for NoTopic {
     fn from(err: StoreError) -> Self {
         Self::Store(err)
+    }
+}
+
+fn yourself() -> ServiceError {
+    ServiceError::Invalid {
+        field: "topic_name",
+        message: "cannot send a direct message to yourself".into(),
     }
 }

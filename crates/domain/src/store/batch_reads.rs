@@ -1,6 +1,6 @@
 //! Connections of their own for the reads the service batches (a token's
 //! account, a socket's snapshot, both at once, stream heads: see the service's
-//! `batch.rs`).
+//! `batch.rs`), and the peers and conversations of direct messages.
 //!
 //! Each of those reads has one statement under way at a time, so a pooled
 //! connection bought nothing and cost the pool's checks around every
@@ -23,6 +23,7 @@ pub(super) struct BatchReads {
     pub snapshots: Held,
     pub openings: Held,
     pub heads: Held,
+    pub conversations: Held,
 }
 
 impl BatchReads {
@@ -32,11 +33,18 @@ impl BatchReads {
             snapshots: Held::lazy(options.clone(), backend),
             openings: Held::lazy(options.clone(), backend),
             heads: Held::lazy(options.clone(), backend),
+            conversations: Held::lazy(options.clone(), backend),
         }
     }
 
     pub async fn close(&self) {
-        for held in [&self.tokens, &self.snapshots, &self.openings, &self.heads] {
+        for held in [
+            &self.tokens,
+            &self.snapshots,
+            &self.openings,
+            &self.heads,
+            &self.conversations,
+        ] {
             held.close().await;
         }
     }

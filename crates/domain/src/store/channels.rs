@@ -9,7 +9,7 @@ use sqlx::Connection;
 
 use super::audit::{Changes, record};
 use super::users::claim_name;
-use super::{Backend, Store, StoreError, conflict, flag};
+use super::{Store, StoreError, conflict, flag};
 use crate::model::{Actor, Audience, Member, Retention, StoredMessage, Topic};
 use crate::names::TopicName;
 use crate::paging::{Page, PageRequest};
@@ -156,10 +156,6 @@ impl From<MessageRow> for StoredMessage {
 /// A message row with its sender's name, as history and backlogs read it.
 const MESSAGES: &str = "SELECT m.id, m.channel_id, m.seq, m.sender_id, u.username AS sender, \
      m.content, m.created_at FROM messages m JOIN users u ON u.id = m.sender_id";
-
-fn direct_key(a: i64, b: i64) -> String {
-    format!("{}:{}", a.min(b), a.max(b))
-}
 
 impl Store {
     /// Creates a topic; its creator becomes its owner and first member.
@@ -390,105 +386,6 @@ impl Store {
         }
         tx.commit().await?;
         Ok(gone)
-    }
-
-    /// The direct conversation between two users, if they ever talked.
-    pub async fn find_direct_channel(&self, a: i64, b: i64) -> Result<Option<i64>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT id FROM channels WHERE direct_key = $1")
-                .bind(direct_key(a, b))
-                .fetch_optional(&self.read)
-                .await?,
-        )
-    }
-
-    /// The direct conversation between two users, created with both as
-    /// members on first use.
-    pub async fn direct_channel(&self, a: i64, b: i64) -> Result<i64, StoreError> {
-        if let Some(id) = self.find_direct_channel(a, b).await? {
-            return Ok(id);
-        }
-        match self.backend {
-            Backend::Postgres => self.create_direct_postgres(a, b).await,
-            Backend::Sqlite => self.create_direct_sqlite(a, b).await,
-        }
-    }
-
-    /// One statement, so one round trip. As a transaction of its own it
-    /// was six (begin, the channel, its id, two members, commit), and 200
-    /// conversations begun at once on api + 2 gateways took 400 ms to
-    /// create, every first message and those behind it waiting.
-    ///
-    /// The statement reads the channel as of its start, so when another
-    /// transaction creates the same conversation meanwhile (both peers
-    /// writing first at once), the insert waits for it and does nothing,
-    /// and the id is not seen yet; the statement is then run again, and
-    /// sees it.
-    async fn create_direct_postgres(&self, a: i64, b: i64) -> Result<i64, StoreError> {
-        let key = direct_key(a, b);
-        let mut conn = self.writer().await?;
-        for _ in 0..3 {
-            let id: Option<i64> = sqlx::query_scalar(
-                "WITH made AS ( \
-                   INSERT INTO channels (kind, direct_key, private, created_at) \
-                   VALUES ('direct', $1, 1, $2) ON CONFLICT (direct_key) DO NOTHING RETURNING id), \
-                 found AS ( \
-                   SELECT id FROM made UNION ALL SELECT id FROM channels WHERE direct_key = $1 \
-                   LIMIT 1), \
-                 joined AS ( \
-                   INSERT INTO memberships (channel_id, user_id, joined_at, delivered_seq) \
-                   SELECT found.id, member.user_id, $2, 0 \
-                   FROM found, (VALUES ($3), ($4)) AS member (user_id) \
-                   ON CONFLICT (channel_id, user_id) DO NOTHING) \
-                 SELECT id FROM found",
-            )
-            .bind(&key)
-            .bind(now_millis())
-            .bind(a)
-            .bind(b)
-            .fetch_optional(&mut *conn)
-            .await?;
-            if let Some(id) = id {
-                return Ok(id);
-            }
-        }
-        Err(StoreError::Unavailable(format!(
-            "the direct conversation {key} was neither created nor found"
-        )))
-    }
-
-    /// SQLite has no writing `WITH`; a transaction on the writer's
-    /// connection costs thread hand-offs there, not network round trips.
-    async fn create_direct_sqlite(&self, a: i64, b: i64) -> Result<i64, StoreError> {
-        let key = direct_key(a, b);
-        let now = now_millis();
-        let mut conn = self.writer().await?;
-        let mut tx = conn.begin().await?;
-        sqlx::query(
-            "INSERT INTO channels (kind, direct_key, private, created_at) VALUES ('direct', $1, 1, $2) \
-             ON CONFLICT (direct_key) DO NOTHING",
-        )
-        .bind(&key)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let id: i64 = sqlx::query_scalar("SELECT id FROM channels WHERE direct_key = $1")
-            .bind(&key)
-            .fetch_one(&mut *tx)
-            .await?;
-        for user in [a, b] {
-            sqlx::query(
-                "INSERT INTO memberships (channel_id, user_id, joined_at, delivered_seq) \
-                 VALUES ($1, $2, $3, 0) ON CONFLICT (channel_id, user_id) DO NOTHING",
-            )
-            .bind(id)
-            .bind(user)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(id)
     }
 
     /// Stores a message under the channel's next seq, announcing it to nobody.
