@@ -14,6 +14,7 @@ mod plot;
 mod report;
 mod scenarios;
 mod setup;
+mod timeline;
 
 use clap::{Parser, Subcommand};
 

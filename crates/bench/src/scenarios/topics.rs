@@ -9,6 +9,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::client;
 use crate::report::{self, Integrity, Report};
 use crate::setup::{Target, TargetArgs};
+use crate::timeline::Timeline;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
@@ -26,6 +27,10 @@ pub struct Args {
     /// waits; at saturation it only says how full the windows are.
     #[arg(long, default_value_t = 0)]
     pub rate: u64,
+    /// Where to write the deliveries of each 100 ms of the run (CSV: how
+    /// many, how many over 50 ms, the slowest): when the tail came.
+    #[arg(long)]
+    pub timeline: Option<std::path::PathBuf>,
 }
 
 pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
@@ -36,6 +41,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     for (i, (_, token)) in receivers.iter().enumerate() {
         let mut ws = client::connect(&t.args.ws_url(i, token), t.args.source(i), false).await?;
         let expected = args.messages;
+        let mut timeline = args.timeline.is_some().then(Timeline::default);
         readers.push(tokio::spawn(async move {
             let mut integrity = Integrity::default();
             let mut latency = report::histogram();
@@ -50,10 +56,15 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
                     (client::field(&text, "\"seq\":"), client::sent_at(&text))
                 {
                     integrity.record(seq);
-                    let _ = latency.record(client::now_nanos().saturating_sub(sent) / 1000);
+                    let now = client::now_nanos();
+                    let micros = now.saturating_sub(sent) / 1000;
+                    let _ = latency.record(micros);
+                    if let Some(timeline) = &mut timeline {
+                        timeline.record(now, micros);
+                    }
                 }
             }
-            (integrity, latency, Instant::now())
+            (integrity, latency, timeline, Instant::now())
         }));
     }
     let mut sockets = vec![];
@@ -71,6 +82,7 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     // `connect` scenario's business.
     let cpu_before = report::own_cpu_seconds();
     let started = Instant::now();
+    let started_nanos = client::now_nanos();
     let mut writers = vec![];
     for (i, ws) in sockets.into_iter().enumerate() {
         let peer = receivers[i].0.username.clone();
@@ -125,14 +137,21 @@ pub async fn run(target: &TargetArgs, args: Args) -> anyhow::Result<Report> {
     let mut latency = report::histogram();
     let (mut received, mut lost, mut duplicated, mut out_of_order) = (0, 0, 0, 0);
     let mut last = started;
+    let mut timeline = Timeline::default();
     for reader in readers {
-        let (integrity, h, at) = reader.await?;
+        let (integrity, h, steps, at) = reader.await?;
         latency.add(&h)?;
+        if let Some(steps) = steps {
+            timeline.merge(steps);
+        }
         received += integrity.received;
         lost += integrity.lost(args.messages);
         duplicated += integrity.duplicated;
         out_of_order += integrity.out_of_order;
         last = last.max(at);
+    }
+    if let Some(path) = &args.timeline {
+        timeline.write(path, started_nanos)?;
     }
     let elapsed = last.duration_since(started);
     let mut out = Report::new("topics");
