@@ -94,6 +94,12 @@ impl Timeline {
 mod tests {
     use super::*;
 
+    fn written(timeline: &Timeline, started_nanos: u64) -> String {
+        let mut out = Vec::new();
+        timeline.write_to(&mut out, started_nanos).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
     fn steps_count_merge_and_fill_the_gaps_from_the_start() {
         let start = 5 * STEP_NANOS + 3 * SLOT_NANOS;
@@ -104,10 +110,8 @@ mod tests {
         b.record(start + 2 * STEP_NANOS, 120_500);
         b.record(start + 20, 1_000);
         a.merge(b);
-        let mut out = Vec::new();
-        a.write_to(&mut out, start).unwrap();
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            written(&a, start),
             "ms,deliveries,over_50ms,max_ms\n0,3,1,80.0\n100,0,0,0.0\n200,1,1,120.5\n"
         );
     }
@@ -120,20 +124,16 @@ mod tests {
         let mut t = Timeline::default();
         t.record(start + 95_000_000, 1_000);
         t.record(start + 105_000_000, 60_000);
-        let mut out = Vec::new();
-        t.write_to(&mut out, start).unwrap();
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            written(&t, start),
             "ms,deliveries,over_50ms,max_ms\n0,1,0,1.0\n100,1,1,60.0\n"
         );
     }
 
     #[test]
     fn an_empty_run_writes_only_the_header() {
-        let mut out = Vec::new();
-        Timeline::default().write_to(&mut out, 12345).unwrap();
         assert_eq!(
-            String::from_utf8(out).unwrap(),
+            written(&Timeline::default(), 12345),
             "ms,deliveries,over_50ms,max_ms\n"
         );
     }
