@@ -195,6 +195,17 @@ async fn memberships(store: &Store, user_id: i64) -> Vec<domain::store::Membersh
     found.remove(&user_id).unwrap_or_default().memberships
 }
 
+/// A user's memberships of one channel (one, or none).
+async fn memberships_in(
+    store: &Store,
+    user_id: i64,
+    channel_id: i64,
+) -> Vec<domain::store::Membership> {
+    let mut found = memberships(store, user_id).await;
+    found.retain(|m| m.channel_id == channel_id);
+    found
+}
+
 async fn snapshots_of_many_users_come_from_one_read(db: &TestStore) {
     let alice = user(db, "alice").await;
     let bob = user(db, "bob").await;
@@ -1305,11 +1316,7 @@ async fn a_conversation_begun_from_both_sides_at_once_is_one(db: &TestStore) {
         }
         assert!(ids.iter().all(|id| *id == ids[0]), "round {round}: {ids:?}");
         for member in [a.id, b.id] {
-            let direct: Vec<_> = memberships(db, member)
-                .await
-                .into_iter()
-                .filter(|m| m.channel_id == ids[0])
-                .collect();
+            let direct = memberships_in(db, member, ids[0]).await;
             assert_eq!(direct.len(), 1, "round {round}: {member} is a member once");
             assert_eq!(direct[0].delivered_seq, 0);
         }
@@ -1370,11 +1377,7 @@ async fn conversations_are_resolved_by_name_in_one_batch(db: &TestStore) {
             Some(channel)
         );
         for member in members {
-            let direct: Vec<_> = memberships(db, member)
-                .await
-                .into_iter()
-                .filter(|m| m.channel_id == channel)
-                .collect();
+            let direct = memberships_in(db, member, channel).await;
             assert_eq!(direct.len(), 1, "{member} is a member of {channel} once");
             assert_eq!(direct[0].delivered_seq, 0);
         }
@@ -1430,10 +1433,9 @@ async fn batches_resolving_the_same_conversations_at_once_make_each_once(db: &Te
         }
         assert_eq!(ids.len(), 15, "round {round}: every pair resolved");
         for member in &users {
-            let mine = memberships(db, member.id).await;
             for (&(a, b), channel) in &ids {
                 let expected = usize::from(a == member.id || b == member.id);
-                let count = mine.iter().filter(|m| m.channel_id == *channel).count();
+                let count = memberships_in(db, member.id, *channel).await.len();
                 assert_eq!(count, expected, "round {round}: {} in {channel}", member.id);
             }
         }

@@ -317,11 +317,10 @@ impl Core {
         if username == actor.username {
             return Err(yourself());
         }
-        let key = (actor.id, username.to_owned());
         self.directs
-            .get_or_try(key.clone(), || async {
+            .get_or_try((actor.id, username.to_owned()), || async {
                 self.conversations
-                    .get(key)
+                    .get((actor.id, username.to_owned()))
                     .await?
                     .ok_or(ServiceError::NotFound("topic or user"))
             })

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 
 use sqlx::Connection;
 
+use super::users::UserRow;
 use super::writer::WriteConnection;
 use super::{Backend, Store, StoreError, batch_reads, values_list};
 use crate::model::User;
@@ -30,9 +31,8 @@ pub(super) fn direct_key(a: i64, b: i64) -> String {
 struct PeerRow {
     sender: i64,
     name: String,
-    id: i64,
-    username: String,
-    is_admin: i64,
+    #[sqlx(flatten)]
+    peer: UserRow,
     channel_id: Option<i64>,
 }
 
@@ -95,7 +95,7 @@ impl Store {
         let mut missing: Vec<(i64, i64)> = rows
             .iter()
             .filter(|r| r.channel_id.is_none())
-            .map(|r| (r.sender, r.id))
+            .map(|r| (r.sender, r.peer.id))
             .collect();
         let created = match missing.is_empty() {
             true => HashMap::new(),
@@ -107,17 +107,12 @@ impl Store {
         };
         rows.into_iter()
             .map(|row| {
-                let key = direct_key(row.sender, row.id);
+                let key = direct_key(row.sender, row.peer.id);
                 let channel = match row.channel_id {
                     Some(id) => id,
                     None => *created.get(&key).ok_or_else(|| not_created(&key))?,
                 };
-                let peer = User {
-                    id: row.id,
-                    username: row.username,
-                    is_admin: row.is_admin != 0,
-                };
-                Ok(((row.sender, row.name), (peer, channel)))
+                Ok(((row.sender, row.name), (row.peer.into(), channel)))
             })
             .collect()
     }

@@ -9,8 +9,8 @@ use crate::names::Username;
 use crate::time::now_millis;
 
 #[derive(sqlx::FromRow)]
-struct UserRow {
-    id: i64,
+pub(super) struct UserRow {
+    pub(super) id: i64,
     username: String,
     is_admin: i64,
 }
