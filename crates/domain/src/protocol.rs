@@ -473,6 +473,160 @@ mod tests {
         }
     }
 
+    mod generated {
+        use proptest::prelude::*;
+        use proptest::strategy::ValueTree;
+
+        use super::super::*;
+
+        /// Any JSON value a client might put in a field, of the right
+        /// kind or not: names valid and not, escapes, a lone surrogate,
+        /// numbers out of range.
+        fn any_value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                3 => prop::sample::select(vec![
+                    r#""message""#,
+                    r#""mess\u0061ge""#,
+                    r#""subscribe""#,
+                    r#""mark_read""#,
+                    r#""news""#,
+                    r#""@bob""#,
+                    r#""@""#,
+                    r#""Not A Name""#,
+                    r#""""#,
+                    r#""esc\"aped \u00e9\n""#,
+                    r#""\ud800""#,
+                    "7",
+                    "-1",
+                    "1.5",
+                    "1e400",
+                    "18446744073709551616",
+                    "null",
+                    "true",
+                    "[1]",
+                    "{}",
+                ])
+                .prop_map(str::to_owned),
+                1 => string_value(),
+                1 => any::<i64>().prop_map(|n| n.to_string()),
+            ]
+        }
+
+        fn string_value() -> impl Strategy<Value = String> {
+            "[a-zA-Z0-9@ _.-]{0,12}".prop_map(|s| format!("\"{s}\""))
+        }
+
+        /// A field, mostly as a publish has it, sometimes not.
+        fn field(key: &'static str, usual: BoxedStrategy<String>) -> BoxedStrategy<Option<String>> {
+            let key = prop_oneof![
+                18 => Just(key),
+                1 => Just("type"),
+                1 => Just(r#"acti\u006fn"#),
+            ];
+            let value = prop_oneof![8 => usual, 1 => any_value().boxed()];
+            prop::option::weighted(0.92, (key, value).prop_map(|(k, v)| format!("\"{k}\":{v}")))
+                .boxed()
+        }
+
+        /// Publishes and their near misses: the fields of a publish in any
+        /// order, one now and then missing, renamed, of the wrong kind or
+        /// joined by a field twice or another field, sometimes cut short.
+        fn frame_like() -> impl Strategy<Value = String> {
+            let extra = (
+                prop::sample::select(vec!["ref", "extra", "content", "since", "action"]),
+                any_value(),
+            )
+                .prop_map(|(k, v)| format!("\"{k}\":{v}"));
+            (
+                field("action", Just(r#""message""#.to_owned()).boxed()),
+                field("topic_name", string_value().boxed()),
+                field("content", string_value().boxed()),
+                prop::option::of(field("ref", any_value().boxed())),
+                prop::collection::vec(extra, 0..3),
+                prop::bool::weighted(0.6),
+                prop::bool::weighted(0.9),
+                any::<prop::sample::Index>(),
+            )
+                .prop_flat_map(
+                    |(action, topic, content, reference, extras, plain, whole, cut)| {
+                        let mut fields: Vec<String> = [action, topic, content, reference.flatten()]
+                            .into_iter()
+                            .flatten()
+                            .collect();
+                        if !plain {
+                            fields.extend(extras);
+                        }
+                        (Just(fields).prop_shuffle(), Just(whole), Just(cut))
+                    },
+                )
+                .prop_map(|(fields, whole, cut)| {
+                    let text = format!("{{{}}}", fields.join(","));
+                    // Every piece is ASCII, so any cut is a char boundary.
+                    match whole {
+                        true => text,
+                        false => text[..cut.index(text.len())].to_owned(),
+                    }
+                })
+        }
+
+        /// A request, or an error with one of the codes a frame itself
+        /// can earn (the rest come from acting on it).
+        fn answers_as_the_general_parser(text: &str) -> Result<(), TestCaseError> {
+            let parsed = parse(text);
+            prop_assert_eq!(&parsed, &parse_any(text), "{}", text);
+            if let Err(e) = parsed {
+                prop_assert!(
+                    matches!(
+                        e.code,
+                        ErrorCode::BadJson
+                            | ErrorCode::UnknownAction
+                            | ErrorCode::MissingField
+                            | ErrorCode::InvalidField
+                            | ErrorCode::InvalidName
+                    ),
+                    "{:?} for {}",
+                    e.code,
+                    text
+                );
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(5000))]
+
+            /// The publish fast path changes nothing a client sees: for
+            /// any frame, `parse` answers what the general parser answers,
+            /// codes, messages and `ref` included.
+            #[test]
+            fn publish_like_frames_parse_as_the_general_parser_does(text in frame_like()) {
+                answers_as_the_general_parser(&text)?;
+            }
+
+            /// Any text at all gets an answer, never a panic.
+            #[test]
+            fn any_text_gets_a_request_or_a_frame_error(text in any::<String>()) {
+                answers_as_the_general_parser(&text)?;
+            }
+        }
+
+        /// The generator reaches the fast path often, so the property
+        /// above tests it rather than the general parser against itself.
+        #[test]
+        fn the_generator_reaches_the_fast_path() {
+            let mut runner = proptest::test_runner::TestRunner::deterministic();
+            let strategy = frame_like();
+            let taken = (0..5000)
+                .filter_map(|_| strategy.new_tree(&mut runner).ok())
+                .filter(|tree| parse_publish(&tree.current()).is_some())
+                .count();
+            assert!(
+                taken >= 1000,
+                "only {taken} of 5000 frames took the fast path"
+            );
+        }
+    }
+
     #[test]
     fn every_mistake_has_its_code_and_keeps_ref() {
         assert_eq!(code_of("{nope").0, ErrorCode::BadJson);
