@@ -56,13 +56,16 @@ const MAX_IN_FLIGHT: usize = 256;
 /// How often a session hands its delivery positions to the cursor book.
 const CURSOR_EVERY: Duration = Duration::from_millis(250);
 
-/// What a publish comes back with: its `ref`, and stored or why not.
+/// What a publish comes back with: its `ref`, and stored or why not. A
+/// frame refused outright while publishes are under way waits here too,
+/// already answered, so its error goes out in its place behind their acks.
 pub(crate) type Answer = (
     Option<serde_json::Value>,
-    Result<domain::service::Published, domain::service::ServiceError>,
+    Result<domain::service::Published, domain::protocol::FrameError>,
 );
 
-/// Publishes under way, acknowledged in the order they were sent.
+/// Publishes under way (and refusals behind them), answered in the order
+/// they were sent.
 pub(crate) type Pending = futures_util::stream::FuturesOrdered<
     std::pin::Pin<Box<dyn std::future::Future<Output = Answer> + Send>>,
 >;
@@ -478,7 +481,7 @@ impl Session {
                     domain::protocol::ErrorCode::BadJson,
                     "frames are JSON text; binary frames are not accepted",
                 );
-                self.conn.send(&ServerFrame::error(&error), None).await
+                self.refuse(error, None, pending).await
             }
             // Pongs are queued by the socket itself and go out with the next flush.
             Some(Ok(Message::Ping(_))) => Ok(()),

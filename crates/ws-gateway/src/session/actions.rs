@@ -36,18 +36,24 @@ impl From<End> for Failure {
 }
 
 impl Session {
+    /// Replies come back in the order their frames came in. A publish is
+    /// answered when it commits, while the socket goes on being read; a
+    /// frame refused outright waits behind the publishes under way; any
+    /// other action runs once they are answered, so its reply, and what it
+    /// changes, come after theirs.
     pub(super) async fn on_text(&mut self, text: &str, pending: &mut Pending) -> Result<(), End> {
         let request = match parse(text) {
             Ok(request) => request,
             Err(error) => {
                 frame_in("invalid");
-                return self
-                    .conn
-                    .send(&ServerFrame::error(&error), error.reference.as_ref())
-                    .await;
+                let reference = error.reference.clone();
+                return self.refuse(error, reference, pending).await;
             }
         };
         let reference = request.reference;
+        if !matches!(request.frame, ClientFrame::Message { .. }) {
+            self.answer_pending(pending).await?;
+        }
         let reply = match request.frame {
             ClientFrame::Subscribe { topic, since } => {
                 self.subscribe(topic, since, reference.as_ref()).await
@@ -74,13 +80,35 @@ impl Session {
         match reply {
             Ok(Some(frame)) => self.conn.send(&frame, reference.as_ref()).await,
             Ok(None) => Ok(()),
-            Err(Failure::Frame(error)) => {
-                self.conn
-                    .send(&ServerFrame::error(&error), reference.as_ref())
-                    .await
-            }
+            Err(Failure::Frame(error)) => self.refuse(error, reference, pending).await,
             Err(Failure::End(end)) => Err(end),
         }
+    }
+
+    /// Answers `error` now, or behind the publishes under way.
+    pub(super) async fn refuse(
+        &mut self,
+        error: FrameError,
+        reference: Option<Value>,
+        pending: &mut Pending,
+    ) -> Result<(), End> {
+        if pending.is_empty() {
+            return self
+                .conn
+                .send(&ServerFrame::error(&error), reference.as_ref())
+                .await;
+        }
+        pending.push_back(Box::pin(std::future::ready((reference, Err(error)))));
+        Ok(())
+    }
+
+    /// Waits for every publish under way and answers it. Bounded: a commit
+    /// held back for lagging subscribers goes ahead after 10 s at most.
+    async fn answer_pending(&mut self, pending: &mut Pending) -> Result<(), End> {
+        while let Some((reference, result)) = pending.next().await {
+            self.on_published(reference, result).await?;
+        }
+        Ok(())
     }
 
     /// Joins (or confirms membership of) a topic, replies `subscribed`,
@@ -194,12 +222,14 @@ impl Session {
             true => match core.queue_at_once(&actor, &target, content) {
                 AtOnce::Queued(queued) => {
                     pending.push_back(Box::pin(async move {
-                        (reference, core.committed_apart(&actor, queued).await)
+                        let committed = core.committed_apart(&actor, queued).await;
+                        (reference, committed.map_err(frame_error))
                     }));
                     return Ok(None);
                 }
                 AtOnce::Refused(err) => {
-                    pending.push_back(Box::pin(std::future::ready((reference, Err(err)))));
+                    let refused = Err(frame_error(err));
+                    pending.push_back(Box::pin(std::future::ready((reference, refused))));
                     return Ok(None);
                 }
                 AtOnce::Wait(content) => content,
@@ -234,7 +264,7 @@ impl Session {
             let result = publish
                 .await
                 .unwrap_or(Err(ServiceError::Internal("the publish stopped")));
-            (reference, result)
+            (reference, result.map_err(frame_error))
         }));
         Ok(None)
     }
@@ -276,7 +306,7 @@ impl Session {
     pub(super) async fn on_published(
         &mut self,
         reference: Option<Value>,
-        result: Result<Published, ServiceError>,
+        result: Result<Published, FrameError>,
     ) -> Result<(), End> {
         let frame = match result {
             Ok(published) => {
@@ -287,7 +317,7 @@ impl Session {
                     seq: message.seq,
                 }
             }
-            Err(err) => ServerFrame::error(&frame_error(err)),
+            Err(error) => ServerFrame::error(&error),
         };
         self.conn.send(&frame, reference.as_ref()).await
     }
@@ -333,7 +363,10 @@ mod tests {
     use super::*;
 
     fn answer(n: i64) -> Answer {
-        (Some(json!(n)), Err(ServiceError::Internal("refused")))
+        (
+            Some(json!(n)),
+            Err(FrameError::new(ErrorCode::Internal, "refused")),
+        )
     }
 
     /// What `on_answers` acks in one go: the answers already in, in the
