@@ -44,9 +44,9 @@ impl Session {
     pub(super) async fn on_text(&mut self, text: &str, pending: &mut Pending) -> Result<(), End> {
         let request = match parse(text) {
             Ok(request) => request,
-            Err(error) => {
+            Err(mut error) => {
                 frame_in("invalid");
-                let reference = error.reference.clone();
+                let reference = error.reference.take();
                 return self.refuse(error, reference, pending).await;
             }
         };
@@ -102,11 +102,20 @@ impl Session {
         Ok(())
     }
 
-    /// Waits for every publish under way and answers it. Bounded: a commit
-    /// held back for lagging subscribers goes ahead after 10 s at most.
+    /// Waits for every publish under way and answers it.
+    ///
+    /// The session's own queue is not handled meanwhile, so it counts as
+    /// waiting on its peer: far behind and counted as the process lagging,
+    /// it would hold back the very commits it waits for (for 10 s, when
+    /// held-back commits go ahead anyway).
     async fn answer_pending(&mut self, pending: &mut Pending) -> Result<(), End> {
-        while let Some((reference, result)) = pending.next().await {
-            self.on_published(reference, result).await?;
+        while !pending.is_empty() {
+            self.handle.backlog.stalled(true);
+            let answer = pending.next().await;
+            self.handle.backlog.stalled(false);
+            if let Some((reference, result)) = answer {
+                self.on_published(reference, result).await?;
+            }
         }
         Ok(())
     }
