@@ -5,6 +5,7 @@
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use domain::log_throttle::LogThrottle;
 use domain::paging::PagingError;
 use domain::service::{AuthFailure, ServiceError};
 use domain::store::StoreError;
@@ -110,13 +111,18 @@ impl From<ServiceError> for ApiError {
     }
 }
 
+/// During a database outage every request that needs the store fails.
+static STORE_FAILURES: LogThrottle = LogThrottle::new();
+
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound => Self::NotFound("not found".into()),
             StoreError::Conflict(what) => Self::Conflict(format!("{what} already exists")),
             other => {
-                tracing::error!(error = %other, "store failure");
+                if let Some(left_out) = STORE_FAILURES.admit() {
+                    tracing::error!(error = %other, left_out, "store failure");
+                }
                 Self::Unavailable
             }
         }

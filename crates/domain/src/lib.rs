@@ -16,6 +16,7 @@ pub mod auth;
 pub mod bus;
 pub mod events;
 pub mod fan_out_lag;
+pub mod log_throttle;
 pub mod metrics;
 pub mod model;
 pub mod names;

@@ -21,6 +21,7 @@ mod heap;
 mod inbox;
 mod inbox_page;
 mod openings;
+mod outcomes;
 mod retention;
 mod snapshots;
 mod tags;

@@ -64,6 +64,7 @@ impl Core {
         stopping: &AtomicBool,
     ) -> Result<PruneReport, ServiceError> {
         let mut report = PruneReport::default();
+        self.store.forget_publish_outcomes().await?;
         let mut after_id = 0;
         loop {
             let page = self.store.retained_channels(after_id, WALK_PAGE).await?;

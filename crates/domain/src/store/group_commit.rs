@@ -21,9 +21,11 @@ use std::time::Duration;
 use sqlx::Executor;
 use tokio::sync::{mpsc, oneshot};
 
+use super::outcomes::{self, Resolved};
 use super::writer::Held;
 use super::{Backend, StoreError, values_list};
 use crate::fan_out_lag::FanOutLag;
+use crate::log_throttle::LogThrottle;
 use crate::model::{Actor, Audience, StoredMessage};
 use crate::time::now_millis;
 
@@ -127,35 +129,53 @@ async fn run(
             }
         }
         let started = std::time::Instant::now();
-        let written = write(&connection, backend, &batch).await;
+        let attempt = Attempt::new();
+        let written = write(&connection, backend, &batch, attempt).await;
         metrics.batch.record(batch.len() as f64);
         metrics.duration.record(started.elapsed().as_secs_f64());
         match written {
-            Ok(results) => {
-                metrics
-                    .stored
-                    .increment(results.iter().filter(|r| r.is_ok()).count() as u64);
-                finish(batch, results, &feed).await;
-            }
+            Ok(results) => finish(batch, results, &feed, &metrics).await,
             // The database refused something in the batch (checks keep
             // anything refusable out, but one bad item must not fail its
             // neighbours): store them one by one, in order.
-            Err(err) if batch.len() > 1 && refused(&err) => {
+            Err(Failure::Known(err)) if batch.len() > 1 && refused(&err) => {
                 tracing::warn!(error = %err, publishes = batch.len(), "a publish batch was refused; storing its publishes one by one");
                 for request in batch {
-                    let alone = vec![request];
-                    match write(&connection, backend, &alone).await {
-                        Ok(results) => {
-                            metrics
-                                .stored
-                                .increment(results.iter().filter(|r| r.is_ok()).count() as u64);
-                            finish(alone, results, &feed).await;
+                    let (alone, attempt) = (vec![request], Attempt::new());
+                    match write(&connection, backend, &alone, attempt).await {
+                        Ok(results) => finish(alone, results, &feed, &metrics).await,
+                        Err(failure) => {
+                            settle(&connection, alone, failure, attempt, &feed, &metrics).await;
                         }
-                        Err(err) => fail(&connection, alone, &err),
                     }
                 }
             }
-            Err(err) => fail(&connection, batch, &err),
+            Err(failure) => settle(&connection, batch, failure, attempt, &feed, &metrics).await,
+        }
+    }
+}
+
+/// Why a batch was not stored, as far as the writer knows.
+enum Failure {
+    /// Nothing of it was stored: the batch never reached the database, or
+    /// the database refused it.
+    Known(StoreError),
+    /// The connection failed once the batch was sent: it may be stored.
+    InDoubt(StoreError),
+}
+
+/// One commit's time stamp and [token](outcomes::token).
+#[derive(Clone, Copy)]
+struct Attempt {
+    now: i64,
+    token: i64,
+}
+
+impl Attempt {
+    fn new() -> Self {
+        Self {
+            now: now_millis(),
+            token: outcomes::token(),
         }
     }
 }
@@ -165,7 +185,11 @@ async fn finish(
     mut batch: Vec<PublishRequest>,
     results: Vec<Result<StoredMessage, StoreError>>,
     feed: &CommitFeed,
+    metrics: &crate::metrics::CommitMetrics,
 ) {
+    metrics
+        .stored
+        .increment(results.iter().filter(|r| r.is_ok()).count() as u64);
     let committed = committed(&mut batch, &results);
     if let (Some(feed), false) = (feed.get(), committed.is_empty()) {
         let _ = feed.send(committed).await;
@@ -175,12 +199,51 @@ async fn finish(
     }
 }
 
+/// Answers a batch that was not stored, or may have been: one whose
+/// answer was lost is answered by what the database recorded of it.
+async fn settle(
+    connection: &Held,
+    batch: Vec<PublishRequest>,
+    failure: Failure,
+    attempt: Attempt,
+    feed: &CommitFeed,
+    metrics: &crate::metrics::CommitMetrics,
+) {
+    let err = match failure {
+        Failure::Known(err) => return fail(connection, batch, &err),
+        Failure::InDoubt(err) => err,
+    };
+    tracing::warn!(error = %err, publishes = batch.len(), "a publish batch's answer was lost; asking the database whether it was stored");
+    match outcomes::resolve(connection, attempt.token, attempt.now).await {
+        Resolved::Stored(outcome) => match results_of(&batch, &outcome, attempt.now) {
+            Ok(results) => {
+                tracing::warn!(
+                    publishes = batch.len(),
+                    "the batch whose answer was lost was stored; acknowledging it"
+                );
+                finish(batch, results, feed, metrics).await;
+            }
+            Err(err) => fail(connection, batch, &err),
+        },
+        Resolved::NotStored => fail(connection, batch, &err),
+        Resolved::Unknown(why) => {
+            tracing::error!(error = %why, "could not learn whether a publish batch was stored");
+            fail(connection, batch, &err);
+        }
+    }
+}
+
+/// While the database is away every batch fails.
+static FAILED_BATCHES: LogThrottle = LogThrottle::new();
+
 /// Answers every publisher of a batch that was not stored.
 fn fail(connection: &Held, batch: Vec<PublishRequest>, err: &StoreError) {
     // Whatever failed, the next batch starts on a fresh connection.
     connection.discard();
     let text = err.to_string();
-    tracing::error!(error = %text, publishes = batch.len(), "a publish batch failed");
+    if let Some(left_out) = FAILED_BATCHES.admit() {
+        tracing::error!(error = %text, publishes = batch.len(), left_out, "a publish batch failed");
+    }
     for request in batch {
         let _ = request
             .reply
@@ -248,11 +311,12 @@ async fn write(
     connection: &Held,
     backend: Backend,
     batch: &[PublishRequest],
-) -> Result<Vec<Result<StoredMessage, StoreError>>, StoreError> {
-    let now = now_millis();
-    let mut conn = connection.lock().await?;
+    attempt: Attempt,
+) -> Result<Vec<Result<StoredMessage, StoreError>>, Failure> {
+    let now = attempt.now;
+    let mut conn = connection.lock().await.map_err(Failure::Known)?;
     match backend {
-        Backend::Postgres => store_batch_postgres(&mut conn, batch, now).await,
+        Backend::Postgres => store_batch_postgres(&mut conn, batch, attempt).await,
         // Every statement is a hand-off to sqlx's SQLite worker thread and
         // back, and under load each hand-off waits for a core: `BEGIN`
         // rides with the `UPDATE` and `COMMIT` with the last `INSERT`, two
@@ -264,7 +328,7 @@ async fn write(
                 // transaction is open is harmless).
                 let _ = (&mut *conn).execute("ROLLBACK").await;
             }
-            stored
+            stored.map_err(Failure::Known)
         }
     }
 }
@@ -296,6 +360,9 @@ macro_rules! open_channel {
 /// and the statement is parsed and planned once per connection.
 ///
 /// Within a channel, seqs follow queue order (`row_number` over `i`).
+/// What it stored comes back as one JSON text, also kept under the
+/// commit's token, so that a writer who loses this answer can still read
+/// it (see [`outcomes`]).
 const POSTGRES_BATCH: &str = concat!(
     "\
     WITH input AS ( \
@@ -320,9 +387,14 @@ const POSTGRES_BATCH: &str = concat!(
         INSERT INTO messages (channel_id, seq, sender_id, content, created_at) \
         SELECT channel_id, seq, sender_id, content, $2 FROM numbered ORDER BY i \
         RETURNING id, channel_id, seq \
+    ), recorded AS ( \
+        INSERT INTO publish_outcomes (token, created_at, outcome) \
+        SELECT $3, $2, COALESCE(json_agg(json_build_array(numbered.i, inserted.id, inserted.seq)), '[]')::text \
+        FROM inserted \
+        JOIN numbered ON numbered.channel_id = inserted.channel_id AND numbered.seq = inserted.seq \
+        RETURNING outcome \
     ) \
-    SELECT numbered.i, inserted.id, inserted.seq FROM inserted \
-    JOIN numbered ON numbered.channel_id = inserted.channel_id AND numbered.seq = inserted.seq",
+    SELECT outcome FROM recorded",
 );
 
 /// One publish of a batch, as [`POSTGRES_BATCH`] reads it.
@@ -337,8 +409,8 @@ struct BatchRow<'a> {
 async fn store_batch_postgres(
     conn: &mut sqlx::AnyConnection,
     batch: &[PublishRequest],
-    now: i64,
-) -> Result<Vec<Result<StoredMessage, StoreError>>, StoreError> {
+    attempt: Attempt,
+) -> Result<Vec<Result<StoredMessage, StoreError>>, Failure> {
     let rows: Vec<BatchRow<'_>> = batch
         .iter()
         .enumerate()
@@ -349,13 +421,33 @@ async fn store_batch_postgres(
             content: &request.content,
         })
         .collect();
-    let rows = serde_json::to_string(&rows)
-        .map_err(|err| StoreError::Unavailable(format!("could not encode a batch: {err}")))?;
-    let stored: Vec<(i64, i64, i64)> = sqlx::query_as(POSTGRES_BATCH)
+    let rows = serde_json::to_string(&rows).map_err(|err| {
+        Failure::Known(StoreError::Unavailable(format!(
+            "could not encode a batch: {err}"
+        )))
+    })?;
+    let (outcome,): (String,) = sqlx::query_as(POSTGRES_BATCH)
         .bind(rows)
-        .bind(now)
-        .fetch_all(&mut *conn)
-        .await?;
+        .bind(attempt.now)
+        .bind(attempt.token)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|err| match StoreError::from(err) {
+            err if refused(&err) => Failure::Known(err),
+            err => Failure::InDoubt(err),
+        })?;
+    results_of(batch, &outcome, attempt.now).map_err(Failure::InDoubt)
+}
+
+/// Each publish's result from a commit's recorded outcome: `[i, id, seq]`
+/// for every message stored.
+fn results_of(
+    batch: &[PublishRequest],
+    outcome: &str,
+    now: i64,
+) -> Result<Vec<Result<StoredMessage, StoreError>>, StoreError> {
+    let stored: Vec<(i64, i64, i64)> = serde_json::from_str(outcome)
+        .map_err(|err| StoreError::Unavailable(format!("unreadable commit outcome: {err}")))?;
     // A channel that is gone reserved nothing; its publishes stay NotFound.
     let mut results: Vec<Result<StoredMessage, StoreError>> =
         batch.iter().map(|_| Err(StoreError::NotFound)).collect();

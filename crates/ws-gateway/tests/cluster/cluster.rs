@@ -7,6 +7,7 @@ use domain::model::User;
 use domain::testing::TestStore;
 use tokio::process::Child;
 
+use crate::cut_proxy::CuttableProxy;
 use crate::processes::{binary, free_port, one_at_a_time, start_logged, wait_ready};
 
 pub const SECRET: &str = "a-cluster-test-secret-that-is-long-enough";
@@ -42,6 +43,27 @@ impl Cluster {
         gateway_env: &[(&'static str, &str)],
     ) -> Option<Self> {
         let turn = one_at_a_time().await;
+        let (db, redis_url) = Self::services(redis_url).await?;
+        let database_url = db.url.clone();
+        Some(Self::launch(turn, db, &database_url, redis_url, gateway_env).await)
+    }
+
+    /// Like [`Cluster::start_configured`], with every process reaching
+    /// PostgreSQL through a proxy the test can cut.
+    pub async fn start_through_proxy(
+        redis_url: Option<String>,
+        gateway_env: &[(&'static str, &str)],
+    ) -> Option<(Self, CuttableProxy)> {
+        let turn = one_at_a_time().await;
+        let (db, redis_url) = Self::services(redis_url).await?;
+        let (proxy, proxied) = CuttableProxy::to(&db.url).await;
+        let cluster = Self::launch(turn, db, &proxied, redis_url, gateway_env).await;
+        Some((cluster, proxy))
+    }
+
+    /// A fresh database and the Redis URL; `None` (test skipped) without
+    /// them, except under CI.
+    async fn services(redis_url: Option<String>) -> Option<(TestStore, String)> {
         let db = TestStore::postgres().await;
         let (Some(db), Some(redis_url)) = (db, redis_url) else {
             assert!(
@@ -51,6 +73,17 @@ impl Cluster {
             eprintln!("skipped: needs TIDINGS_TEST_DATABASE_URL and TIDINGS_TEST_REDIS_URL");
             return None;
         };
+        Some((db, redis_url))
+    }
+
+    /// Starts the api and both gateways on `database_url`.
+    async fn launch(
+        turn: tokio::sync::MutexGuard<'static, ()>,
+        db: TestStore,
+        database_url: &str,
+        redis_url: String,
+        gateway_env: &[(&'static str, &str)],
+    ) -> Self {
         // Clusters of concurrent tests share one Redis: keep their channels apart.
         let prefix = format!(
             "cluster{}",
@@ -59,7 +92,7 @@ impl Cluster {
         let common = |addr_key: &'static str, port: u16| {
             vec![
                 ("TIDINGS_REDIS_PREFIX", prefix.clone()),
-                ("DATABASE_URL", db.url.clone()),
+                ("DATABASE_URL", database_url.to_owned()),
                 ("REDIS_URL", redis_url.clone()),
                 ("JWT_SECRET", SECRET.to_owned()),
                 (addr_key, format!("127.0.0.1:{port}")),
@@ -89,7 +122,7 @@ impl Cluster {
             Duration::from_secs(3600),
         )
         .unwrap();
-        Some(Self {
+        Self {
             api,
             gateways,
             db,
@@ -98,7 +131,7 @@ impl Cluster {
             children,
             logs,
             _turn: turn,
-        })
+        }
     }
 
     /// What child `n` (0 the api, 1 and 2 the gateways) wrote to stderr.

@@ -133,7 +133,7 @@ async fn listen(mut ws: Client, kept: bool) -> Vec<(i64, String)> {
 }
 
 /// A message frame's seq and content.
-fn message(text: &str) -> (i64, String) {
+pub(crate) fn message(text: &str) -> (i64, String) {
     let frame: Value = serde_json::from_str(text).unwrap();
     assert_eq!(frame["type"], "message", "{frame}");
     let content = frame["content"].as_str().unwrap().to_owned();
@@ -141,7 +141,7 @@ fn message(text: &str) -> (i64, String) {
 }
 
 /// Publisher and index of a content `p{n} #{i}`.
-fn origin(content: &str) -> (usize, usize) {
+pub(crate) fn origin(content: &str) -> (usize, usize) {
     let (n, i) = content
         .strip_prefix('p')
         .and_then(|rest| rest.split_once(" #"))
@@ -154,23 +154,10 @@ impl Before {
     /// to `gateway` and checks what it gets against what it had.
     async fn check(&self, store: &Store, users: &Users, gateway: &str) {
         let stored = stored_in_order(store).await;
-        let last = *stored.keys().last().expect("something was stored");
-        assert_eq!(
-            stored.keys().copied().collect::<Vec<_>>(),
-            (1..=last).collect::<Vec<_>>(),
-            "seqs are gap-free"
-        );
-        let mut sent_order = vec![None; PUBLISHERS];
+        let (last, seqs) = in_send_order(&stored);
         let mut stored_by = vec![BTreeSet::new(); PUBLISHERS];
-        for content in stored.values() {
-            let (n, i) = origin(content);
-            assert!(
-                sent_order[n] < Some(i),
-                "publisher {n}: #{i} stored after #{:?}",
-                sent_order[n]
-            );
-            sent_order[n] = Some(i);
-            stored_by[n].insert(i);
+        for (n, i) in seqs.keys() {
+            stored_by[*n].insert(*i);
         }
         for (n, acked) in self.acked.iter().enumerate() {
             assert!(!acked.is_empty(), "publisher {n} published before the kill");
@@ -212,6 +199,32 @@ impl Before {
         }
         eprintln!("{repeats} frames repeated over {LISTENER_USERS} listeners after the kill");
     }
+}
+
+/// Checks that `stored` (content by seq) is gap-free and holds each
+/// publisher's messages in the order it sent them; the last seq, and each
+/// message's seq by publisher and index.
+pub(crate) fn in_send_order(
+    stored: &BTreeMap<i64, String>,
+) -> (i64, BTreeMap<(usize, usize), i64>) {
+    let last = *stored.keys().last().expect("something was stored");
+    assert_eq!(
+        stored.keys().copied().collect::<Vec<_>>(),
+        (1..=last).collect::<Vec<_>>(),
+        "seqs are gap-free"
+    );
+    let mut seqs: BTreeMap<(usize, usize), i64> = BTreeMap::new();
+    let mut sent_order: BTreeMap<usize, usize> = BTreeMap::new();
+    for (seq, content) in stored {
+        let (n, i) = origin(content);
+        let before = sent_order.insert(n, i);
+        assert!(
+            before < Some(i),
+            "publisher {n}: #{i} stored after #{before:?}"
+        );
+        seqs.insert((n, i), *seq);
+    }
+    (last, seqs)
 }
 
 /// Every stored message's content, by seq.

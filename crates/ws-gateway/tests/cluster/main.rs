@@ -14,10 +14,12 @@ mod burst;
 mod cluster;
 mod compose;
 mod credentials;
+mod cut_proxy;
 mod own_redis;
 mod processes;
 
 mod crash;
+mod database_cut;
 mod delivery;
 mod faults;
 mod logs;

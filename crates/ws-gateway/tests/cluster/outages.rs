@@ -10,6 +10,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::cluster::Cluster;
+use crate::cut_proxy::CuttableProxy;
 use crate::delivery::connect;
 use crate::own_redis::OwnRedis;
 use crate::processes::{binary, free_port, start_logged};
@@ -198,53 +199,6 @@ async fn a_gateway_started_without_redis_listens_and_says_why() {
     }
 }
 
-/// A TCP proxy in front of PostgreSQL that the test can cut: cut, it drops
-/// every connection and refuses new ones, as a dead database host would.
-struct CuttableProxy {
-    port: u16,
-    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    links: tokio::sync::watch::Sender<u64>,
-}
-
-impl CuttableProxy {
-    async fn start(upstream: String) -> Self {
-        use std::sync::atomic::Ordering;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (links, _) = tokio::sync::watch::channel(0u64);
-        let (flag, generation) = (cut.clone(), links.clone());
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if flag.load(Ordering::Acquire) {
-                    continue; // dropped: the client sees the connection close
-                }
-                let upstream = upstream.clone();
-                let mut severed = generation.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut server) = tokio::net::TcpStream::connect(&upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = severed.changed() => {}
-                    }
-                });
-            }
-        });
-        Self { port, cut, links }
-    }
-
-    fn cut(&self) {
-        self.cut.store(true, std::sync::atomic::Ordering::Release);
-        self.links.send_modify(|n| *n += 1);
-    }
-
-    fn mend(&self) {
-        self.cut.store(false, std::sync::atomic::Ordering::Release);
-    }
-}
-
 /// With the database unreachable a handshake is 503, not 401 (the token
 /// is fine), REST answers 503 within seconds and `/readyz` within one; all
 /// of it recovers when the database is back.
@@ -257,14 +211,7 @@ async fn a_database_outage_is_503_everywhere_and_recovers() {
     ) else {
         return;
     };
-    let (at, slash) = (db.url.rfind('@').unwrap(), db.url.rfind('/').unwrap());
-    let proxy = CuttableProxy::start(db.url[at + 1..slash].to_owned()).await;
-    let proxied = format!(
-        "{}127.0.0.1:{}{}",
-        &db.url[..=at],
-        proxy.port,
-        &db.url[slash..]
-    );
+    let (proxy, proxied) = CuttableProxy::to(&db.url).await;
     let logs = tempfile::tempdir().unwrap();
     let (api_port, ws_port) = (free_port(), free_port());
     let env = |key: &'static str, port: u16| {
