@@ -433,8 +433,8 @@ async fn store_batch_postgres(
         .fetch_one(&mut *conn)
         .await
         .map_err(|err| match StoreError::from(err) {
-            err if refused(&err) => Failure::Known(err),
-            err => Failure::InDoubt(err),
+            err if outcomes::answer_lost(&err) => Failure::InDoubt(err),
+            err => Failure::Known(err),
         })?;
     results_of(batch, &outcome, attempt.now).map_err(Failure::InDoubt)
 }

@@ -8,7 +8,7 @@
 use sqlx::Connection;
 
 use super::audit::{Changes, record};
-use super::{Store, StoreError, flag};
+use super::{Backend, Store, StoreError, flag, outcomes};
 use crate::model::{Actor, InboxItem, Notification};
 use crate::time::now_millis;
 
@@ -91,7 +91,23 @@ impl Store {
             .created("tag", tag_id)
             .created("message", message);
         record(&mut tx, Some(actor), "notification", id, "create", changes).await?;
-        tx.commit().await?;
+        if let Err(err) = tx.commit().await {
+            // A retry of a notification said to have failed would reach
+            // every subscriber twice: when the answer was lost, ask (on
+            // another connection; this one is broken).
+            drop(conn);
+            let err = StoreError::from(err);
+            let landed = self.backend == Backend::Postgres
+                && outcomes::answer_lost(&err)
+                && self.notification_landed(id).await.unwrap_or(false);
+            if !landed {
+                return Err(err);
+            }
+            tracing::warn!(
+                id,
+                "a notification whose commit's answer was lost was stored"
+            );
+        }
         Ok(Notification {
             id,
             tag: tag_id,

@@ -12,8 +12,9 @@
 //! would conflict); if the token is there, the commit landed and its row
 //! says what it stored, exactly as its answer would have. A commit still
 //! running on the server holds its token's row, so the claim waits for it
-//! to end either way. SQLite runs in the process: its commits have no
-//! answer to lose.
+//! to end either way. A notification's transaction is settled the same
+//! way, by the lock it took and the id it reserved. SQLite runs in the
+//! process: its commits have no answer to lose.
 
 use std::time::Duration;
 
@@ -52,23 +53,48 @@ pub(super) enum Resolved {
 /// Asks, on fresh connections, until the database answers or
 /// [`RESOLVE_FOR`] runs out.
 pub(super) async fn resolve(connection: &Held, token: i64, now: i64) -> Resolved {
-    let deadline = Instant::now() + RESOLVE_FOR;
-    loop {
+    let asked = until_answered(|| async {
         // The connection that lost the answer (or the last attempt's) goes.
         connection.discard();
+        ask(connection, token, now).await
+    })
+    .await;
+    match asked {
+        Ok(Some(outcome)) => Resolved::Stored(outcome),
+        Ok(None) => Resolved::NotStored,
+        Err(err) => {
+            connection.discard();
+            Resolved::Unknown(err)
+        }
+    }
+}
+
+/// Runs `attempt` until it answers, pausing between failures, for at most
+/// [`RESOLVE_FOR`]; the last failure if none answered.
+async fn until_answered<T, F, A>(mut attempt: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> A,
+    A: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let deadline = Instant::now() + RESOLVE_FOR;
+    loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let err = match tokio::time::timeout(left, ask(connection, token, now)).await {
-            Ok(Ok(Some(outcome))) => return Resolved::Stored(outcome),
-            Ok(Ok(None)) => return Resolved::NotStored,
+        let err = match tokio::time::timeout(left, attempt()).await {
+            Ok(Ok(answer)) => return Ok(answer),
             Ok(Err(err)) => err,
             Err(_) => StoreError::Unavailable("no answer from the database".into()),
         };
         if Instant::now() + RETRY_EVERY >= deadline {
-            connection.discard();
-            return Resolved::Unknown(err);
+            return Err(err);
         }
         tokio::time::sleep(RETRY_EVERY).await;
     }
+}
+
+/// Whether an error may hide a commit that landed: the database did not
+/// answer it (a broken connection), rather than answering with a refusal.
+pub(super) fn answer_lost(err: &StoreError) -> bool {
+    matches!(err, StoreError::Database(err) if !matches!(err, sqlx::Error::Database(_)))
 }
 
 /// Claims the token: `None` if the claim went in (or an earlier claim of
@@ -96,6 +122,28 @@ async fn ask(connection: &Held, token: i64, now: i64) -> Result<Option<String>, 
 }
 
 impl Store {
+    /// Whether notification `id`, whose commit's answer was lost, was
+    /// stored. Its transaction took the row lock of the notifications'
+    /// counter; taking it too waits for that transaction to end if it is
+    /// still running on the server, so the answer read after is final.
+    pub(super) async fn notification_landed(&self, id: i64) -> Result<bool, StoreError> {
+        until_answered(|| async {
+            let mut conn = self.writer().await?;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+            sqlx::query("SELECT value FROM counters WHERE name = 'notifications' FOR UPDATE")
+                .execute(&mut *tx)
+                .await?;
+            let found: Option<i64> =
+                sqlx::query_scalar("SELECT id FROM notifications WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            tx.commit().await?;
+            Ok(found.is_some())
+        })
+        .await
+    }
+
     /// Removes the outcomes of commits older than ten minutes; the rows
     /// removed.
     pub async fn forget_publish_outcomes(&self) -> Result<u64, StoreError> {
