@@ -16,10 +16,10 @@ use serde::Deserialize;
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct PageParams {
     /// The page, from 1.
-    #[param(example = 1)]
+    #[param(example = 1, minimum = 1, maximum = 4294967295_i64)]
     pub page: Option<i64>,
-    /// Items per page.
-    #[param(example = 20)]
+    /// Items per page, 1 to 100 (default 20).
+    #[param(example = 20, minimum = 1, maximum = 100)]
     pub page_size: Option<i64>,
 }
 

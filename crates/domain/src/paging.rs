@@ -14,7 +14,7 @@ pub struct PageRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PagingError {
-    #[error("page must be 1 or more")]
+    #[error("page must be between 1 and {}", u32::MAX)]
     Page,
     #[error("page_size must be between 1 and {MAX_PAGE_SIZE}")]
     PageSize,

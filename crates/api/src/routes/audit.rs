@@ -26,10 +26,10 @@ pub struct AuditParams {
     #[param(example = "alice")]
     actor: Option<String>,
     /// The page, from 1.
-    #[param(example = 1)]
+    #[param(example = 1, minimum = 1, maximum = 4294967295_i64)]
     page: Option<i64>,
-    /// Items per page.
-    #[param(example = 20)]
+    /// Items per page, 1 to 100 (default 20).
+    #[param(example = 20, minimum = 1, maximum = 100)]
     page_size: Option<i64>,
 }
 

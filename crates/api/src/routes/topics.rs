@@ -57,16 +57,17 @@ pub struct NewMessage {
 
 #[derive(Deserialize, utoipa::IntoParams)]
 pub struct HistoryParams {
-    /// Only messages with a greater seq, oldest first (default 0: from the start).
-    #[param(example = 0)]
+    /// Only messages with a greater seq, oldest first (default 0: from the
+    /// start). Not with `before`.
+    #[param(example = 0, minimum = 0)]
     pub after: Option<i64>,
-    /// Instead of `after`: the newest messages with a smaller seq (still
-    /// oldest first), for scrolling back; any number above the newest seq,
-    /// such as 9007199254740991, reads the newest page.
-    #[param(example = 9007199254740991_i64)]
+    /// Instead of `after` (giving both is a 422): the newest messages with
+    /// a smaller seq (still oldest first), for scrolling back; any number
+    /// above the newest seq, such as 9007199254740991, reads the newest page.
+    #[param(example = 9007199254740991_i64, minimum = 1)]
     pub before: Option<i64>,
     /// At most this many (1 to 1000, default 100).
-    #[param(example = 100)]
+    #[param(example = 100, minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 

@@ -8,10 +8,71 @@ use serde_json::json;
 use crate::helpers::{TestApp, code, on_both_stores};
 
 on_both_stores!(
+    paging_bounds_hold_at_both_edges,
     nul_is_refused_everywhere_alike,
     failed_logins_are_throttled_per_username,
     a_concurrent_login_flood_is_cut_off,
 );
+
+/// Every paging and history bound of the OpenAPI document, just inside
+/// (answered) and just outside (422 naming the field), on every kind of
+/// long list: numbers a client controls never reach the store unchecked.
+async fn paging_bounds_hold_at_both_edges(app: &TestApp) {
+    let (_, alice) = app.user("alice").await;
+    app.post("/api/topics/", &alice, json!({"name":"open"}))
+        .await;
+    let lists = [
+        "/api/topics/",
+        "/api/users/",
+        "/api/notifications/",
+        "/api/audit/",
+    ];
+    let pages = [
+        ("page=1", true),
+        ("page=4294967295", true),
+        ("page=0", false),
+        ("page=4294967296", false),
+        ("page=-1", false),
+        ("page_size=1", true),
+        ("page_size=100", true),
+        ("page_size=0", false),
+        ("page_size=101", false),
+    ];
+    for list in lists {
+        for (query, fine) in pages {
+            let (status, body) = app.get(&format!("{list}?{query}"), &app.admin).await;
+            if fine {
+                assert_eq!(status, StatusCode::OK, "{list}?{query}: {body}");
+            } else {
+                assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{list}?{query}");
+                let field = query.split('=').next().unwrap();
+                let message = body["error"]["message"].as_str().unwrap();
+                assert!(message.starts_with(field), "{list}?{query}: {message}");
+            }
+        }
+    }
+    for history in ["/api/topics/open/messages/", "/api/direct/alice/messages/"] {
+        for (query, fine) in [
+            ("limit=1", true),
+            ("limit=1000", true),
+            ("after=0", true),
+            ("before=1", true),
+            ("limit=0", false),
+            ("limit=1001", false),
+            ("after=-1", false),
+            ("before=0", false),
+            ("after=0&before=5", false),
+        ] {
+            let (status, _) = app.get(&format!("{history}?{query}"), &app.admin).await;
+            let expected = if fine {
+                StatusCode::OK
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            assert_eq!(status, expected, "{history}?{query}");
+        }
+    }
+}
 
 /// Behind a trusted proxy each forwarded address has its own allowance.
 #[tokio::test]

@@ -95,3 +95,35 @@ async fn the_postman_collection_passes_under_newman(app: &TestApp) {
     assert!(out.status.success(), "{report}");
     assert!(!report.contains('✗'), "{report}");
 }
+
+/// Paging and history bounds are in the document, so a client (or a
+/// generated one) knows them before it is refused; each is what the
+/// server enforces (`hostile.rs` sends values past them).
+#[test]
+fn the_document_states_every_paging_bound() {
+    let doc: serde_json::Value =
+        serde_json::from_str(&tidings_api::openapi::document().unwrap()).unwrap();
+    let bounds = [
+        ("page", Some(1), Some(i64::from(u32::MAX))),
+        ("page_size", Some(1), Some(100)),
+        ("limit", Some(1), Some(1000)),
+        ("after", Some(0), None),
+        ("before", Some(1), None),
+    ];
+    let mut seen = 0;
+    for (path, operations) in doc["paths"].as_object().unwrap() {
+        for operation in operations.as_object().unwrap().values() {
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let name = parameter["name"].as_str().unwrap();
+                let Some((_, min, max)) = bounds.iter().find(|(n, ..)| *n == name) else {
+                    continue;
+                };
+                let schema = &parameter["schema"];
+                assert_eq!(schema["minimum"].as_i64(), *min, "{path} {name}");
+                assert_eq!(schema["maximum"].as_i64(), *max, "{path} {name}");
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen >= 12, "only {seen} bounded parameters found");
+}
