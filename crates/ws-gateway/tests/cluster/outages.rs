@@ -280,6 +280,23 @@ async fn a_database_outage_is_503_everywhere_and_recovers() {
         assert_eq!(status, 503, "{base}: {body}");
         assert_ne!(body["store"], "ok", "{body}");
     }
+    // A hundred requests at once all fail the same way; the log says so
+    // once a second, not a hundred times.
+    let flood = (0..100).map(|_| {
+        client
+            .get(format!("{api}/api/users/me/"))
+            .bearer_auth(&token)
+            .send()
+    });
+    for response in futures_util::future::join_all(flood).await {
+        assert_eq!(response.unwrap().status().as_u16(), 503);
+    }
+    let log = std::fs::read_to_string(logs.path().join("api.log")).unwrap();
+    let lines = log.matches("store failure").count();
+    assert!(
+        (1..=5).contains(&lines),
+        "{lines} lines for 101 failures:\n{log}"
+    );
 
     proxy.mend();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
