@@ -126,7 +126,7 @@ impl Core {
     /// gateways fill gaps from the store when the bus comes back.
     async fn announce(&self, event: Event) {
         if let Err(err) = self.bus.publish(event).await {
-            tracing::warn!(%err, "event not published; gateways will catch up from the store");
+            announcer::not_published(&err);
         }
     }
 }

@@ -242,7 +242,7 @@ fn refusal(failure: AuthFailure) -> Refusal {
         }
         AuthFailure::Refused(refusal) => Refusal::Unauthorized(refusal.message()),
         AuthFailure::Service(err) => {
-            tracing::error!(%err, "store failure during handshake");
+            crate::error::store_failure("a handshake", &err);
             Refusal::Unavailable
         }
     }

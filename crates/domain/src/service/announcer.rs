@@ -12,8 +12,9 @@
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::bus::SharedBus;
+use crate::bus::{BusError, SharedBus};
 use crate::events::Event;
+use crate::log_throttle::LogThrottle;
 use crate::model::Audience;
 use crate::store::Committed;
 
@@ -33,12 +34,22 @@ pub(super) async fn run(mut feed: mpsc::Receiver<Vec<Committed>>, bus: SharedBus
             },
             Some(result) = under_way.next(), if !under_way.is_empty() => {
                 if let Err(err) = result {
-                    tracing::warn!(%err, "event not published; gateways will catch up from the store");
+                    not_published(&err);
                 }
             }
         }
     }
     while under_way.next().await.is_some() {}
+}
+
+/// While the bus is away every commit's events fail to go out.
+static NOT_PUBLISHED: LogThrottle = LogThrottle::new();
+
+/// Logs events the bus did not take, at most once a second.
+pub(super) fn not_published(err: &BusError) {
+    if let Some(left_out) = NOT_PUBLISHED.admit() {
+        tracing::warn!(%err, left_out, "events not published; gateways will catch up from the store");
+    }
 }
 
 fn event(committed: Committed) -> Event {

@@ -29,7 +29,7 @@ impl Session {
             .credential_is_live(self.actor.id, &self.credential)
             .await
             .map_err(|err| {
-                tracing::error!(error = %err, "store failure while rechecking a credential");
+                crate::error::store_failure("a credential's recheck", &err);
                 End::Close(close::INTERNAL, "internal error; reconnect")
             })?;
         if live {

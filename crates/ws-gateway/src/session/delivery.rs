@@ -22,7 +22,7 @@ use crate::recent::Recorded;
 const PAGE: i64 = 500;
 
 fn internal<E: std::fmt::Display>(err: E) -> End {
-    tracing::error!(error = %err, "store failure during delivery");
+    crate::error::store_failure("a delivery", &err);
     End::Close(close::INTERNAL, "internal error; reconnect")
 }
 

@@ -17,11 +17,13 @@ mod credentials;
 mod cut_proxy;
 mod own_redis;
 mod processes;
+mod traffic;
 
 mod crash;
 mod database_cut;
 mod delivery;
 mod faults;
+mod frozen;
 mod logs;
 mod metrics;
 mod nginx;

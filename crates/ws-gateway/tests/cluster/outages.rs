@@ -19,7 +19,7 @@ use crate::ws_client::Client;
 /// How soon live delivery must resume once Redis is back.
 const RESUME: Duration = Duration::from_secs(5);
 
-async fn readyz(base: &str) -> (u16, Value) {
+pub(crate) async fn readyz(base: &str) -> (u16, Value) {
     let response = reqwest::Client::new()
         .get(format!("{base}/readyz"))
         .timeout(Duration::from_millis(1500))
@@ -41,12 +41,19 @@ async fn publish(ws: &mut Client, content: &str) -> i64 {
 /// A cluster whose Redis is the test's own (to kill and restart); `None`
 /// (skipped) without PostgreSQL and Redis, except under CI.
 async fn cluster_with_own_redis() -> Option<(OwnRedis, Cluster)> {
+    cluster_with_own_redis_configured(&[]).await
+}
+
+/// Like [`cluster_with_own_redis`], with `gateway_env` set on both gateways.
+pub(crate) async fn cluster_with_own_redis_configured(
+    gateway_env: &[(&'static str, &str)],
+) -> Option<(OwnRedis, Cluster)> {
     if std::env::var_os("TIDINGS_TEST_REDIS_URL").is_none() {
         assert!(std::env::var_os("CI").is_none(), "CI must provide Redis");
         return None; // the Cluster would be skipped anyway
     }
     let redis = OwnRedis::start().await;
-    let cluster = Cluster::start_with(Some(redis.url())).await?;
+    let cluster = Cluster::start_configured(Some(redis.url()), gateway_env).await?;
     Some((redis, cluster))
 }
 

@@ -62,6 +62,11 @@ impl OwnRedis {
         panic!("redis-server did not start");
     }
 
+    /// Sends the signal `name` (`STOP`, `CONT`) to the server.
+    pub fn signal(&self, name: &str) {
+        crate::processes::signal(self.child.as_ref().expect("redis-server runs"), name);
+    }
+
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             child.kill().await.unwrap();

@@ -57,9 +57,14 @@ pub fn start_logged(program: PathBuf, env: &[(&str, String)], log: &std::path::P
 
 /// Sends SIGTERM to a child.
 pub fn terminate(child: &Child) {
+    signal(child, "TERM");
+}
+
+/// Sends the signal `name` (`TERM`, `STOP`, `CONT`) to a child.
+pub fn signal(child: &Child, name: &str) {
     let pid = child.id().expect("the child is running");
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args([&format!("-{name}"), &pid.to_string()])
         .status()
         .unwrap();
     assert!(status.success());
