@@ -163,6 +163,19 @@ pub enum ServiceError {
     Internal(&'static str),
 }
 
+impl ServiceError {
+    /// The store is away (unreachable, or a connection broke), rather than
+    /// refusing: worth waiting for, since outages last seconds.
+    pub fn is_outage(&self) -> bool {
+        match self {
+            ServiceError::Store(err) => {
+                err.is_transient() || matches!(err, StoreError::Unavailable(_))
+            }
+            _ => false,
+        }
+    }
+}
+
 impl From<StoreError> for ServiceError {
     fn from(err: StoreError) -> Self {
         match err {

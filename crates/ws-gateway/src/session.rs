@@ -18,6 +18,7 @@ mod connection;
 mod credential;
 mod delivery;
 mod outbox;
+mod patience;
 mod proof;
 mod registration;
 mod sequencer;

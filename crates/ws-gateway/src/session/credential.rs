@@ -2,6 +2,7 @@
 //! revocations the hub hands the session (`Event::Revoked`): those that
 //! went by before the session registered, and those lost with the bus.
 
+use super::patience::patiently;
 use super::{End, Session, close};
 
 impl Session {
@@ -23,15 +24,11 @@ impl Session {
     /// if not. After a resync, events (a revocation among them) may have
     /// been lost.
     pub(super) async fn recheck_credential(&mut self) -> Result<(), End> {
-        let live = self
-            .state
-            .core
-            .credential_is_live(self.actor.id, &self.credential)
-            .await
-            .map_err(|err| {
-                crate::error::store_failure("a credential's recheck", &err);
-                End::Close(close::INTERNAL, "internal error; reconnect")
-            })?;
+        let (core, me, credential) = (&self.state.core, self.actor.id, &self.credential);
+        let live = patiently("a credential's recheck", || {
+            core.credential_is_live(me, credential)
+        })
+        .await?;
         if live {
             Ok(())
         } else {

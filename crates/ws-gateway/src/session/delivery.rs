@@ -12,6 +12,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::connection::Kind;
+use super::patience::patiently;
 use super::proof::Stream;
 use super::sequencer::{Position, Sequencer, Verdict};
 use super::{End, Held, Session, Tracked, TrackedTag, close};
@@ -21,23 +22,16 @@ use crate::recent::Recorded;
 /// Rows read per catch-up query.
 const PAGE: i64 = 500;
 
-fn internal<E: std::fmt::Display>(err: E) -> End {
-    crate::error::store_failure("a delivery", &err);
-    End::Close(close::INTERNAL, "internal error; reconnect")
-}
-
 impl Session {
     /// Starts tracking the user's memberships and subscriptions, as `read`
     /// (by the handshake) or as read now.
     pub(super) async fn load(&mut self, read: Option<SessionSnapshot>) -> Result<(), End> {
         let snapshot = match read {
             Some(snapshot) => snapshot,
-            None => self
-                .state
-                .core
-                .session_snapshot(self.actor.id)
-                .await
-                .map_err(internal)?,
+            None => {
+                let (core, user_id) = (&self.state.core, self.actor.id);
+                patiently("a delivery", || core.session_snapshot(user_id)).await?
+            }
         };
         let (memberships, subscriptions) = (snapshot.memberships, snapshot.subscriptions);
         let live_channels: Vec<i64> = memberships.iter().map(|m| m.channel_id).collect();
@@ -137,12 +131,8 @@ impl Session {
             .map(|&id| Stream::Channel(id))
             .chain(tags.iter().map(|&id| Stream::Tag(id)))
             .collect();
-        let heads = self
-            .state
-            .core
-            .stream_heads(&streams)
-            .await
-            .map_err(internal)?;
+        let core = &self.state.core;
+        let heads = patiently("a delivery", || core.stream_heads(&streams)).await?;
         // A stream the read did not find is caught up anyway: the backlog
         // read is the one that knows.
         let moved =
@@ -187,10 +177,9 @@ impl Session {
                 }
                 continue;
             }
-            let backlog = core
-                .backlog(channel_id, after, PAGE, Some(self.actor.id))
-                .await
-                .map_err(internal)?;
+            let me = Some(self.actor.id);
+            let backlog =
+                patiently("a delivery", || core.backlog(channel_id, after, PAGE, me)).await?;
             if !backlog.messages.is_empty() {
                 self.state.hub.metrics().catch_up_store.increment(1);
             }
@@ -269,10 +258,11 @@ impl Session {
                 return Ok(());
             };
             let after = tracked.position.written();
-            let batch = core
-                .notification_backlog(self.actor.id, tag_id, after, PAGE)
-                .await
-                .map_err(internal)?;
+            let me = self.actor.id;
+            let batch = patiently("a delivery", || {
+                core.notification_backlog(me, tag_id, after, PAGE)
+            })
+            .await?;
             let last = batch.last().map(|item| item.notification.seq);
             let full = batch.len() as i64 >= PAGE;
             for item in batch {
@@ -380,12 +370,9 @@ impl Session {
                 invited_by,
                 ..
             } => {
-                let delivered = self
-                    .state
-                    .core
-                    .delivered_seq(*channel_id, self.actor.id)
-                    .await
-                    .map_err(internal)?;
+                let (core, me) = (&self.state.core, self.actor.id);
+                let delivered =
+                    patiently("a delivery", || core.delivered_seq(*channel_id, me)).await?;
                 // The membership may already be gone again (an unsubscribe
                 // handled before this queued event): then there is nothing
                 // to deliver.

@@ -17,6 +17,8 @@ pub struct Cluster {
     pub gateways: [String; 2],
     pub db: TestStore,
     pub redis_url: String,
+    /// The prefix of this cluster's Redis channels.
+    pub redis_prefix: String,
     pub keys: JwtKeys,
     /// The api, then the two gateways.
     pub children: Vec<Child>,
@@ -127,11 +129,27 @@ impl Cluster {
             gateways,
             db,
             redis_url,
+            redis_prefix: prefix,
             keys,
             children,
             logs,
             _turn: turn,
         }
+    }
+
+    /// Tells every process to resync from the store, as each does after
+    /// losing its Redis subscription: every session rechecks its
+    /// credential and reads what it may have missed.
+    pub async fn resync(&self) {
+        let client = redis::Client::open(self.redis_url.as_str()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let heard: i64 = redis::cmd("PUBLISH")
+            .arg(format!("{}:resync", self.redis_prefix))
+            .arg("")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(heard >= 2, "both gateways heard it");
     }
 
     /// What child `n` (0 the api, 1 and 2 the gateways) wrote to stderr.

@@ -1,6 +1,7 @@
 //! PostgreSQL cut under traffic, on api + 2 gateways: every process loses
 //! its database for seconds while publishers pipeline and listeners on
-//! both gateways read. Every publish gets one reply, in the order sent:
+//! both gateways read. Midway, every session is told to resync, so each
+//! needs the store while it is away: it waits for it rather than close. Every publish gets one reply, in the order sent:
 //! an ack for what was stored, an `internal` error for what was not, even
 //! for a commit whose answer the cut took. What was acknowledged is
 //! stored, in each publisher's send order, seqs stay gap-free, and every
@@ -42,6 +43,7 @@ async fn a_database_cut_under_traffic_loses_nothing_acknowledged_and_skips_nothi
     let storm = async {
         tokio::time::sleep(Duration::from_millis(500)).await;
         refused_handshakes(&cluster.gateways[0], &users.listeners[0].1).await;
+        cluster.resync().await;
     };
     tokio::join!(tokio::time::sleep(CUT), storm);
     proxy.mend();
