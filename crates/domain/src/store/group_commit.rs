@@ -251,11 +251,27 @@ fn fail(connection: &Held, batch: Vec<PublishRequest>, err: &StoreError) {
     }
 }
 
-/// Whether the database answered and refused a statement (bad data), as
-/// opposed to being unreachable: only then is retrying item by item worth
-/// it.
+/// Whether the database refused the batch for something in it (a
+/// constraint, a value PostgreSQL cannot keep: SQLSTATE classes 22 and
+/// 23), as opposed to being unable to write at all (unreachable, a full
+/// disk, an I/O error). Only then is retrying item by item worth it: one
+/// bad item must not fail its neighbours, but a disk that cannot take the
+/// batch cannot take its parts either, and retrying each alone multiplied
+/// the failed commits and their log lines by the batch's size.
 fn refused(err: &StoreError) -> bool {
-    matches!(err, StoreError::Database(sqlx::Error::Database(_)))
+    use sqlx::error::ErrorKind;
+    let StoreError::Database(sqlx::Error::Database(db)) = err else {
+        return false;
+    };
+    matches!(
+        db.kind(),
+        ErrorKind::UniqueViolation
+            | ErrorKind::ForeignKeyViolation
+            | ErrorKind::NotNullViolation
+            | ErrorKind::CheckViolation
+    ) || db
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some_and(|pg| pg.code().starts_with("22") || pg.code().starts_with("23"))
 }
 
 /// The messages just stored that someone should hear of, in commit order.

@@ -37,7 +37,7 @@ async fn a_database_cut_under_traffic_loses_nothing_acknowledged_and_skips_nothi
         return;
     };
     let users = Users::create(&cluster.db).await;
-    let traffic = Traffic::start(&cluster, &users, PUBLISHERS).await;
+    let traffic = Traffic::start(&cluster.api, &cluster.gateways, &users, PUBLISHERS).await;
     tokio::time::sleep(BEFORE).await;
     proxy.cut();
     let storm = async {

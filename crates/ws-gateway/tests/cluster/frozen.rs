@@ -36,7 +36,7 @@ async fn a_frozen_gateway_holds_no_one_back_and_its_sockets_miss_nothing() {
         return;
     };
     let users = Users::create(&cluster.db).await;
-    let traffic = Traffic::start(&cluster, &users, PUBLISHERS).await;
+    let traffic = Traffic::start(&cluster.api, &cluster.gateways, &users, PUBLISHERS).await;
     tokio::time::sleep(BEFORE).await;
     let frozen = &cluster.children[2];
     signal(frozen, "STOP");
@@ -61,7 +61,7 @@ async fn a_frozen_redis_stops_no_publish_and_loses_nothing() {
         return;
     };
     let users = Users::create(&cluster.db).await;
-    let traffic = Traffic::start(&cluster, &users, PUBLISHERS).await;
+    let traffic = Traffic::start(&cluster.api, &cluster.gateways, &users, PUBLISHERS).await;
     tokio::time::sleep(BEFORE).await;
     redis.signal("STOP");
     let (early, late) = stored_across(&cluster.db, Duration::from_secs(3)).await;
@@ -88,7 +88,7 @@ async fn a_silent_database_delays_publishes_and_refuses_none() {
         return;
     };
     let users = Users::create(&cluster.db).await;
-    let traffic = Traffic::start(&cluster, &users, PUBLISHERS).await;
+    let traffic = Traffic::start(&cluster.api, &cluster.gateways, &users, PUBLISHERS).await;
     tokio::time::sleep(BEFORE).await;
     proxy.stall();
     tokio::time::sleep(Duration::from_secs(1)).await;

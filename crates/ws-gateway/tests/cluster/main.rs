@@ -22,6 +22,7 @@ mod traffic;
 mod crash;
 mod database_cut;
 mod delivery;
+mod disk_full;
 mod faults;
 mod frozen;
 mod logs;

@@ -52,7 +52,35 @@ pub fn binary(name: &str) -> PathBuf {
 /// killed when dropped.
 pub fn start_logged(program: PathBuf, env: &[(&str, String)], log: &std::path::Path) -> Child {
     let file = std::fs::File::create(log).unwrap();
-    spawn(program, env, Stdio::from(file))
+    spawn(Command::new(program), env, Stdio::from(file))
+}
+
+/// Like [`start_logged`], with every file the child writes kept under
+/// `bytes` (`RLIMIT_FSIZE`), as on a full disk: a write past it fails
+/// with `EFBIG` (`SIGXFSZ`, which would kill the process, is ignored).
+/// [`lift_file_limit`] takes the limit away.
+pub fn start_logged_file_limited(
+    program: PathBuf,
+    env: &[(&str, String)],
+    log: &std::path::Path,
+    bytes: u64,
+) -> Child {
+    let file = std::fs::File::create(log).unwrap();
+    let script = format!("trap '' XFSZ; ulimit -S -f {}; exec \"$0\"", bytes / 1024);
+    let mut command = Command::new("bash");
+    command.args(["-c", &script]).arg(program);
+    spawn(command, env, Stdio::from(file))
+}
+
+/// Lets a child started by [`start_logged_file_limited`] write files of
+/// any size again, as when space is freed.
+pub fn lift_file_limit(child: &Child) {
+    let pid = child.id().expect("the child is running");
+    let status = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), "--fsize=unlimited"])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 /// Sends SIGTERM to a child.
@@ -70,8 +98,7 @@ pub fn signal(child: &Child, name: &str) {
     assert!(status.success());
 }
 
-fn spawn(program: PathBuf, env: &[(&str, String)], stderr: Stdio) -> Child {
-    let mut command = Command::new(program);
+fn spawn(mut command: Command, env: &[(&str, String)], stderr: Stdio) -> Child {
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())

@@ -17,7 +17,9 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::cluster::{Cluster, SECRET};
 use crate::delivery::connect;
-use crate::processes::{binary, free_port, start_logged, terminate, wait_ready};
+use crate::processes::{
+    binary, free_port, start_logged, start_logged_file_limited, terminate, wait_ready,
+};
 use crate::ws_client::Client;
 
 pub(crate) const PUBLISHERS: usize = 20;
@@ -59,18 +61,30 @@ pub(crate) async fn sqlite_with_users(dir: &tempfile::TempDir) -> (String, Users
 /// written to `log`, with room for listeners to lag; once ready, the
 /// process, its api's base URL and its gateway's address.
 pub(crate) async fn all_in_one(url: &str, log: &std::path::Path) -> (Child, String, String) {
+    all_in_one_with(url, log, &[], None).await
+}
+
+/// Like [`all_in_one`], with `extra_env` set and its files kept under
+/// `file_limit` bytes if given (see [`start_logged_file_limited`]).
+pub(crate) async fn all_in_one_with(
+    url: &str,
+    log: &std::path::Path,
+    extra_env: &[(&'static str, &str)],
+    file_limit: Option<u64>,
+) -> (Child, String, String) {
     let (api_port, ws_port) = (free_port(), free_port());
-    let child = start_logged(
-        binary("tidings"),
-        &[
-            ("DATABASE_URL", url.to_owned()),
-            ("JWT_SECRET", SECRET.to_owned()),
-            ("TIDINGS_API_ADDR", format!("127.0.0.1:{api_port}")),
-            ("TIDINGS_WS_ADDR", format!("127.0.0.1:{ws_port}")),
-            (ROOMY_QUEUE.0, ROOMY_QUEUE.1.to_owned()),
-        ],
-        log,
-    );
+    let mut env = vec![
+        ("DATABASE_URL", url.to_owned()),
+        ("JWT_SECRET", SECRET.to_owned()),
+        ("TIDINGS_API_ADDR", format!("127.0.0.1:{api_port}")),
+        ("TIDINGS_WS_ADDR", format!("127.0.0.1:{ws_port}")),
+        (ROOMY_QUEUE.0, ROOMY_QUEUE.1.to_owned()),
+    ];
+    env.extend(extra_env.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let child = match file_limit {
+        None => start_logged(binary("tidings"), &env, log),
+        Some(bytes) => start_logged_file_limited(binary("tidings"), &env, log, bytes),
+    };
     let api = format!("http://127.0.0.1:{api_port}");
     wait_ready(&api).await;
     (child, api, format!("127.0.0.1:{ws_port}"))

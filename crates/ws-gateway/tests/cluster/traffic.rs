@@ -17,7 +17,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::cluster::Cluster;
 use crate::crash::{in_send_order, message};
 use crate::delivery::connect;
 use crate::shutdown::{TOPIC, Users, create_topic, stored_messages};
@@ -62,15 +61,15 @@ impl Checked {
 }
 
 impl Traffic {
-    /// Creates the topic; subscribes every listener (alternating
-    /// gateways) and starts `publishers` publishers (alternating too,
-    /// the first on the first gateway).
-    pub async fn start(cluster: &Cluster, users: &Users, publishers: usize) -> Self {
-        create_topic(&cluster.api, users).await;
+    /// Creates the topic through `api`; subscribes every listener
+    /// (taking `gateways` in turn) and starts `publishers` publishers (in
+    /// turn too, the first on the first gateway).
+    pub async fn start(api: &str, gateways: &[String], users: &Users, publishers: usize) -> Self {
+        create_topic(api, users).await;
         let (last, last_rx) = watch::channel(None);
         let mut listeners = Vec::new();
         for (n, (_, token)) in users.listeners.iter().enumerate() {
-            let mut ws = connect(&cluster.gateways[n % 2], token).await;
+            let mut ws = connect(&gateways[n % gateways.len()], token).await;
             let reply = ws
                 .request(json!({"action":"subscribe","topic_name":TOPIC}))
                 .await;
@@ -80,7 +79,7 @@ impl Traffic {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         for (n, token) in users.publishers[..publishers].iter().enumerate() {
-            let ws = connect(&cluster.gateways[n % 2], token).await;
+            let ws = connect(&gateways[n % gateways.len()], token).await;
             tasks.push(tokio::spawn(publish_through(n, ws, stop_rx.clone())));
         }
         Self {
