@@ -16,6 +16,17 @@
 //! longer than its cap at a time, so one stuck session cannot hold every
 //! publisher back.
 //!
+//! Nor for long, however often: holding is for the process to catch up,
+//! and it has [`HOLD_BUDGET`] from the moment a session first falls behind
+//! until none is. A session that stays behind longer is not waiting for
+//! the process but for its client (one that reads a trickle, each write
+//! waiting too little to count as stalled): counted, it held every commit
+//! of the process, on every topic, for the cap, commit after commit, until
+//! it caught up (five publishes to another topic took 50 s). Past the
+//! budget this process neither waits for its own sessions nor holds the
+//! others, until every session has caught up (or been closed as a slow
+//! consumer); then the budget starts afresh.
+//!
 //! Processes that share topics over a bus also hold for each other: a
 //! gateway whose sessions fall behind says so on the bus (see
 //! `bus/holds.rs`), and every other process's writer waits for it as for
@@ -30,6 +41,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+/// How long this process's sessions may hold commits back, from the moment
+/// one falls behind until none is.
+pub const HOLD_BUDGET: Duration = Duration::from_secs(2);
+
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
@@ -37,6 +52,9 @@ use tokio::time::Instant;
 pub struct FanOutLag {
     /// Sessions far behind on a socket that takes what it is sent.
     lagging: AtomicUsize,
+    /// When the sessions counted now began to be (the first of them fell
+    /// behind while none was); `None` while none is.
+    behind_since: Mutex<Option<Instant>>,
     /// Entries in `remote`, read before taking its lock.
     remote_count: AtomicUsize,
     /// Other processes holding, by origin, with the end of their lease.
@@ -51,6 +69,7 @@ impl FanOutLag {
     /// A session fell far behind.
     pub fn add(&self) {
         if self.lagging.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.mark_behind(Some(Instant::now()));
             self.fell_behind.notify_one();
         }
     }
@@ -59,8 +78,30 @@ impl FanOutLag {
     /// ended.
     pub fn remove(&self) {
         if self.lagging.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.mark_behind(None);
             self.caught_up.notify_waiters();
         }
+    }
+
+    fn mark_behind(&self, since: Option<Instant>) {
+        *self.behind_since.lock().unwrap_or_else(|e| e.into_inner()) = since;
+    }
+
+    /// Whether this process's sessions hold commits back now: some are
+    /// behind, within [`HOLD_BUDGET`] of the first; and until when.
+    fn holding_until(&self, now: Instant) -> Option<Instant> {
+        if self.lagging() == 0 {
+            return None;
+        }
+        let since = *self.behind_since.lock().unwrap_or_else(|e| e.into_inner());
+        let until = since? + HOLD_BUDGET;
+        (until > now).then_some(until)
+    }
+
+    /// Sessions are behind and their budget is spent: they wait for their
+    /// clients, not for the process.
+    pub fn overdue(&self) -> bool {
+        self.lagging() > 0 && self.holding_until(Instant::now()).is_none()
     }
 
     /// Sessions of this process counted now.
@@ -91,27 +132,31 @@ impl FanOutLag {
         }
     }
 
-    /// Waits until this process's sessions fall behind; returns at once
-    /// if they are now.
+    /// Waits until this process's sessions fall behind (within their
+    /// budget); returns at once if they are now.
     pub async fn fell_behind(&self) {
-        while self.lagging() == 0 {
+        while self.holding_until(Instant::now()).is_none() {
             self.fell_behind.notified().await;
         }
     }
 
-    /// Waits until this process's sessions have caught up, or for at most
-    /// `within`; whether they have.
+    /// Waits until this process's sessions have caught up or spent their
+    /// budget, or for at most `within`; whether they no longer hold.
     pub async fn caught_up_within(&self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         loop {
             let caught_up = self.caught_up.notified();
             tokio::pin!(caught_up);
             caught_up.as_mut().enable();
-            if self.lagging() == 0 {
+            let Some(until) = self.holding_until(Instant::now()) else {
                 return true;
-            }
-            if tokio::time::timeout_at(deadline, caught_up).await.is_err() {
-                return self.lagging() == 0;
+            };
+            if tokio::time::timeout_at(until.min(deadline), caught_up)
+                .await
+                .is_err()
+                && Instant::now() >= deadline
+            {
+                return self.holding_until(Instant::now()).is_none();
             }
         }
     }
@@ -131,10 +176,10 @@ impl FanOutLag {
     /// Waits until no session is counted and no other process holds, for
     /// at most `cap`; how long it waited, if it had to.
     pub async fn wait(&self, cap: Duration) -> Option<Duration> {
-        if self.lagging() == 0 && self.remote_holds() == 0 {
+        let started = Instant::now();
+        if self.holding_until(started).is_none() && self.remote_holds() == 0 {
             return None;
         }
-        let started = Instant::now();
         let deadline = started + cap;
         loop {
             let caught_up = self.caught_up.notified();
@@ -143,19 +188,17 @@ impl FanOutLag {
             // between the read and the wait is not missed.
             caught_up.as_mut().enable();
             let now = Instant::now();
-            let held_until = self.held_until(now);
-            if self.lagging() == 0 && held_until.is_none() {
+            let (here, elsewhere) = (self.holding_until(now), self.held_until(now));
+            if here.is_none() && elsewhere.is_none() || now >= deadline {
                 return Some(started.elapsed());
             }
-            if now >= deadline {
-                return Some(started.elapsed());
-            }
-            // A lease that runs out wakes no one: look again when it does.
-            let wake = match held_until {
-                Some(until) if self.lagging() == 0 => until.min(deadline),
-                _ => deadline,
-            };
-            let _ = tokio::time::timeout_at(wake, caught_up).await;
+            // A lease or a budget that runs out wakes no one: look again
+            // when it does.
+            let wake = [here, elsewhere, Some(deadline)]
+                .into_iter()
+                .flatten()
+                .min();
+            let _ = tokio::time::timeout_at(wake.unwrap_or(deadline), caught_up).await;
         }
     }
 }
@@ -246,17 +289,48 @@ mod tests {
             let lag = Arc::clone(&lag);
             async move { lag.wait(Duration::from_secs(60)).await }
         });
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         lag.release_from(7);
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(!waiting.is_finished(), "a session here is still behind");
         lag.hold_from(7, Duration::from_secs(10));
         lag.remove();
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(!waiting.is_finished(), "process 7 holds again");
         lag.release_from(7);
         let waited = waiting.await.expect("the wait ends");
-        assert_eq!(waited, Some(Duration::from_secs(3)));
+        assert_eq!(waited, Some(Duration::from_secs(6)));
+    }
+
+    /// Sessions behind for longer than the budget wait for their clients:
+    /// commits go ahead, and no hold is announced, until every session has
+    /// caught up; then the budget starts afresh.
+    #[tokio::test(start_paused = true)]
+    async fn sessions_behind_past_the_budget_hold_nothing_until_all_catch_up() {
+        let lag = Arc::new(FanOutLag::default());
+        lag.add();
+        assert!(!lag.overdue());
+        let cap = Duration::from_secs(60);
+        assert_eq!(lag.wait(cap).await, Some(HOLD_BUDGET));
+        assert!(lag.overdue());
+        assert_eq!(lag.wait(cap).await, None, "the budget is spent");
+        lag.add();
+        assert_eq!(lag.wait(cap).await, None, "a second one joins the first");
+        let announcing = tokio::spawn({
+            let lag = Arc::clone(&lag);
+            async move { lag.fell_behind().await }
+        });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!announcing.is_finished(), "nothing to announce");
+        lag.remove();
+        lag.remove();
+        assert!(!lag.overdue());
+        lag.add();
+        announcing.await.expect("behind again, within a new budget");
+        assert_eq!(
+            lag.wait(Duration::from_secs(1)).await,
+            Some(Duration::from_secs(1))
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -154,30 +154,7 @@ async fn a_session_far_behind_holds_publishes_back_until_it_catches_up() {
     let app = spawn(GatewayConfig::default()).await;
     let (alice, _) = app.user("alice").await;
     let topic = app.topic(&alice, "flood", false).await;
-    let (queue, mut receiver) = tokio::sync::mpsc::unbounded_channel();
-    let handle =
-        tidings_gateway::hub::SessionHandle::new(queue, 8, Arc::clone(app.core.fan_out_lag()));
-    app.hub
-        .watch(
-            domain::events::Key::Channel(topic.id),
-            app.hub.next_session_id(),
-            &handle,
-        )
-        .await;
-    for n in 0..5 {
-        app.core
-            .publish_topic(&alice, &topic, &n.to_string())
-            .await
-            .unwrap();
-    }
-    let mut queued = 0;
-    while queued < 5 {
-        match tokio::time::timeout(Duration::from_secs(10), receiver.recv()).await {
-            Ok(Some(tidings_gateway::hub::Outbound::Events(run))) => queued += run.len(),
-            other => panic!("expected the five messages, got {other:?}"),
-        }
-    }
-    assert_eq!(app.core.fan_out_lag().lagging(), 1, "5 of 8 is far behind");
+    let (handle, _queue) = a_session_far_behind(&app, &alice, &topic).await;
     let held = tokio::spawn({
         let (core, alice, topic) = (Arc::clone(&app.core), alice.clone(), topic.clone());
         async move { core.publish_topic(&alice, &topic, "held").await }
@@ -195,6 +172,71 @@ async fn a_session_far_behind_holds_publishes_back_until_it_catches_up() {
         .unwrap();
     assert_eq!(published.message.seq, 6);
     assert_eq!(app.core.fan_out_lag().lagging(), 0);
+}
+
+/// A session that stays far behind (its client reads a trickle, or
+/// nothing the socket notices) holds commits back for the budget once,
+/// not for the writer's cap at every commit: publishers of another topic
+/// go on. It held five publishes for 50 s before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_stays_behind_holds_back_once_for_the_budget() {
+    use std::time::Instant;
+    let app = spawn(GatewayConfig::default()).await;
+    let (alice, _) = app.user("alice").await;
+    let (slow_topic, other) = (
+        app.topic(&alice, "slow", false).await,
+        app.topic(&alice, "other", false).await,
+    );
+    let (handle, _queue) = a_session_far_behind(&app, &alice, &slow_topic).await;
+    let started = Instant::now();
+    for n in 0..5 {
+        app.core
+            .publish_topic(&alice, &other, &n.to_string())
+            .await
+            .unwrap();
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= domain::fan_out_lag::HOLD_BUDGET && took < Duration::from_secs(8),
+        "held for the budget, once: {took:?}"
+    );
+    assert_eq!(app.core.fan_out_lag().lagging(), 1, "still behind");
+    drop(handle);
+}
+
+/// A session of the test's own in the real hub, watching `topic`, with a
+/// queue of 8 and five of alice's messages queued and not handled: far
+/// behind, on a socket that (as far as the hub knows) takes what it is
+/// sent. Its handle, and the receiving end of its queue (kept, so the hub
+/// goes on pushing to it).
+async fn a_session_far_behind(
+    app: &TestGateway,
+    alice: &Actor,
+    topic: &domain::model::Topic,
+) -> (
+    tidings_gateway::hub::SessionHandle,
+    tokio::sync::mpsc::UnboundedReceiver<tidings_gateway::hub::Outbound>,
+) {
+    let (queue, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let lag = std::sync::Arc::clone(app.core.fan_out_lag());
+    let handle = tidings_gateway::hub::SessionHandle::new(queue, 8, lag);
+    let key = domain::events::Key::Channel(topic.id);
+    app.hub.watch(key, app.hub.next_session_id(), &handle).await;
+    for n in 0..5 {
+        app.core
+            .publish_topic(alice, topic, &n.to_string())
+            .await
+            .unwrap();
+    }
+    let mut queued = 0;
+    while queued < 5 {
+        match tokio::time::timeout(Duration::from_secs(10), receiver.recv()).await {
+            Ok(Some(tidings_gateway::hub::Outbound::Events(run))) => queued += run.len(),
+            other => panic!("expected the five messages, got {other:?}"),
+        }
+    }
+    assert_eq!(app.core.fan_out_lag().lagging(), 1, "5 of 8 is far behind");
+    (handle, receiver)
 }
 
 #[tokio::test]
