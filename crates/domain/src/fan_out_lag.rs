@@ -41,12 +41,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
 /// How long this process's sessions may hold commits back, from the moment
 /// one falls behind until none is.
 pub const HOLD_BUDGET: Duration = Duration::from_secs(2);
-
-use tokio::sync::Notify;
-use tokio::time::Instant;
 
 #[derive(Debug, Default)]
 pub struct FanOutLag {
@@ -69,7 +69,7 @@ impl FanOutLag {
     /// A session fell far behind.
     pub fn add(&self) {
         if self.lagging.fetch_add(1, Ordering::AcqRel) == 0 {
-            self.mark_behind(Some(Instant::now()));
+            *self.behind_since() = Some(Instant::now());
             self.fell_behind.notify_one();
         }
     }
@@ -78,13 +78,19 @@ impl FanOutLag {
     /// ended.
     pub fn remove(&self) {
         if self.lagging.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.mark_behind(None);
+            // Under the lock, so a session falling behind meanwhile keeps
+            // the start it set (or sets it after this).
+            let mut since = self.behind_since();
+            if self.lagging() == 0 {
+                *since = None;
+            }
+            drop(since);
             self.caught_up.notify_waiters();
         }
     }
 
-    fn mark_behind(&self, since: Option<Instant>) {
-        *self.behind_since.lock().unwrap_or_else(|e| e.into_inner()) = since;
+    fn behind_since(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.behind_since.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether this process's sessions hold commits back now: some are
@@ -93,14 +99,14 @@ impl FanOutLag {
         if self.lagging() == 0 {
             return None;
         }
-        let since = *self.behind_since.lock().unwrap_or_else(|e| e.into_inner());
-        let until = since? + HOLD_BUDGET;
+        let until = (*self.behind_since())? + HOLD_BUDGET;
         (until > now).then_some(until)
     }
 
     /// Sessions are behind and their budget is spent: they wait for their
     /// clients, not for the process.
-    pub fn overdue(&self) -> bool {
+    #[cfg(test)]
+    fn overdue(&self) -> bool {
         self.lagging() > 0 && self.holding_until(Instant::now()).is_none()
     }
 

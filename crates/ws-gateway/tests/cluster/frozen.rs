@@ -9,8 +9,6 @@
 
 use std::time::Duration;
 
-use domain::store::Store;
-
 use crate::cluster::Cluster;
 use crate::outages::{cluster_with_own_redis_configured, readyz};
 use crate::processes::signal;
@@ -36,18 +34,11 @@ async fn a_frozen_gateway_holds_no_one_back_and_its_sockets_miss_nothing() {
         return;
     };
     let users = Users::create(&cluster.db).await;
-    let traffic = Traffic::start(&cluster.api, &cluster.gateways, &users, PUBLISHERS).await;
-    tokio::time::sleep(BEFORE).await;
     let frozen = &cluster.children[2];
-    signal(frozen, "STOP");
-    let (early, late) = stored_across(&cluster.db, Duration::from_millis(1500)).await;
-    signal(frozen, "CONT");
-    assert!(
-        late > early,
-        "the other gateway's publishes were stored while this one was frozen ({early} → {late})"
-    );
-    tokio::time::sleep(AFTER).await;
-    finish_quietly(traffic, &cluster).await;
+    let freeze = || signal(frozen, "STOP");
+    let thaw = || signal(frozen, "CONT");
+    let span = Duration::from_millis(1500);
+    through_a_freeze(&cluster, &users, span, freeze, thaw).await;
 }
 
 /// Redis stops for 6 s, longer than a gateway waits before it pings an
@@ -61,17 +52,8 @@ async fn a_frozen_redis_stops_no_publish_and_loses_nothing() {
         return;
     };
     let users = Users::create(&cluster.db).await;
-    let traffic = Traffic::start(&cluster.api, &cluster.gateways, &users, PUBLISHERS).await;
-    tokio::time::sleep(BEFORE).await;
-    redis.signal("STOP");
-    let (early, late) = stored_across(&cluster.db, Duration::from_secs(3)).await;
-    redis.signal("CONT");
-    assert!(
-        late > early,
-        "publishes were stored while Redis was frozen ({early} → {late})"
-    );
-    tokio::time::sleep(AFTER).await;
-    finish_quietly(traffic, &cluster).await;
+    let (freeze, thaw) = (|| redis.signal("STOP"), || redis.signal("CONT"));
+    through_a_freeze(&cluster, &users, Duration::from_secs(3), freeze, thaw).await;
 }
 
 /// PostgreSQL stops answering for 5 s on every connection, old and new.
@@ -113,13 +95,27 @@ async fn a_silent_database_delays_publishes_and_refuses_none() {
     }
 }
 
-/// The messages stored `span` into a fault and `span` later (read around
-/// any proxy): whether commits went on through it.
-async fn stored_across(db: &Store, span: Duration) -> (usize, usize) {
+/// Traffic through a freeze of twice `span`: commits must go on through
+/// it (the store has more messages `span` later than `span` in), and
+/// [`finish_quietly`] checks what the clients saw once it has ended.
+async fn through_a_freeze(
+    cluster: &Cluster,
+    users: &Users,
+    span: Duration,
+    freeze: impl FnOnce(),
+    thaw: impl FnOnce(),
+) {
+    let traffic = Traffic::start(&cluster.api, &cluster.gateways, users, PUBLISHERS).await;
+    tokio::time::sleep(BEFORE).await;
+    freeze();
     tokio::time::sleep(span).await;
-    let early = stored_count(db).await;
+    let early = stored_count(&cluster.db).await;
     tokio::time::sleep(span).await;
-    (early, stored_count(db).await)
+    let late = stored_count(&cluster.db).await;
+    thaw();
+    assert!(late > early, "commits went on meanwhile ({early} → {late})");
+    tokio::time::sleep(AFTER).await;
+    finish_quietly(traffic, cluster).await;
 }
 
 /// Ends the traffic with no refusal allowed, and checks that no process
