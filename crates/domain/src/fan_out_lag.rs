@@ -27,6 +27,14 @@
 //! others, until every session has caught up (or been closed as a slow
 //! consumer); then the budget starts afresh.
 //!
+//! Nor one session for much of the time: each pays for the holding it
+//! takes part in, split with the others behind with it, out of a budget
+//! it regains slowly (see [`HoldAllowance`]). A client that reads slower
+//! than its topic goes, but catches up whenever publishers are held, is
+//! behind a moment at a time, within the process's budget every time; it
+//! set the pace of every publisher of the process until its own budget
+//! ran out.
+//!
 //! Processes that share topics over a bus also hold for each other: a
 //! gateway whose sessions fall behind says so on the bus (see
 //! `bus/holds.rs`), and every other process's writer waits for it as for
@@ -48,13 +56,22 @@ use tokio::time::Instant;
 /// one falls behind until none is.
 pub const HOLD_BUDGET: Duration = Duration::from_secs(2);
 
+/// How much holding one session may cost in all before it is no longer
+/// counted (see [`HoldAllowance`]).
+pub const SESSION_HOLD_BUDGET: Duration = HOLD_BUDGET;
+
+/// A session regains its [`SESSION_HOLD_BUDGET`] at one second in this
+/// many: one session alone can hold publishers back for about this share
+/// of the time, in the long run.
+const SESSION_REFILL: u32 = 10;
+
 #[derive(Debug, Default)]
 pub struct FanOutLag {
-    /// Sessions far behind on a socket that takes what it is sent.
+    /// Sessions far behind on a socket that takes what it is sent; changed
+    /// only under `holding`'s lock, read without it.
     lagging: AtomicUsize,
-    /// When the sessions counted now began to be (the first of them fell
-    /// behind while none was); `None` while none is.
-    behind_since: Mutex<Option<Instant>>,
+    /// Since when the counted sessions hold, and what holding has cost each.
+    holding: Mutex<Holding>,
     /// Entries in `remote`, read before taking its lock.
     remote_count: AtomicUsize,
     /// Other processes holding, by origin, with the end of their lease.
@@ -65,32 +82,81 @@ pub struct FanOutLag {
     fell_behind: Notify,
 }
 
+/// The clock of this process's holding.
+#[derive(Debug, Default)]
+struct Holding {
+    /// When the sessions counted now began to be (the first of them fell
+    /// behind while none was); `None` while none is.
+    since: Option<Instant>,
+    /// Holding so far per counted session: every stretch of holding split
+    /// evenly between the sessions counted during it. What one session
+    /// cost is the growth of this between its [`Ticket`] and its removal:
+    /// one session alone pays for all of its holding, one of 5,000 behind
+    /// together a five-thousandth.
+    per_session: Duration,
+    /// When `per_session` was brought up to date.
+    at: Option<Instant>,
+}
+
+impl Holding {
+    /// Brings `per_session` up to `now`, with `lagging` counted since `at`.
+    fn advance(&mut self, now: Instant, lagging: usize) {
+        if let (Some(since), Some(at), Ok(lagging @ 1..)) =
+            (self.since, self.at, u32::try_from(lagging))
+        {
+            let end = now.min(since + HOLD_BUDGET);
+            if end > at {
+                self.per_session += (end - at) / lagging;
+            }
+        }
+        self.at = Some(now);
+    }
+}
+
+/// A session counted in [`FanOutLag`], and where the holding clock stood
+/// when it was; given back to [`FanOutLag::remove`].
+#[derive(Debug)]
+pub struct Ticket(Duration);
+
 impl FanOutLag {
     /// A session fell far behind.
-    pub fn add(&self) {
-        if self.lagging.fetch_add(1, Ordering::AcqRel) == 0 {
-            *self.behind_since() = Some(Instant::now());
+    pub fn add(&self) -> Ticket {
+        let now = Instant::now();
+        let mut holding = self.holding();
+        let lagging = self.lagging();
+        holding.advance(now, lagging);
+        if lagging == 0 {
+            holding.since = Some(now);
+        }
+        self.lagging.store(lagging + 1, Ordering::Release);
+        let ticket = Ticket(holding.per_session);
+        drop(holding);
+        if lagging == 0 {
             self.fell_behind.notify_one();
         }
+        ticket
     }
 
     /// A session counted by [`add`](Self::add) caught up, stopped reading or
-    /// ended.
-    pub fn remove(&self) {
-        if self.lagging.fetch_sub(1, Ordering::AcqRel) == 1 {
-            // Under the lock, so a session falling behind meanwhile keeps
-            // the start it set (or sets it after this).
-            let mut since = self.behind_since();
-            if self.lagging() == 0 {
-                *since = None;
-            }
-            drop(since);
+    /// ended; what its holding cost, its share of the time spent holding
+    /// while it was counted.
+    pub fn remove(&self, ticket: Ticket) -> Duration {
+        let mut holding = self.holding();
+        let lagging = self.lagging();
+        holding.advance(Instant::now(), lagging);
+        let cost = holding.per_session.saturating_sub(ticket.0);
+        self.lagging
+            .store(lagging.saturating_sub(1), Ordering::Release);
+        if lagging <= 1 {
+            holding.since = None;
+            drop(holding);
             self.caught_up.notify_waiters();
         }
+        cost
     }
 
-    fn behind_since(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
-        self.behind_since.lock().unwrap_or_else(|e| e.into_inner())
+    fn holding(&self) -> std::sync::MutexGuard<'_, Holding> {
+        self.holding.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether this process's sessions hold commits back now: some are
@@ -99,7 +165,7 @@ impl FanOutLag {
         if self.lagging() == 0 {
             return None;
         }
-        let until = (*self.behind_since())? + HOLD_BUDGET;
+        let until = self.holding().since? + HOLD_BUDGET;
         (until > now).then_some(until)
     }
 
@@ -209,6 +275,71 @@ impl FanOutLag {
     }
 }
 
+/// One session's part in holding: whether it is counted now, and what
+/// its holding has cost lately.
+///
+/// A session that falls behind whenever its topic's publishers run, and
+/// catches up whenever they are held (its client reads slower than the
+/// topic goes, but reads), is behind for a moment at a time, each time
+/// well within [`HOLD_BUDGET`]: counted every time, it set the pace of
+/// every publisher of the process. So each session pays for the holding
+/// it takes part in, its share when others are behind with it, and one
+/// that has spent [`SESSION_HOLD_BUDGET`] is no longer counted: it waits
+/// for its client like any slow consumer, and is closed with 4008 if it
+/// falls past its limit. It regains its budget at one second in
+/// [`SESSION_REFILL`]. When the process itself cannot keep up, thousands
+/// of sessions fall behind together and each pays a sliver, so holding
+/// still paces publishers then.
+#[derive(Debug)]
+pub struct HoldAllowance {
+    counted: Option<Ticket>,
+    /// Holding paid for and not yet regained; past the budget after a
+    /// long hold, repaid before the session is counted again.
+    spent: Duration,
+    /// When `spent` was last brought up to date.
+    at: Instant,
+}
+
+impl Default for HoldAllowance {
+    fn default() -> Self {
+        Self {
+            counted: None,
+            spent: Duration::ZERO,
+            at: Instant::now(),
+        }
+    }
+}
+
+impl HoldAllowance {
+    /// Counts the session as far behind in `lag`, unless its budget is
+    /// spent; whether it is counted.
+    pub fn count(&mut self, lag: &FanOutLag) -> bool {
+        if self.counted.is_none() {
+            self.regain(Instant::now());
+            if self.spent >= SESSION_HOLD_BUDGET {
+                return false;
+            }
+            self.counted = Some(lag.add());
+        }
+        true
+    }
+
+    /// No longer counted in `lag`; pays for the holding it took part in.
+    pub fn uncount(&mut self, lag: &FanOutLag) {
+        if let Some(ticket) = self.counted.take() {
+            let cost = lag.remove(ticket);
+            self.regain(Instant::now());
+            self.spent += cost;
+        }
+    }
+
+    fn regain(&mut self, now: Instant) {
+        let regained = now.saturating_duration_since(self.at) / SESSION_REFILL;
+        self.spent = self.spent.saturating_sub(regained);
+        self.at = now;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -219,25 +350,24 @@ mod tests {
     async fn nothing_counted_means_no_wait() {
         let lag = FanOutLag::default();
         assert_eq!(lag.wait(Duration::from_secs(60)).await, None);
-        lag.add();
-        lag.remove();
+        let ticket = lag.add();
+        lag.remove(ticket);
         assert_eq!(lag.wait(Duration::from_secs(60)).await, None);
     }
 
     #[tokio::test]
     async fn waits_until_the_last_session_catches_up() {
         let lag = Arc::new(FanOutLag::default());
-        lag.add();
-        lag.add();
+        let (first, second) = (lag.add(), lag.add());
         let waiting = tokio::spawn({
             let lag = Arc::clone(&lag);
             async move { lag.wait(Duration::from_secs(60)).await }
         });
         tokio::task::yield_now().await;
-        lag.remove();
+        lag.remove(first);
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished(), "one session is still behind");
-        lag.remove();
+        lag.remove(second);
         let waited = waiting.await.expect("the wait ends");
         assert!(waited.is_some_and(|w| w < Duration::from_secs(60)));
     }
@@ -245,7 +375,7 @@ mod tests {
     #[tokio::test]
     async fn a_session_that_never_catches_up_holds_no_longer_than_the_cap() {
         let lag = FanOutLag::default();
-        lag.add();
+        let _behind = lag.add();
         let cap = Duration::from_millis(50);
         let waited = tokio::time::timeout(Duration::from_secs(60), lag.wait(cap))
             .await
@@ -289,7 +419,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn own_sessions_and_other_processes_both_hold() {
         let lag = Arc::new(FanOutLag::default());
-        lag.add();
+        let ticket = lag.add();
         lag.hold_from(7, Duration::from_secs(10));
         let waiting = tokio::spawn({
             let lag = Arc::clone(&lag);
@@ -300,7 +430,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(!waiting.is_finished(), "a session here is still behind");
         lag.hold_from(7, Duration::from_secs(10));
-        lag.remove();
+        lag.remove(ticket);
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(!waiting.is_finished(), "process 7 holds again");
         lag.release_from(7);
@@ -314,13 +444,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn sessions_behind_past_the_budget_hold_nothing_until_all_catch_up() {
         let lag = Arc::new(FanOutLag::default());
-        lag.add();
+        let first = lag.add();
         assert!(!lag.overdue());
         let cap = Duration::from_secs(60);
         assert_eq!(lag.wait(cap).await, Some(HOLD_BUDGET));
         assert!(lag.overdue());
         assert_eq!(lag.wait(cap).await, None, "the budget is spent");
-        lag.add();
+        let second = lag.add();
         assert_eq!(lag.wait(cap).await, None, "a second one joins the first");
         let announcing = tokio::spawn({
             let lag = Arc::clone(&lag);
@@ -328,10 +458,10 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert!(!announcing.is_finished(), "nothing to announce");
-        lag.remove();
-        lag.remove();
+        lag.remove(first);
+        lag.remove(second);
         assert!(!lag.overdue());
-        lag.add();
+        let _again = lag.add();
         announcing.await.expect("behind again, within a new budget");
         assert_eq!(
             lag.wait(Duration::from_secs(1)).await,
@@ -362,9 +492,75 @@ mod tests {
             }
         });
         tokio::time::sleep(Duration::from_secs(1)).await;
-        lag.add();
+        let ticket = lag.add();
         tokio::time::sleep(Duration::from_secs(3)).await;
-        lag.remove();
+        lag.remove(ticket);
         assert_eq!(watcher.await.expect("the watcher ends"), (false, true));
+    }
+
+    /// Holding is paid for by the sessions behind during it, split evenly:
+    /// alone a session pays for all of it, with three others a quarter,
+    /// and nothing past the process's budget.
+    #[tokio::test(start_paused = true)]
+    async fn holding_is_paid_for_by_the_sessions_behind_during_it() {
+        let lag = FanOutLag::default();
+        let alone = lag.add();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let others: Vec<Ticket> = (0..3).map(|_| lag.add()).collect();
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        for ticket in others {
+            assert_eq!(lag.remove(ticket), Duration::from_millis(100));
+        }
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        // 400 ms alone, a quarter of 400 with the others, then alone again
+        // to the end of the budget at 2 s; nothing after it.
+        assert_eq!(lag.remove(alone), Duration::from_millis(400 + 100 + 1200));
+    }
+
+    /// A session behind a moment at a time, each time caught up within the
+    /// process's budget, is counted until it has paid for its own budget;
+    /// then only as often as it regains it.
+    #[tokio::test(start_paused = true)]
+    async fn a_session_that_keeps_falling_behind_runs_out_of_holding() {
+        let lag = FanOutLag::default();
+        let mut allowance = HoldAllowance::default();
+        let mut counted_for = Duration::ZERO;
+        let run = Duration::from_secs(60);
+        let started = Instant::now();
+        while started.elapsed() < run {
+            if allowance.count(&lag) {
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                allowance.uncount(&lag);
+                counted_for += Duration::from_millis(150);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The budget, and a tenth of the time regained (and one stretch
+        // begun with a little left).
+        let most = SESSION_HOLD_BUDGET + run / SESSION_REFILL;
+        assert!(
+            counted_for <= most + Duration::from_millis(150) && counted_for >= most / 2,
+            "counted for {counted_for:?} of {run:?}"
+        );
+        assert_eq!(lag.lagging(), 0);
+    }
+
+    /// Many sessions behind together each pay a sliver: a process that
+    /// cannot keep up goes on holding its publishers.
+    #[tokio::test(start_paused = true)]
+    async fn sessions_behind_together_keep_holding() {
+        let lag = FanOutLag::default();
+        let mut sessions: Vec<HoldAllowance> =
+            (0..1000).map(|_| HoldAllowance::default()).collect();
+        for _ in 0..100 {
+            for allowance in &mut sessions {
+                assert!(allowance.count(&lag), "still within its budget");
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            for allowance in &mut sessions {
+                allowance.uncount(&lag);
+            }
+        }
+        assert_eq!(lag.lagging(), 0);
     }
 }

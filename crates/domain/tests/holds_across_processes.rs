@@ -73,7 +73,7 @@ async fn a_process_behind_holds_the_others_commits_until_it_catches_up() {
     p.a.publish_topic(&p.alice, &p.topic, "before")
         .await
         .unwrap();
-    p.b.fan_out_lag().add();
+    let ticket = p.b.fan_out_lag().add();
     hears_a_hold(&p.a).await;
     let held = tokio::spawn({
         let (a, alice, topic) = (Arc::clone(&p.a), p.alice.clone(), p.topic.clone());
@@ -85,7 +85,7 @@ async fn a_process_behind_holds_the_others_commits_until_it_catches_up() {
         !held.is_finished(),
         "A committed while B's sessions were far behind"
     );
-    p.b.fan_out_lag().remove();
+    p.b.fan_out_lag().remove(ticket);
     let published = tokio::time::timeout(PATIENCE, held)
         .await
         .expect("A commits once B has caught up")

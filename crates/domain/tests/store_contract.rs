@@ -498,7 +498,7 @@ async fn commits_wait_while_sessions_are_far_behind(db: &TestStore) {
         .unwrap();
     db.publish(topic.id, &alice, "before").await.unwrap();
     let lag = std::sync::Arc::clone(db.store.fan_out_lag());
-    lag.add();
+    let ticket = lag.add();
     let publish = tokio::spawn({
         let (store, alice) = (db.store.clone(), alice.clone());
         async move { store.publish(topic.id, &alice, "held").await }
@@ -515,7 +515,7 @@ async fn commits_wait_while_sessions_are_far_behind(db: &TestStore) {
             .len(),
         1
     );
-    lag.remove();
+    lag.remove(ticket);
     let held = tokio::time::timeout(std::time::Duration::from_secs(5), publish)
         .await
         .expect("committed once the session caught up")

@@ -6,12 +6,14 @@
 //! because this process cannot deliver as fast as publishers publish, and
 //! it is counted in the process's [`FanOutLag`], which holds commits back
 //! until it has handled all but a quarter. A session waiting for its peer
-//! to read is not counted: that peer is slow, not the process.
+//! to read is not counted: that peer is slow, not the process. Nor is one
+//! that has spent its own allowance of holding (see [`HoldAllowance`]),
+//! until it has caught up and its allowance allows again.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-use domain::fan_out_lag::FanOutLag;
+use domain::fan_out_lag::{FanOutLag, HoldAllowance};
 
 #[derive(Debug)]
 pub struct Backlog {
@@ -22,8 +24,13 @@ pub struct Backlog {
     limit: usize,
     /// The session waits for its peer to read.
     stalled: AtomicBool,
-    /// Counted in `lag`.
+    /// Counted in `lag`: `allowance`'s state, read without its lock.
     counted: AtomicBool,
+    /// Refused by `allowance` since the session last caught up: not asked
+    /// again at every event while it stays behind.
+    refused: AtomicBool,
+    /// Taken only to count or uncount the session.
+    allowance: Mutex<HoldAllowance>,
     lag: Arc<FanOutLag>,
 }
 
@@ -34,6 +41,8 @@ impl Backlog {
             limit,
             stalled: AtomicBool::new(false),
             counted: AtomicBool::new(false),
+            refused: AtomicBool::new(false),
+            allowance: Mutex::new(HoldAllowance::default()),
             lag,
         }
     }
@@ -51,8 +60,8 @@ impl Backlog {
         if queued > limit / 2 {
             if self.stalled.load(Ordering::Relaxed) {
                 self.uncount();
-            } else if !self.counted.swap(true, Ordering::AcqRel) {
-                self.lag.add();
+            } else {
+                self.count();
             }
         }
         true
@@ -66,6 +75,9 @@ impl Backlog {
             .saturating_sub(events);
         if left <= self.limit / 4 {
             self.uncount();
+            if self.refused.load(Ordering::Relaxed) {
+                self.refused.store(false, Ordering::Relaxed);
+            }
         }
     }
 
@@ -88,11 +100,30 @@ impl Backlog {
         self.events.load(Ordering::Relaxed)
     }
 
+    fn count(&self) {
+        // Read first: while behind, every event queued comes here.
+        if self.counted.load(Ordering::Acquire) || self.refused.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut allowance = self.allowance();
+        if allowance.count(&self.lag) {
+            self.counted.store(true, Ordering::Release);
+        } else {
+            self.refused.store(true, Ordering::Relaxed);
+        }
+    }
+
     fn uncount(&self) {
         // Read first: the usual case changes nothing and writes nothing.
-        if self.counted.load(Ordering::Relaxed) && self.counted.swap(false, Ordering::AcqRel) {
-            self.lag.remove();
+        if self.counted.load(Ordering::Acquire) {
+            let mut allowance = self.allowance();
+            allowance.uncount(&self.lag);
+            self.counted.store(false, Ordering::Release);
         }
+    }
+
+    fn allowance(&self) -> std::sync::MutexGuard<'_, HoldAllowance> {
+        self.allowance.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -167,5 +198,26 @@ mod tests {
         assert!(backlog.offer(60));
         drop(backlog);
         assert_eq!(lag.lagging(), 0);
+    }
+
+    /// A session that held the process for its whole budget alone has
+    /// spent its allowance of holding: it is not counted again until it
+    /// has caught up and regained some.
+    #[tokio::test(start_paused = true)]
+    async fn a_session_that_spent_its_allowance_is_not_counted_until_it_caught_up() {
+        let (lag, backlog) = backlog();
+        assert!(backlog.offer(60));
+        assert_eq!(lag.lagging(), 1);
+        tokio::time::sleep(domain::fan_out_lag::SESSION_HOLD_BUDGET).await;
+        backlog.handled(60);
+        assert_eq!(lag.lagging(), 0);
+        assert!(backlog.offer(60));
+        assert_eq!(lag.lagging(), 0, "its allowance is spent");
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+        assert!(backlog.offer(1));
+        assert_eq!(lag.lagging(), 0, "not asked again while it stays behind");
+        backlog.handled(61);
+        assert!(backlog.offer(60));
+        assert_eq!(lag.lagging(), 1, "caught up, and regained");
     }
 }

@@ -157,9 +157,9 @@ mod tests {
         }));
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(received.try_recv().is_err(), "nobody behind, nothing said");
-        lag.add();
+        let ticket = lag.add();
         tokio::time::sleep(Duration::from_millis(600)).await;
-        lag.remove();
+        lag.remove(ticket);
         tokio::time::sleep(Duration::from_millis(10)).await;
         let said: Vec<u64> = std::iter::from_fn(|| received.try_recv().ok())
             .map(|m| {

@@ -207,6 +207,76 @@ async fn a_session_that_stays_behind_holds_back_once_for_the_budget() {
     drop(handle);
 }
 
+/// A session whose client reads slower than its topic goes, but reads
+/// everything it was sent whenever commits are held, falls behind and
+/// catches up over and over, each time within the process's budget. It
+/// holds commits back for its own budget, then for a small share of the
+/// time: it used to set the pace of every publisher of the process. Here
+/// another topic's publishes were held for 7.85 s of 8 before, 2.95 s now.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_catches_up_only_when_held_spends_its_own_budget() {
+    use std::sync::Arc;
+    use std::time::Instant;
+    use tidings_gateway::hub::{Outbound, SessionHandle};
+    let app = spawn(GatewayConfig::default()).await;
+    let (alice, _) = app.user("alice").await;
+    let (slow_topic, other) = (
+        app.topic(&alice, "slow", false).await,
+        app.topic(&alice, "other", false).await,
+    );
+    let (queue, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let handle = SessionHandle::new(queue, 8, Arc::clone(app.core.fan_out_lag()));
+    let key = domain::events::Key::Channel(slow_topic.id);
+    app.hub.watch(key, app.hub.next_session_id(), &handle).await;
+    // The client: every 200 ms, everything it was sent.
+    let backlog = Arc::clone(&handle.backlog);
+    let client = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut events = 0;
+            while let Ok(out) = receiver.try_recv() {
+                if let Outbound::Events(run) = out {
+                    events += run.len();
+                }
+            }
+            backlog.handled(events);
+        }
+    });
+    // Its topic's publisher, as fast as its commits go.
+    let feeder = tokio::spawn({
+        let (core, alice) = (Arc::clone(&app.core), alice.clone());
+        async move {
+            loop {
+                let _ = core.publish_topic(&alice, &slow_topic, "x").await;
+            }
+        }
+    });
+    let run = Duration::from_secs(8);
+    let started = Instant::now();
+    let mut held = Duration::ZERO;
+    while started.elapsed() < run {
+        let publish = Instant::now();
+        app.core.publish_topic(&alice, &other, "y").await.unwrap();
+        let took = publish.elapsed();
+        // A commit held back waits for the client's next read.
+        if took >= Duration::from_millis(50) {
+            held += took;
+        }
+    }
+    feeder.abort();
+    client.abort();
+    let budget = domain::fan_out_lag::HOLD_BUDGET;
+    assert!(
+        held >= budget / 2,
+        "the session held for its budget: {held:?}"
+    );
+    assert!(
+        held < budget * 2,
+        "then for a small share of the time, not the whole run: {held:?} of {run:?}"
+    );
+    drop(handle);
+}
+
 /// A session of the test's own in the real hub, watching `topic`, with a
 /// queue of 8 and five of alice's messages queued and not handled: far
 /// behind, on a socket that (as far as the hub knows) takes what it is
