@@ -286,8 +286,8 @@ impl FanOutLag {
 /// it takes part in, its share when others are behind with it, and one
 /// that has spent [`SESSION_HOLD_BUDGET`] is no longer counted: it waits
 /// for its client like any slow consumer, and is closed with 4008 if it
-/// falls past its limit. It regains its budget at one second in
-/// [`SESSION_REFILL`]. When the process itself cannot keep up, thousands
+/// falls past its limit. It regains its budget at one second in ten
+/// (`SESSION_REFILL`). When the process itself cannot keep up, thousands
 /// of sessions fall behind together and each pays a sliver, so holding
 /// still paces publishers then.
 #[derive(Debug)]
