@@ -27,13 +27,13 @@
 //! others, until every session has caught up (or been closed as a slow
 //! consumer); then the budget starts afresh.
 //!
-//! Nor one session for much of the time: each pays for the holding it
-//! takes part in, split with the others behind with it, out of a budget
-//! it regains slowly (see [`HoldAllowance`]). A client that reads slower
-//! than its topic goes, but catches up whenever publishers are held, is
-//! behind a moment at a time, within the process's budget every time; it
-//! set the pace of every publisher of the process until its own budget
-//! ran out.
+//! Nor one user's sessions for much of the time: each session pays for
+//! the holding it takes part in, split with the others behind with it,
+//! out of its user's allowance, regained slowly (see [`HoldAllowance`]).
+//! A client that reads slower than its topic goes, but catches up
+//! whenever publishers are held, is behind a moment at a time, within the
+//! process's budget every time; it set the pace of every publisher of the
+//! process until its allowance ran out.
 //!
 //! Processes that share topics over a bus also hold for each other: a
 //! gateway whose sessions fall behind says so on the bus (see
@@ -56,14 +56,14 @@ use tokio::time::Instant;
 /// one falls behind until none is.
 pub const HOLD_BUDGET: Duration = Duration::from_secs(2);
 
-/// How much holding one session may cost in all before it is no longer
+/// How much holding one user's sessions may cost before none of them is
 /// counted (see [`HoldAllowance`]).
-pub const SESSION_HOLD_BUDGET: Duration = HOLD_BUDGET;
+pub const USER_HOLD_BUDGET: Duration = HOLD_BUDGET;
 
-/// A session regains its [`SESSION_HOLD_BUDGET`] at one second in this
-/// many: one session alone can hold publishers back for about this share
-/// of the time, in the long run.
-const SESSION_REFILL: u32 = 10;
+/// A user regains its [`USER_HOLD_BUDGET`] at one second in this many: one
+/// user's sessions alone can hold publishers back for about this share of
+/// the time, in the long run.
+const REFILL: u32 = 10;
 
 #[derive(Debug, Default)]
 pub struct FanOutLag {
@@ -275,26 +275,28 @@ impl FanOutLag {
     }
 }
 
-/// One session's part in holding: whether it is counted now, and what
-/// its holding has cost lately.
+/// What holding publishers back has cost one user's sessions lately, and
+/// whether they may hold again.
 ///
 /// A session that falls behind whenever its topic's publishers run, and
 /// catches up whenever they are held (its client reads slower than the
 /// topic goes, but reads), is behind for a moment at a time, each time
 /// well within [`HOLD_BUDGET`]: counted every time, it set the pace of
 /// every publisher of the process. So each session pays for the holding
-/// it takes part in, its share when others are behind with it, and one
-/// that has spent [`SESSION_HOLD_BUDGET`] is no longer counted: it waits
-/// for its client like any slow consumer, and is closed with 4008 if it
-/// falls past its limit. It regains its budget at one second in ten
-/// (`SESSION_REFILL`). When the process itself cannot keep up, thousands
-/// of sessions fall behind together and each pays a sliver, so holding
-/// still paces publishers then.
+/// it takes part in (its [`Ticket`]'s cost, its share when others are
+/// behind with it) out of its user's allowance, and once the user's
+/// sessions have spent [`USER_HOLD_BUDGET`] none is counted: they wait for
+/// their clients like any slow consumer, and are closed with 4008 if they
+/// fall past their limit. The allowance is regained at one second in ten
+/// (`REFILL`). It is the user's, not the socket's, so neither many
+/// sockets nor reconnecting after a 4008 buys more of it. When the
+/// process itself cannot keep up, thousands of sessions fall behind
+/// together and each pays a sliver, so holding still paces publishers
+/// then.
 #[derive(Debug)]
 pub struct HoldAllowance {
-    counted: Option<Ticket>,
     /// Holding paid for and not yet regained; past the budget after a
-    /// long hold, repaid before the session is counted again.
+    /// long hold, repaid before the user's sessions are counted again.
     spent: Duration,
     /// When `spent` was last brought up to date.
     at: Instant,
@@ -303,7 +305,6 @@ pub struct HoldAllowance {
 impl Default for HoldAllowance {
     fn default() -> Self {
         Self {
-            counted: None,
             spent: Duration::ZERO,
             at: Instant::now(),
         }
@@ -311,30 +312,26 @@ impl Default for HoldAllowance {
 }
 
 impl HoldAllowance {
-    /// Counts the session as far behind in `lag`, unless its budget is
-    /// spent; whether it is counted.
-    pub fn count(&mut self, lag: &FanOutLag) -> bool {
-        if self.counted.is_none() {
-            self.regain(Instant::now());
-            if self.spent >= SESSION_HOLD_BUDGET {
-                return false;
-            }
-            self.counted = Some(lag.add());
-        }
-        true
+    /// Whether the user's sessions may be counted as far behind now.
+    pub fn may_hold(&mut self) -> bool {
+        self.regain(Instant::now());
+        self.spent < USER_HOLD_BUDGET
     }
 
-    /// No longer counted in `lag`; pays for the holding it took part in.
-    pub fn uncount(&mut self, lag: &FanOutLag) {
-        if let Some(ticket) = self.counted.take() {
-            let cost = lag.remove(ticket);
-            self.regain(Instant::now());
-            self.spent += cost;
-        }
+    /// Pays for holding that cost `cost` (see [`FanOutLag::remove`]).
+    pub fn pay(&mut self, cost: Duration) {
+        self.regain(Instant::now());
+        self.spent += cost;
+    }
+
+    /// Everything paid has been regained: nothing left to remember.
+    pub fn settled(&mut self) -> bool {
+        self.regain(Instant::now());
+        self.spent.is_zero()
     }
 
     fn regain(&mut self, now: Instant) {
-        let regained = now.saturating_duration_since(self.at) / SESSION_REFILL;
+        let regained = now.saturating_duration_since(self.at) / REFILL;
         self.spent = self.spent.saturating_sub(regained);
         self.at = now;
     }
@@ -518,8 +515,8 @@ mod tests {
     }
 
     /// A session behind a moment at a time, each time caught up within the
-    /// process's budget, is counted until it has paid for its own budget;
-    /// then only as often as it regains it.
+    /// process's budget, is counted until its user has paid for the
+    /// allowance; then only as often as it is regained.
     #[tokio::test(start_paused = true)]
     async fn a_session_that_keeps_falling_behind_runs_out_of_holding() {
         let lag = FanOutLag::default();
@@ -528,21 +525,25 @@ mod tests {
         let run = Duration::from_secs(60);
         let started = Instant::now();
         while started.elapsed() < run {
-            if allowance.count(&lag) {
+            if allowance.may_hold() {
+                let ticket = lag.add();
                 tokio::time::sleep(Duration::from_millis(150)).await;
-                allowance.uncount(&lag);
+                allowance.pay(lag.remove(ticket));
                 counted_for += Duration::from_millis(150);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // The budget, and a tenth of the time regained (and one stretch
         // begun with a little left).
-        let most = SESSION_HOLD_BUDGET + run / SESSION_REFILL;
+        let most = USER_HOLD_BUDGET + run / REFILL;
         assert!(
             counted_for <= most + Duration::from_millis(150) && counted_for >= most / 2,
             "counted for {counted_for:?} of {run:?}"
         );
         assert_eq!(lag.lagging(), 0);
+        assert!(!allowance.settled());
+        tokio::time::sleep(USER_HOLD_BUDGET * REFILL * 2).await;
+        assert!(allowance.settled(), "regained in time");
     }
 
     /// Many sessions behind together each pay a sliver: a process that
@@ -550,15 +551,16 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn sessions_behind_together_keep_holding() {
         let lag = FanOutLag::default();
-        let mut sessions: Vec<HoldAllowance> =
-            (0..1000).map(|_| HoldAllowance::default()).collect();
+        let mut users: Vec<HoldAllowance> = (0..1000).map(|_| HoldAllowance::default()).collect();
         for _ in 0..100 {
-            for allowance in &mut sessions {
-                assert!(allowance.count(&lag), "still within its budget");
+            let mut tickets = vec![];
+            for allowance in &mut users {
+                assert!(allowance.may_hold(), "still within its budget");
+                tickets.push(lag.add());
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
-            for allowance in &mut sessions {
-                allowance.uncount(&lag);
+            for (allowance, ticket) in users.iter_mut().zip(tickets) {
+                allowance.pay(lag.remove(ticket));
             }
         }
         assert_eq!(lag.lagging(), 0);

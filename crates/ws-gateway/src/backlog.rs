@@ -7,13 +7,13 @@
 //! it is counted in the process's [`FanOutLag`], which holds commits back
 //! until it has handled all but a quarter. A session waiting for its peer
 //! to read is not counted: that peer is slow, not the process. Nor is one
-//! that has spent its own allowance of holding (see [`HoldAllowance`]),
-//! until it has caught up and its allowance allows again.
+//! whose user has spent its allowance of holding (see [`HoldAllowance`]),
+//! until it has caught up and the allowance allows again.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use domain::fan_out_lag::{FanOutLag, HoldAllowance};
+use domain::fan_out_lag::{FanOutLag, HoldAllowance, Ticket};
 
 #[derive(Debug)]
 pub struct Backlog {
@@ -24,13 +24,17 @@ pub struct Backlog {
     limit: usize,
     /// The session waits for its peer to read.
     stalled: AtomicBool,
-    /// Counted in `lag`: `allowance`'s state, read without its lock.
+    /// Counted in `lag`: `ticket`'s state, read without its lock.
     counted: AtomicBool,
     /// Refused by `allowance` since the session last caught up: not asked
     /// again at every event while it stays behind.
     refused: AtomicBool,
-    /// Taken only to count or uncount the session.
-    allowance: Mutex<HoldAllowance>,
+    /// The session's place in `lag` while counted; taken only to count or
+    /// uncount it.
+    ticket: Mutex<Option<Ticket>>,
+    /// The user's, shared with its other sessions here (see
+    /// `hold_accounts.rs`); the session's own until it is billed to one.
+    allowance: OnceLock<Arc<Mutex<HoldAllowance>>>,
     lag: Arc<FanOutLag>,
 }
 
@@ -42,7 +46,8 @@ impl Backlog {
             stalled: AtomicBool::new(false),
             counted: AtomicBool::new(false),
             refused: AtomicBool::new(false),
-            allowance: Mutex::new(HoldAllowance::default()),
+            ticket: Mutex::new(None),
+            allowance: OnceLock::new(),
             lag,
         }
     }
@@ -100,13 +105,23 @@ impl Backlog {
         self.events.load(Ordering::Relaxed)
     }
 
+    /// The session's holding is paid for from `allowance` (its user's)
+    /// from now on; a session billed already stays with its first.
+    pub fn bill_to(&self, allowance: Arc<Mutex<HoldAllowance>>) {
+        let _ = self.allowance.set(allowance);
+    }
+
     fn count(&self) {
         // Read first: while behind, every event queued comes here.
         if self.counted.load(Ordering::Acquire) || self.refused.load(Ordering::Relaxed) {
             return;
         }
-        let mut allowance = self.allowance();
-        if allowance.count(&self.lag) {
+        let mut ticket = lock(&self.ticket);
+        if ticket.is_some() {
+            return;
+        }
+        if lock(self.allowance()).may_hold() {
+            *ticket = Some(self.lag.add());
             self.counted.store(true, Ordering::Release);
         } else {
             self.refused.store(true, Ordering::Relaxed);
@@ -116,15 +131,22 @@ impl Backlog {
     fn uncount(&self) {
         // Read first: the usual case changes nothing and writes nothing.
         if self.counted.load(Ordering::Acquire) {
-            let mut allowance = self.allowance();
-            allowance.uncount(&self.lag);
+            let mut ticket = lock(&self.ticket);
+            if let Some(ticket) = ticket.take() {
+                let cost = self.lag.remove(ticket);
+                lock(self.allowance()).pay(cost);
+            }
             self.counted.store(false, Ordering::Release);
         }
     }
 
-    fn allowance(&self) -> std::sync::MutexGuard<'_, HoldAllowance> {
-        self.allowance.lock().unwrap_or_else(|e| e.into_inner())
+    fn allowance(&self) -> &Mutex<HoldAllowance> {
+        self.allowance.get_or_init(Arc::default)
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for Backlog {
@@ -208,7 +230,7 @@ mod tests {
         let (lag, backlog) = backlog();
         assert!(backlog.offer(60));
         assert_eq!(lag.lagging(), 1);
-        tokio::time::sleep(domain::fan_out_lag::SESSION_HOLD_BUDGET).await;
+        tokio::time::sleep(domain::fan_out_lag::USER_HOLD_BUDGET).await;
         backlog.handled(60);
         assert_eq!(lag.lagging(), 0);
         assert!(backlog.offer(60));
@@ -219,5 +241,26 @@ mod tests {
         backlog.handled(61);
         assert!(backlog.offer(60));
         assert_eq!(lag.lagging(), 1, "caught up, and regained");
+    }
+
+    /// Sessions billed to one allowance (one user's) share it: once one
+    /// has spent it, another is not counted either, however new.
+    #[tokio::test(start_paused = true)]
+    async fn sessions_of_one_user_share_its_allowance() {
+        let lag = Arc::new(FanOutLag::default());
+        let allowance = Arc::new(Mutex::new(HoldAllowance::default()));
+        let first = Backlog::new(100, Arc::clone(&lag));
+        first.bill_to(Arc::clone(&allowance));
+        assert!(first.offer(60));
+        tokio::time::sleep(domain::fan_out_lag::USER_HOLD_BUDGET).await;
+        drop(first);
+        let again = Backlog::new(100, Arc::clone(&lag));
+        again.bill_to(Arc::clone(&allowance));
+        assert!(again.offer(60));
+        assert_eq!(lag.lagging(), 0, "a new socket of the same user");
+        let other = Backlog::new(100, Arc::clone(&lag));
+        other.bill_to(Arc::new(Mutex::new(HoldAllowance::default())));
+        assert!(other.offer(60));
+        assert_eq!(lag.lagging(), 1, "another user has an allowance of its own");
     }
 }

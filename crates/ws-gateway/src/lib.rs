@@ -14,6 +14,7 @@ pub mod config;
 pub mod cursors;
 pub mod error;
 pub mod hold;
+pub mod hold_accounts;
 pub mod http1;
 pub mod hub;
 pub mod key_gates;
@@ -43,6 +44,7 @@ pub use http1::serve_router;
 pub use config::{GatewayArgs, GatewayConfig};
 
 use crate::cursors::CursorBook;
+use crate::hold_accounts::HoldAccounts;
 use crate::hub::Hub;
 use crate::metrics::GatewayMetrics;
 use crate::user_sockets::UserSockets;
@@ -62,6 +64,8 @@ pub struct GatewayState {
     pub sessions: TaskTracker,
     /// Open sockets per user, against `max_sockets_per_user`.
     pub user_sockets: Arc<UserSockets>,
+    /// Each user's allowance of holding publishers back.
+    pub hold_accounts: Arc<HoldAccounts>,
 }
 
 impl GatewayState {
@@ -92,6 +96,7 @@ impl GatewayState {
             cursors,
             shutdown,
             sessions: TaskTracker::new(),
+            hold_accounts: Arc::default(),
         })
     }
 }

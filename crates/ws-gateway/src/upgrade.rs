@@ -209,6 +209,7 @@ async fn authenticate(
     let named = match bearer.user_id() {
         Some(user_id) => {
             let taken = seat(state, user_id)?;
+            registration.bill_holds_to(state, user_id);
             registration.watch_user(state, user_id).await;
             Some(taken)
         }
@@ -217,7 +218,10 @@ async fn authenticate(
     let (authenticated, snapshot) = state.core.open_socket(bearer).await.map_err(refusal)?;
     let seat = match named {
         Some(taken) => taken,
-        None => seat(state, authenticated.actor.id)?,
+        None => {
+            registration.bill_holds_to(state, authenticated.actor.id);
+            seat(state, authenticated.actor.id)?
+        }
     };
     Ok(Admitted {
         authenticated,

@@ -36,6 +36,12 @@ impl Registration {
         }
     }
 
+    /// The session's holding of publishers is paid for from `user_id`'s
+    /// allowance (see `hold_accounts.rs`).
+    pub fn bill_holds_to(&self, state: &GatewayState, user_id: i64) {
+        self.handle.backlog.bill_to(state.hold_accounts.of(user_id));
+    }
+
     /// Routes `user_id`'s events here from now on. The guard is armed
     /// before the watch starts, so a handshake dropped halfway through it
     /// still lets go.

@@ -41,6 +41,7 @@ pub struct TestGateway {
     pub keys: Arc<JwtKeys>,
     pub core: Arc<Core>,
     pub hub: Arc<tidings_gateway::hub::Hub>,
+    pub hold_accounts: Arc<tidings_gateway::hold_accounts::HoldAccounts>,
     pub shutdown: Shutdown,
 }
 
@@ -66,7 +67,7 @@ impl TestGateway {
         let shutdown = Shutdown::new();
         let state =
             GatewayState::start(core.clone(), keys.clone(), config, shutdown.clone()).unwrap();
-        let hub = state.hub.clone();
+        let (hub, hold_accounts) = (state.hub.clone(), state.hold_accounts.clone());
         let ws_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let ws = format!("ws://{}", ws_listener.local_addr().unwrap());
         tokio::spawn(tidings_gateway::serve(ws_listener, state));
@@ -90,6 +91,7 @@ impl TestGateway {
             keys,
             core,
             hub,
+            hold_accounts,
             shutdown,
         })
     }

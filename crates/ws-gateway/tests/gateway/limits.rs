@@ -277,6 +277,36 @@ async fn a_session_that_catches_up_only_when_held_spends_its_own_budget() {
     drop(handle);
 }
 
+/// A user's sockets, opened with a token or an API key, pay for holding
+/// publishers back from one allowance: neither more sockets nor
+/// reconnecting after a 4008 buys a fresh one.
+#[tokio::test]
+async fn a_users_sockets_share_one_allowance_of_holding() {
+    use std::sync::Arc;
+    let app = spawn(GatewayConfig::default()).await;
+    let (alice, token) = app.user("alice").await;
+    let (bob, bobs) = app.user("bob").await;
+    let (status, created) = app
+        .rest(
+            reqwest::Method::POST,
+            "/api/keys/",
+            &token,
+            json!({"name":"bot"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+    let _sockets = (
+        app.connect(&token).await,
+        app.connect(&key).await,
+        app.connect(&bobs).await,
+    );
+    // The accounts' own, this look's, and one per session: alice's two,
+    // bob's one.
+    assert_eq!(Arc::strong_count(&app.hold_accounts.of(alice.id)), 4);
+    assert_eq!(Arc::strong_count(&app.hold_accounts.of(bob.id)), 3);
+}
+
 /// A session of the test's own in the real hub, watching `topic`, with a
 /// queue of 8 and five of alice's messages queued and not handled: far
 /// behind, on a socket that (as far as the hub knows) takes what it is
