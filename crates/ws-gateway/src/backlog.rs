@@ -125,6 +125,8 @@ impl Backlog {
             self.counted.store(true, Ordering::Release);
         } else {
             self.refused.store(true, Ordering::Relaxed);
+            // Once per time behind, not per event.
+            metrics::counter!("ws_hold_allowance_spent_total").increment(1);
         }
     }
 

@@ -31,6 +31,13 @@ pub fn describe() {
         "Sockets closed with 4008 because the client fell too far behind."
     );
     describe_counter!(
+        "ws_hold_allowance_spent_total",
+        "Times a session fell far behind and held no publisher back, its user having spent its allowance of holding (a client slower than its topics)."
+    );
+    // Counted where sessions keep their queues, rarely: registered here,
+    // so the family is scraped at 0 before the first.
+    counter!("ws_hold_allowance_spent_total").increment(0);
+    describe_counter!(
         "ws_resyncs_total",
         "Times the hub told every session to read what it missed from the store."
     );

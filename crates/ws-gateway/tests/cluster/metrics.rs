@@ -169,6 +169,7 @@ async fn both_processes_describe_and_count_what_operators_watch() {
     gateway.assert_moved("gateway", "tidings_bus_received_total", "", 5.0);
     for family in [
         "ws_slow_consumer_closes_total",
+        "ws_hold_allowance_spent_total",
         "ws_resyncs_total",
         "tidings_bus_reconnects_total",
     ] {
